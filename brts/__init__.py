@@ -1,0 +1,3 @@
+"""brts: on-policy distillation with Best-of-N teacher rollout selection."""
+
+__version__ = "0.1.0"

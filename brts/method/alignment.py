@@ -1,0 +1,79 @@
+"""Alignment scores of candidate teacher trajectories: higher means closer to the student (METHOD.md section 2).
+
+Top-K caveat: a top-K membership score means something only when K is small against the vocabulary. With a
+32-symbol character vocabulary a top-16 holds half of it and every candidate scores about 1, so the
+synthetic task needs K of 2-4 (or `logprob`).
+
+A token counts as in the top-K when its log-prob is at least the K-th largest value, so tokens tied at the
+boundary all count and the score does not depend on how `torch.topk` breaks ties.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _in_topk(logp: Tensor, tokens: Tensor, top_k: int) -> Tensor:
+    """Whether `tokens[..., T]` lies in the top-K of `logp[..., T, V]` at its position, `[..., T]` bool."""
+    kth = logp.topk(min(top_k, logp.shape[-1]), dim=-1).values[..., -1]
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) >= kth
+
+
+def _fraction(hits: Tensor, mask: Tensor) -> Tensor:
+    """Fraction of masked positions that are hits, along the last axis; 0 for an empty mask."""
+    return (hits & mask).sum(dim=-1).float() / mask.sum(dim=-1).clamp(min=1).float()
+
+
+def teacher_forced_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor, top_k: int) -> Tensor:
+    """`teacher_forced`: per candidate, the fraction of its tokens in the student's own top-K at that position.
+
+    `student_logp[C, T, V]` comes from running the student on `(x, z_c)`; `tokens[C, T]` are the candidates'
+    tokens and `mask[C, T]` marks the real ones. Returns `[C]` in [0, 1]; an empty candidate scores 0.
+    """
+    index = tokens.masked_fill(~mask, 0)
+    return _fraction(_in_topk(student_logp.detach(), index, top_k), mask)
+
+
+def logprob_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+    """`logprob`: per candidate, the mean student log-prob of its tokens, `[C]`; an empty candidate scores -inf."""
+    dtype = torch.promote_types(student_logp.dtype, torch.float32)
+    index = tokens.masked_fill(~mask, 0).unsqueeze(-1)
+    token_logp = student_logp.detach().gather(-1, index).squeeze(-1).to(dtype)
+    count = mask.sum(dim=-1)
+    mean = token_logp.masked_fill(~mask, 0.0).sum(dim=-1) / count.clamp(min=1).to(dtype)
+    return torch.where(count > 0, mean, torch.full_like(mean, float("-inf")))
+
+
+def positional_alignment(
+    student_own_logp: Tensor, student_mask: Tensor, cand_tokens: Tensor, cand_mask: Tensor, top_k: int
+) -> Tensor:
+    """`positional` (as released): candidate token t against the student's top-K at position t of its own response.
+
+    `student_own_logp[S, Ts, V]` are the student's log-probs along its `S` own sampled responses
+    (`student_mask[S, Ts]`); `cand_tokens[C, T]`, `cand_mask[C, T]` are the candidates. For each candidate
+    and student response, the score is the fraction of the candidate's positions whose token is in the
+    student's top-K at the same position; positions past the end of the student response are misses, which
+    penalises candidates longer than the student's response. Returns `[C]`, the mean over the S responses.
+    """
+    num_students, student_len = student_mask.shape
+    num_cands, cand_len = cand_mask.shape
+    length = min(student_len, cand_len)
+    logp = student_own_logp.detach()[:, :length]  # [S, L, V]
+    index = cand_tokens[:, :length].masked_fill(~cand_mask[:, :length], 0)  # [C, L]
+    kth = logp.topk(min(top_k, logp.shape[-1]), dim=-1).values[..., -1]  # [S, L]
+    cand_logp = logp.gather(-1, index.T.unsqueeze(0).expand(num_students, length, num_cands))  # [S, L, C]
+    hits = (cand_logp >= kth.unsqueeze(-1)) & student_mask[:, :length].unsqueeze(-1)  # [S, L, C]
+    hits = hits.permute(0, 2, 1) & cand_mask[:, :length].unsqueeze(0)  # [S, C, L]
+    per_pair = hits.sum(dim=-1).float() / cand_mask.sum(dim=-1).clamp(min=1).float().unsqueeze(0)  # [S, C]
+    return per_pair.mean(dim=0)
+
+
+def first_alignment(num_candidates: int) -> Tensor:
+    """`first`: −index, so the first candidate (of those eligible) wins."""
+    return -torch.arange(num_candidates, dtype=torch.float32)
+
+
+def random_alignment(num_candidates: int, generator: torch.Generator) -> Tensor:
+    """`random`: independent uniform scores from `generator`."""
+    return torch.rand(num_candidates, generator=generator)

@@ -1,0 +1,73 @@
+"""The method's typed configuration, section by section as in METHOD.md, and the named arm presets."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OPDEstimator = Literal["sampled", "topk"]
+CandidateSet = Literal["student", "teacher", "intersection", "union", "symmetric_difference"]
+WeightMode = Literal["student_p", "teacher_p", "uniform"]
+AlignmentScore = Literal["teacher_forced", "logprob", "positional", "first", "random"]
+Fallback = Literal["most_similar", "skip"]
+SelectionScope = Literal["prompt", "response"]
+AuxMode = Literal["teacher_topk", "student_p_as_released"]
+
+
+class MethodConfig(BaseModel):
+    """Everything METHOD.md sections 1-3 leave as a choice. Flat, so a spec overrides any field by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Section 1: the student-context loss L_OPD.
+    opd_estimator: OPDEstimator = "topk"
+    opd_top_k: int = Field(16, ge=1)
+    opd_candidates: CandidateSet = "student"
+    opd_weights: WeightMode = "student_p"
+
+    # Section 2: the teacher-context branch (off for plain OPD).
+    teacher_context: bool = False
+    teacher_samples: int = Field(4, ge=1, description="N, unconditioned teacher samples per prompt (Tier 1)")
+    recovery: bool = True
+    recovery_samples: int = Field(1, ge=1, description="M, hinted teacher samples per unrecovered prompt (Tier 2)")
+    alignment: AlignmentScore = "teacher_forced"
+    alignment_top_k: int | None = Field(None, ge=1, description="top-K of the alignment score; None = opd_top_k")
+    require_correct: bool = True
+    fallback: Fallback = "most_similar"
+    selection_scope: SelectionScope = "prompt"
+    teacher_temperature: float = Field(0.7, gt=0)
+    teacher_top_p: float = Field(0.95, gt=0, le=1)
+
+    # Section 3: the auxiliary teacher-context loss L_aux and its weight lambda.
+    aux_mode: AuxMode = "teacher_topk"
+    aux_top_k: int = Field(16, ge=1)
+    aux_weight: float = Field(0.05, ge=0, description="lambda in L_total = L_OPD + lambda * L_aux")
+    truncate_to_student_length: bool = False
+
+    @model_validator(mode="after")
+    def _sampled_has_no_top_k_options(self) -> MethodConfig:
+        if self.opd_estimator == "sampled" and self.opd_candidates != "student":
+            raise ValueError("opd_candidates applies to the topk estimator only; leave it 'student' with 'sampled'")
+        return self
+
+    @property
+    def effective_alignment_top_k(self) -> int:
+        return self.alignment_top_k if self.alignment_top_k is not None else self.opd_top_k
+
+
+# Section 5: the arms of the ablation, each a complete config; specs override any field.
+ARM_PRESETS: dict[str, dict[str, Any]] = {
+    "opd": {"teacher_context": False},
+    "first_rollout": {"teacher_context": True, "teacher_samples": 1, "recovery": False, "alignment": "first"},
+    "brts": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "recovery_samples": 1},
+    "brts_no_recovery": {"teacher_context": True, "teacher_samples": 4, "recovery": False},
+    "brts_no_alignment": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "alignment": "first"},
+}
+
+
+def arm_config(preset: str, overrides: dict[str, Any] | None = None) -> MethodConfig:
+    """The named preset with `overrides` applied on top (later keys win). Raises KeyError for an unknown arm."""
+    if preset not in ARM_PRESETS:
+        raise KeyError(preset)
+    return MethodConfig(**{**ARM_PRESETS[preset], **(overrides or {})})

@@ -1,0 +1,137 @@
+"""The student-context loss L_OPD, the teacher-context loss L_aux and their sum (METHOD.md sections 1 and 3).
+
+Every loss takes full-vocabulary log-probabilities `[B, T, V]` at the positions that predict the response
+tokens: `student_logp` carries the gradient, `teacher_logp` is treated as a constant. Losses are written
+in the surrogate form `sg[coefficient] * s(k)`, so their value is a bookkeeping number and their gradient
+is the estimator of METHOD.md. Everything is computed in the dtype of the inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from brts.method.config import MethodConfig
+
+
+def token_mean(per_token: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `per_token[B, T]` over the positions where `mask[B, T]` is True; 0 (still in the graph) if none."""
+    total = per_token.masked_fill(~mask, 0.0).sum()
+    return total / mask.sum().clamp(min=1).to(per_token.dtype)
+
+
+def topk_mask(logp: Tensor, k: int) -> Tensor:
+    """Boolean mask `[..., V]` of the `k` largest entries of `logp` along the last axis (all of them if k >= V)."""
+    k = min(k, logp.shape[-1])
+    indices = logp.topk(k, dim=-1).indices
+    return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, indices, True)
+
+
+def renormalised(logp: Tensor, candidates: Tensor) -> Tensor:
+    """`exp(logp)` renormalised over the candidate set, 0 outside it and everywhere for an empty set. No grad."""
+    logp = logp.detach()
+    log_norm = logp.masked_fill(~candidates, float("-inf")).logsumexp(dim=-1, keepdim=True)
+    log_norm = torch.where(torch.isfinite(log_norm), log_norm, torch.zeros_like(log_norm))
+    return torch.where(candidates, (logp - log_norm).exp(), torch.zeros_like(logp))
+
+
+def _check_shapes(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor) -> None:
+    if student_logp.shape != teacher_logp.shape:
+        raise ValueError(f"student and teacher log-probs differ in shape: {student_logp.shape} vs {teacher_logp.shape}")
+    if student_logp.dim() != 3 or mask.shape != student_logp.shape[:2]:
+        raise ValueError(f"expected log-probs [B, T, V] and mask [B, T], got {student_logp.shape} and {mask.shape}")
+
+
+def opd_candidates(student_logp: Tensor, teacher_logp: Tensor, cfg: MethodConfig) -> Tensor:
+    """The candidate set C_t of the `topk` estimator as a boolean mask `[B, T, V]` (section 1)."""
+    if cfg.opd_candidates == "student":
+        return topk_mask(student_logp.detach(), cfg.opd_top_k)
+    if cfg.opd_candidates == "teacher":
+        return topk_mask(teacher_logp.detach(), cfg.opd_top_k)
+    student = topk_mask(student_logp.detach(), cfg.opd_top_k)
+    teacher = topk_mask(teacher_logp.detach(), cfg.opd_top_k)
+    if cfg.opd_candidates == "intersection":
+        return student & teacher
+    if cfg.opd_candidates == "union":
+        return student | teacher
+    return student ^ teacher
+
+
+def opd_weights(student_logp: Tensor, teacher_logp: Tensor, candidates: Tensor, cfg: MethodConfig) -> Tensor:
+    """The stop-gradient weights w over C_t, `[B, T, V]`, zero outside C_t.
+
+    For `symmetric_difference` the weights are raw, as in the authors' code: exp(s), exp(τ) or 1; for every
+    other candidate set they are renormalised over C_t (`uniform` = 1/|C_t|).
+    """
+    s, tau = student_logp.detach(), teacher_logp.detach()
+    raw = cfg.opd_candidates == "symmetric_difference"
+    zero = torch.zeros_like(s)
+    if cfg.opd_weights == "student_p":
+        return torch.where(candidates, s.exp(), zero) if raw else renormalised(s, candidates)
+    if cfg.opd_weights == "teacher_p":
+        return torch.where(candidates, tau.exp(), zero) if raw else renormalised(tau, candidates)
+    ones = candidates.to(s.dtype)
+    return ones if raw else ones / candidates.sum(dim=-1, keepdim=True).clamp(min=1).to(s.dtype)
+
+
+def _surrogate(coefficient: Tensor, student_logp: Tensor, candidates: Tensor) -> Tensor:
+    """Σ_{k∈C_t} sg[coefficient_k] · s(k), `[B, T]`; non-candidates are filled so -inf log-probs cannot give NaN."""
+    coefficient = torch.where(candidates, coefficient.detach(), torch.zeros_like(coefficient))
+    return (coefficient * student_logp.masked_fill(~candidates, 0.0)).sum(dim=-1)
+
+
+def opd_loss(student_logp: Tensor, teacher_logp: Tensor, tokens: Tensor, mask: Tensor, cfg: MethodConfig) -> Tensor:
+    """L_OPD: token-mean over `mask` of the per-token reverse-KL surrogate ℓ_t (section 1).
+
+    `sampled`: ℓ_t = sg[s(y_t) − τ(y_t)] · s(y_t), with `tokens[B, T]` the sampled response tokens.
+    `topk`: ℓ_t = Σ_{k∈C_t} sg[w_k (s(k) − τ(k))] · s(k), C_t and w per `cfg.opd_candidates` and
+    `cfg.opd_weights`. A position with an empty candidate set (possible for `intersection`) contributes 0
+    but still counts in the mean.
+    """
+    _check_shapes(student_logp, teacher_logp, mask)
+    teacher_logp = teacher_logp.detach()
+    if cfg.opd_estimator == "sampled":
+        index = tokens.masked_fill(~mask, 0).unsqueeze(-1)  # padding may hold any id
+        s_y = student_logp.gather(-1, index).squeeze(-1)
+        tau_y = teacher_logp.gather(-1, index).squeeze(-1)
+        return token_mean((s_y - tau_y).detach() * s_y, mask)
+    candidates = opd_candidates(student_logp, teacher_logp, cfg)
+    weights = opd_weights(student_logp, teacher_logp, candidates, cfg)
+    coefficient = weights * (student_logp.detach() - teacher_logp)
+    return token_mean(_surrogate(coefficient, student_logp, candidates), mask)
+
+
+def teacher_context_loss(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor, cfg: MethodConfig) -> Tensor:
+    """L_aux: token-mean over `mask` (the selected teacher trajectories) of ℓᵃᵘˣ_t (section 3).
+
+    `teacher_topk`: ℓᵃᵘˣ_t = Σ_{k∈topK_T(t)} sg[p̃_T(k)] · (τ(k) − s(k)), p̃_T the teacher renormalised over
+    its top-`aux_top_k`: forward KL on the teacher's top-K, whose gradient −Σ p̃_T(k) ∇s(k) pulls the
+    student toward the teacher.
+
+    `student_p_as_released`: candidates are the student's top-`aux_top_k` and the weights w are the student
+    renormalised over them, ℓᵃᵘˣ_t = Σ_k sg[w_k] · (τ(k) − s(k)). Since τ is a constant and w is stopped, the
+    gradient is −Σ_k w_k ∇s(k): it depends on the student alone, so the teacher changes only the logged
+    value and no teacher knowledge reaches the student. Kept only to reproduce the released code.
+    """
+    _check_shapes(student_logp, teacher_logp, mask)
+    teacher_logp = teacher_logp.detach()
+    if cfg.aux_mode == "teacher_topk":
+        candidates = topk_mask(teacher_logp, cfg.aux_top_k)
+        weights = renormalised(teacher_logp, candidates)
+    else:
+        candidates = topk_mask(student_logp.detach(), cfg.aux_top_k)
+        weights = renormalised(student_logp, candidates)
+    tau_part = torch.where(candidates, weights * teacher_logp, torch.zeros_like(weights)).sum(dim=-1)
+    return token_mean(tau_part - _surrogate(weights, student_logp, candidates), mask)
+
+
+def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:
+    """L_total = L_OPD + λ · L_aux; `aux` is None when the branch is off or every prompt was skipped."""
+    return opd if aux is None else opd + cfg.aux_weight * aux
+
+
+@torch.no_grad()
+def mean_entropy(student_logp: Tensor, mask: Tensor) -> Tensor:
+    """Token-mean over `mask` of the student's full-vocabulary entropy −Σ_v p(v) log p(v) (for `student/entropy`)."""
+    p_log_p = torch.where(torch.isfinite(student_logp), student_logp.exp() * student_logp, 0.0)
+    return token_mean(-p_log_p.sum(dim=-1), mask)

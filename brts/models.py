@@ -1,0 +1,75 @@
+"""Loading teacher and student models, and refusing a pair that does not share one vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded; the message is one line naming the path or id."""
+
+
+class IncompatibleModelsError(ValueError):
+    """Teacher and student do not share a tokenizer and vocabulary (METHOD.md, Notation)."""
+
+
+def _looks_local(path_or_id: str) -> bool:
+    # A Hugging Face id is `name` or `owner/name`; anything else (absolute, ./, ~, deeper) is a folder.
+    return (
+        path_or_id.startswith((".", "/", "~"))
+        or path_or_id.count("/") > 1
+        or Path(path_or_id).expanduser().exists()
+    )
+
+
+def load_model(
+    path_or_id: str, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local folder or a Hugging Face model id, in eval mode."""
+    if _looks_local(path_or_id):
+        folder = Path(path_or_id).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(f"no model at {folder}: expected a folder with config.json (save_pretrained output)")
+        source = str(folder)
+    else:
+        source = path_or_id
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"cannot load model {path_or_id!r}: {first_line}") from error
+    model.eval()
+    return model, tokenizer
+
+
+def _special_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[str, tuple[str | None, int | None]]:
+    names = ("bos_token", "eos_token", "pad_token", "unk_token")
+    return {name: (getattr(tokenizer, name), getattr(tokenizer, name + "_id")) for name in names}
+
+
+def check_compatible(
+    teacher_tok: PreTrainedTokenizerBase,
+    student_tok: PreTrainedTokenizerBase,
+    teacher_vocab_size: int,
+    student_vocab_size: int,
+) -> None:
+    """Raise IncompatibleModelsError unless both models score the same token ids: equal vocabulary sizes,
+    equal special tokens and the same token-to-id map."""
+    teacher_specials, student_specials = _special_tokens(teacher_tok), _special_tokens(student_tok)
+    differing = next((n for n in teacher_specials if teacher_specials[n] != student_specials[n]), None)
+    same_vocab = teacher_tok.get_vocab() == student_tok.get_vocab()
+    if teacher_vocab_size == student_vocab_size and differing is None and same_vocab:
+        return
+    if differing is not None:
+        detail = f"first differing special token: {differing} {teacher_specials[differing]} (teacher) vs "
+        detail += f"{student_specials[differing]} (student)"
+    else:
+        detail = "special tokens agree" + ("" if same_vocab else " but the token-to-id maps differ")
+    raise IncompatibleModelsError(
+        f"teacher and student must share one vocabulary: teacher vocab size {teacher_vocab_size}, "
+        f"student vocab size {student_vocab_size}; {detail}"
+    )

@@ -1,0 +1,6 @@
+"""Verifiable tasks behind one protocol."""
+
+from brts.tasks.base import Problem, Task
+from brts.tasks.synthetic import SyntheticTask
+
+__all__ = ["Problem", "SyntheticTask", "Task"]

@@ -1,0 +1,155 @@
+"""The teacher-context branch of one step: draw, grade and score teacher samples, then select by tier.
+
+This is the I/O-facing half of METHOD.md section 2; the decisions themselves are the pure functions of
+`brts.method.selection` and `brts.method.alignment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from brts.method import alignment as align
+from brts.method.config import MethodConfig
+from brts.method.selection import Candidate, Selection, needs_recovery, select
+from brts.rollout.base import Completion, Generator, SamplingSettings
+from brts.scoring import ResponseBatch, build_batch, response_logprobs
+from brts.tasks.base import Problem, Task
+
+Encode = Callable[[str], list[int]]
+
+
+@dataclass
+class BranchResult:
+    """What the step needs from the branch: the chosen trajectories and what to log about them."""
+
+    # One (prompt ids, trajectory ids) pair per selection that is not skipped.
+    aux_prompts: list[list[int]] = field(default_factory=list)
+    aux_trajectories: list[list[int]] = field(default_factory=list)
+    selections: list[Selection] = field(default_factory=list)
+    tier1_any_correct: int = 0
+    retries: int = 0
+    recovered: int = 0
+    leaks_dropped: int = 0
+    teacher_tokens: int = 0
+
+
+def _student_scores(
+    student: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Completion],
+    cfg: MethodConfig,
+    pad_id: int,
+) -> tuple[Tensor, Tensor, ResponseBatch]:
+    """Teacher-forced alignment and mean log-prob of every candidate under its unhinted prompt, one forward."""
+    batch = build_batch(prompts, [c.token_ids for c in completions], pad_id)
+    with torch.no_grad():
+        logp = response_logprobs(student, batch)
+    forced = align.teacher_forced_alignment(logp, batch.tokens, batch.mask, cfg.effective_alignment_top_k)
+    return forced, align.logprob_alignment(logp, batch.tokens, batch.mask), batch
+
+
+def run_branch(
+    *,
+    problems: Sequence[Problem],
+    prompt_ids: Sequence[list[int]],
+    student_own: Sequence[tuple[Tensor, Tensor]],
+    student: PreTrainedModel,
+    teacher_generator: Generator,
+    task: Task,
+    encode: Encode,
+    cfg: MethodConfig,
+    max_new_tokens: int,
+    seed: int,
+    pad_id: int,
+) -> BranchResult:
+    """Tiered selection for every prompt of the step (or for every student response, per `selection_scope`).
+
+    `student_own[i]` holds the student's log-probs and mask along prompt i's own sampled responses
+    ([n, R, V], [n, R]); only the `positional` alignment reads it.
+    """
+    result = BranchResult()
+    sampling = {"temperature": cfg.teacher_temperature, "top_p": cfg.teacher_top_p, "max_new_tokens": max_new_tokens}
+    tier1 = teacher_generator.generate(prompt_ids, SamplingSettings(n=cfg.teacher_samples, seed=seed, **sampling))
+    graded = [[task.grader.grade(c.text, p.answer) for c in row] for p, row in zip(problems, tier1, strict=True)]
+    result.tier1_any_correct = sum(any(row) for row in graded)
+    result.teacher_tokens += sum(len(c.token_ids) for row in tier1 for c in row)
+
+    # Tier 2 depends on correctness alone, so every hinted retry of the step is drawn in one batch.
+    retry = [i for i, row in enumerate(graded) if needs_recovery([Candidate(c, 0.0, 0.0) for c in row], cfg)]
+    hinted: dict[int, list[Completion]] = {}
+    if retry:
+        hinted_prompts = [encode(task.prompt(problems[i], hint=problems[i].answer)) for i in retry]
+        drawn = teacher_generator.generate(
+            hinted_prompts, SamplingSettings(n=cfg.recovery_samples, seed=seed + 1, **sampling)
+        )
+        hinted = dict(zip(retry, drawn, strict=True))
+        result.retries = len(retry)
+        result.teacher_tokens += sum(len(c.token_ids) for row in drawn for c in row)
+
+    # Every candidate, hinted or not, is scored under the unhinted prompt it will be trained under.
+    pool: list[tuple[int, str, int]] = []
+    for i, row in enumerate(tier1):
+        pool += [(i, "unhinted", j) for j in range(len(row))]
+        pool += [(i, "hinted", j) for j in range(len(hinted.get(i, [])))]
+
+    def completion(key: tuple[int, str, int]) -> Completion:
+        i, source, j = key
+        return (hinted[i] if source == "hinted" else tier1[i])[j]
+
+    scored = cfg.alignment in ("teacher_forced", "logprob", "positional")
+    if scored:
+        forced, logprob, cand_batch = _student_scores(
+            student, [prompt_ids[i] for i, _, _ in pool], [completion(k) for k in pool], cfg, pad_id
+        )
+    rng = torch.Generator().manual_seed(seed + 2)
+    row_of = {key: r for r, key in enumerate(pool)}
+    per_response = cfg.selection_scope == "response"
+    for i, problem in enumerate(problems):
+        own_logp, own_mask = student_own[i]
+        views = [(own_logp[j : j + 1], own_mask[j : j + 1]) for j in range(own_logp.shape[0])]
+        views = views if per_response else [(own_logp, own_mask)]
+        hinted_leaked = [task.leaks(c.text, problem.answer) for c in hinted.get(i, [])]
+        hinted_correct = [task.grader.grade(c.text, problem.answer) for c in hinted.get(i, [])]
+        result.leaks_dropped += sum(hinted_leaked)
+        recovered = False
+        for view in views:
+            def candidates(source: str, count: int, view: tuple[Tensor, Tensor] = view) -> list[Candidate]:
+                rows = [row_of[(i, source, j)] for j in range(count)]
+                if cfg.alignment == "first":
+                    scores, lps = align.first_alignment(count).tolist(), [0.0] * count
+                elif cfg.alignment == "random":
+                    scores, lps = align.random_alignment(count, rng).tolist(), [0.0] * count
+                else:
+                    lps = logprob[rows].tolist()
+                    if cfg.alignment == "teacher_forced":
+                        scores = forced[rows].tolist()
+                    elif cfg.alignment == "logprob":
+                        scores = lps
+                    else:
+                        scores = align.positional_alignment(
+                            view[0], view[1], cand_batch.tokens[rows], cand_batch.mask[rows],
+                            cfg.effective_alignment_top_k,
+                        ).tolist()
+                flags = graded[i] if source == "unhinted" else hinted_correct
+                leaks = [False] * count if source == "unhinted" else hinted_leaked
+                return [Candidate(c, a, lp, lk) for c, a, lp, lk in zip(flags, scores, lps, leaks, strict=True)]
+
+            unhinted = candidates("unhinted", len(tier1[i]))
+            hinted_cands = candidates("hinted", len(hinted[i])) if i in hinted else None
+            chosen = select(unhinted, hinted_cands, cfg)
+            result.selections.append(chosen)
+            recovered |= chosen.tier == 2
+            if chosen.tier == 0 or chosen.index is None:
+                continue
+            trajectory = list(completion((i, chosen.source or "unhinted", chosen.index)).token_ids)
+            if cfg.truncate_to_student_length:
+                trajectory = trajectory[: int(view[1].sum(-1).max())]
+            result.aux_prompts.append(list(prompt_ids[i]))
+            result.aux_trajectories.append(trajectory)
+        result.recovered += int(recovered)
+    return result

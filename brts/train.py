@@ -1,0 +1,265 @@
+"""The training loop of METHOD.md: student samples, teacher scores, teacher-context branch, losses, step, log.
+
+Every random draw is seeded from (run seed, step, purpose), so a step's samples do not depend on what came
+before it: a resumed run repeats an uninterrupted one exactly, and arms that share a seed see the same
+prompts and the same teacher samples (common random numbers for paired comparisons).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from brts import checkpoint
+from brts.grading import extract_boxed
+from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss, total_loss
+from brts.rollout.base import Completion, Generator, SamplingSettings
+from brts.rollout.hf import HFGenerator
+from brts.scoring import build_batch, response_logprobs
+from brts.spec import RunConfig
+from brts.tasks.base import Problem, Task
+from brts.teacher_context import BranchResult, run_branch
+from brts.validation import sample_accuracy
+
+StepCallback = Callable[[int, dict[str, Any]], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the run stops and records this line."""
+
+
+@dataclass
+class ModelPair:
+    student: PreTrainedModel
+    teacher: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+
+def stream_seed(seed: int, step: int, purpose: str) -> int:
+    """A 63-bit seed for one draw, independent of every other (seed, step, purpose)."""
+    digest = hashlib.sha256(f"{seed}:{step}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class MetricsLog:
+    """Append-only `metrics.jsonl`; on resume, lines past the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+class Timer:
+    """Accumulates wall time per named phase of a step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class TimedGenerator:
+    """Wraps a generator to charge its time to one phase."""
+
+    def __init__(self, inner: Generator, timer: Timer, phase: str) -> None:
+        self.inner, self.timer, self.phase = inner, timer, phase
+
+    def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[list[Completion]]:
+        with self.timer(self.phase):
+            return self.inner.generate(prompts, settings)
+
+
+def step_problems(pool: Sequence[Problem], seed: int, step: int, size: int) -> list[Problem]:
+    """The prompts of one step: consecutive slices of a per-epoch shuffle of the train pool."""
+    per_epoch = max(1, len(pool) // size)
+    epoch, offset = divmod(step - 1, per_epoch)
+    order = list(range(len(pool)))
+    random.Random(stream_seed(seed, epoch, "epoch")).shuffle(order)
+    return [pool[i] for i in order[offset * size : (offset + 1) * size]]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def selection_metrics(branch: BranchResult, num_prompts: int) -> dict[str, Any]:
+    """The `selection/*` metrics of METHOD.md section 6 for one step."""
+    sels = branch.selections
+    out: dict[str, Any] = {f"selection/frac_tier{t}": sum(s.tier == t for s in sels) / len(sels) for t in (1, 2, 3, 0)}
+    out["selection/tier1_any_correct"] = branch.tier1_any_correct / num_prompts
+    out["selection/tier2_recovered_of_retries"] = branch.recovered / branch.retries if branch.retries else None
+    for t in (1, 2, 3):
+        out[f"selection/alignment_tier{t}"] = _mean([s.alignment for s in sels if s.tier == t and s.alignment is not None])
+    out["selection/leaks_dropped"] = branch.leaks_dropped
+    return out
+
+
+class Trainer:
+    """One run's training: owns the optimiser, the generators and the metrics log of `run_dir`."""
+
+    def __init__(self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path) -> None:
+        self.cfg, self.models, self.task, self.run_dir = cfg, models, task, run_dir
+        tok = models.tokenizer
+        self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        self.student_gen = HFGenerator(models.student, tok)
+        self.teacher_gen = HFGenerator(models.teacher, tok)
+        self.optimizer = torch.optim.AdamW(
+            models.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        )
+        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        self.train_pool = task.train_problems()
+        self.counters: dict[str, float] = {"teacher/tokens_generated": 0.0, "teacher/tokens_from_pool": 0.0}
+        models.teacher.eval()
+        for p in models.teacher.parameters():
+            p.requires_grad_(False)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.models.tokenizer(text)["input_ids"])
+
+    def validate(self, step: int) -> dict[str, Any]:
+        """Accuracy at the evaluation temperature on each split's validation problems."""
+        tc, ec = self.cfg.train, self.cfg.eval
+        out: dict[str, Any] = {"step": step}
+        for split in ec.splits:
+            problems = self.task.validation_problems(split)[: tc.validation_problems]
+            settings = SamplingSettings(
+                n=tc.validation_k, temperature=ec.temperature, top_p=ec.top_p,
+                max_new_tokens=ec.max_new_tokens, seed=stream_seed(self.cfg.seed, step, f"val/{split}"),
+            )
+            acc, _ = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings, extract_boxed)
+            out[f"val/{split}"] = acc
+        return out
+
+    def run(self, on_step: StepCallback | None = None) -> list[dict[str, Any]]:
+        """Train to `train.steps`, resuming from the newest checkpoint; returns the full metrics log."""
+        tc = self.cfg.train
+        torch.set_num_threads(tc.threads)
+        ckpt_root = self.run_dir / "checkpoints"
+        start = 0
+        found = checkpoint.latest(ckpt_root)
+        if found is not None:
+            state = checkpoint.load(found, self.models.student, self.optimizer)
+            start, self.counters = state.step, dict(state.counters or self.counters)
+        self.log.truncate_after(start)
+        if start == 0:
+            self.log.write(self.validate(0))
+        for step in range(start + 1, tc.steps + 1):
+            record = self.step(step)
+            if step % tc.validate_every == 0 or step == tc.steps:
+                record.update({k: v for k, v in self.validate(step).items() if k != "step"})
+            self.log.write(record)
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                checkpoint.save(
+                    ckpt_root, self.models.student, self.optimizer, checkpoint.TrainState(step, self.counters)
+                )
+            if on_step is not None:
+                on_step(step, record)
+        return self.log.read()
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One optimiser step; returns its metrics."""
+        cfg, tc, method = self.cfg, self.cfg.train, self.cfg.method
+        student, teacher = self.models.student, self.models.teacher
+        timer = Timer()
+        problems = step_problems(self.train_pool, cfg.seed, step, tc.prompts_per_step)
+        prompt_ids = [self.encode(self.task.prompt(p)) for p in problems]
+
+        with timer("student_sample"):
+            rows = self.student_gen.generate(
+                prompt_ids,
+                SamplingSettings(
+                    n=tc.samples_per_prompt, temperature=tc.student_temperature, top_p=1.0,
+                    max_new_tokens=tc.max_new_tokens, seed=stream_seed(cfg.seed, step, "student"),
+                ),
+            )
+        n = tc.samples_per_prompt
+        batch = build_batch(
+            [ids for ids in prompt_ids for _ in range(n)], [c.token_ids for row in rows for c in row], self.pad_id
+        )
+        with timer("teacher_score"), torch.no_grad():
+            teacher_logp = response_logprobs(teacher, batch)
+        with timer("update"):
+            student_logp = response_logprobs(student, batch)
+            loss_opd = opd_loss(student_logp, teacher_logp, batch.tokens, batch.mask, method)
+        reward = [self.task.grader.grade(c.text, p.answer) for p, row in zip(problems, rows, strict=True) for c in row]
+
+        metrics: dict[str, Any] = {}
+        loss_aux = None
+        if method.teacher_context:
+            own = student_logp.detach()
+            student_own = [(own[i * n : (i + 1) * n], batch.mask[i * n : (i + 1) * n]) for i in range(len(problems))]
+            with timer("select"):
+                branch = run_branch(
+                    problems=problems, prompt_ids=prompt_ids, student_own=student_own, student=student,
+                    teacher_generator=TimedGenerator(self.teacher_gen, timer, "teacher_sample"), task=self.task,
+                    encode=self.encode, cfg=method, max_new_tokens=tc.max_new_tokens,
+                    seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id,
+                )
+            self.counters["teacher/tokens_generated"] += branch.teacher_tokens
+            metrics.update(selection_metrics(branch, len(problems)))
+            if branch.aux_trajectories:
+                aux_batch = build_batch(branch.aux_prompts, branch.aux_trajectories, self.pad_id)
+                with timer("teacher_score"), torch.no_grad():
+                    teacher_aux = response_logprobs(teacher, aux_batch)
+                with timer("update"):
+                    student_aux = response_logprobs(student, aux_batch)
+                    loss_aux = teacher_context_loss(student_aux, teacher_aux, aux_batch.mask, method)
+
+        with timer("update"):
+            loss = total_loss(loss_opd, loss_aux, method)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step}: loss/opd={loss_opd.item()}, "
+                    f"loss/aux={None if loss_aux is None else loss_aux.item()}"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
+            self.optimizer.step()
+        # The branch's time includes its teacher sampling; report selection work alone.
+        timer.seconds["select"] = timer.seconds.get("select", 0.0) - timer.seconds.get("teacher_sample", 0.0)
+
+        metrics.update({
+            "step": step,
+            "loss/opd": loss_opd.item(),
+            "loss/aux": None if loss_aux is None else loss_aux.item(),
+            "loss/total": loss.item(),
+            "grad_norm": float(grad_norm),
+            "student/entropy": mean_entropy(student_logp.detach(), batch.mask).item(),
+            "student/reward": sum(reward) / len(reward),
+            "student/response_tokens": batch.num_tokens / len(reward),
+            **self.counters,
+            **{f"time/{k}": round(v, 4) for k, v in timer.seconds.items()},
+        })
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

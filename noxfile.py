@@ -1,0 +1,54 @@
+"""Developer sessions. `nox -s tests` is what CI runs (through .ci/run)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _install(session: nox.Session) -> None:
+    # torch==2.13.0 is pinned in pyproject: pip takes the local CPU wheel instead of a CUDA build.
+    session.install("-e", ".[dev]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test session: unit and integration tests on CPU (a few minutes)."""
+    _install(session)
+    cache = os.environ.get("BRTS_CACHE") or tempfile.mkdtemp(prefix="brts-cache-")
+    session.run("pytest", "-q", *session.posargs, env={**OFFLINE, "BRTS_CACHE": cache})
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Slow end-to-end checks (marked `slow`): the full built-in model build and a real grid."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "slow", *session.posargs, env=OFFLINE)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """The default grid at reduced size, end to end through the CLI."""
+    _install(session)
+    store = tempfile.mkdtemp(prefix="brts-smoke-")
+    session.run("brts", "exp", "run", "smoke", "--store", store, *session.posargs, env=OFFLINE)
+    session.run("brts", "exp", "run", "smoke", "--store", store, env=OFFLINE)  # cached: no training
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "brts", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    _install(session)
+    session.run("mypy", "brts/method")
