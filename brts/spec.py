@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 import brts
@@ -341,7 +349,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def _parse_yaml(text: str, label: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_message(exc, label)) from None
 
@@ -497,6 +505,8 @@ _TYPE_DETAILS = {
     ("tuple_type", "list_type"): "expected a list",
     ("string_too_short",): "expected a non-empty string",
 }
+_OWN_MESSAGES = {"value_error", "assertion_error", "name", "builtin_model", "arm_type", "arm_preset",
+                 "arm_duplicate", "seed_duplicate"}
 _BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
            "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
 
@@ -525,10 +535,10 @@ def _error_detail(err: Any, model: Any) -> tuple[str, str]:
     for kinds, detail in _TYPE_DETAILS.items():
         if kind in kinds:
             return path, f"{detail}, got {got}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if not kind.startswith(("arm_", "seed_", "builtin_", "name")):
-        msg = f"{msg[:1].lower()}{msg[1:]}, got {got}"
-    return path, msg
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in _OWN_MESSAGES:  # already says what was given
+        return path, msg
+    return path, f"{msg[:1].lower()}{msg[1:]}, got {got}"
 
 
 def _arm_method_error(exc: ValidationError, index: int, arm: ArmSpec, shared: dict[str, Any]) -> tuple[str, str]:
@@ -548,6 +558,8 @@ def _arm_method_error(exc: ValidationError, index: int, arm: ArmSpec, shared: di
 
 def _validation_message(exc: ValidationError, layers: list[tuple[str, Any]]) -> str:
     errors = exc.errors()
+    # pydantic adds e.g. `arms: too short` after an item of arms fails; the item's own error is the useful one.
+    errors = [e for e in errors if not any(o["loc"][: len(e["loc"])] == e["loc"] != o["loc"] for o in errors)]
     path, detail = _error_detail(errors[0], ExperimentSpec)
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    more = f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{_source(layers, _path_keys(path))}: {path}: {detail}{more}"

@@ -37,9 +37,13 @@ def renormalised(logp: Tensor, candidates: Tensor) -> Tensor:
 
 def _check_shapes(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor) -> None:
     if student_logp.shape != teacher_logp.shape:
-        raise ValueError(f"student and teacher log-probs differ in shape: {student_logp.shape} vs {teacher_logp.shape}")
+        raise ValueError(
+            f"student and teacher log-probs differ in shape: {student_logp.shape} vs {teacher_logp.shape}"
+        )
     if student_logp.dim() != 3 or mask.shape != student_logp.shape[:2]:
-        raise ValueError(f"expected log-probs [B, T, V] and mask [B, T], got {student_logp.shape} and {mask.shape}")
+        raise ValueError(
+            f"expected log-probs [B, T, V] and mask [B, T], got {student_logp.shape} and {mask.shape}"
+        )
 
 
 def opd_candidates(student_logp: Tensor, teacher_logp: Tensor, cfg: MethodConfig) -> Tensor:
@@ -80,7 +84,9 @@ def _surrogate(coefficient: Tensor, student_logp: Tensor, candidates: Tensor) ->
     return (coefficient * student_logp.masked_fill(~candidates, 0.0)).sum(dim=-1)
 
 
-def opd_loss(student_logp: Tensor, teacher_logp: Tensor, tokens: Tensor, mask: Tensor, cfg: MethodConfig) -> Tensor:
+def opd_loss(
+    student_logp: Tensor, teacher_logp: Tensor, tokens: Tensor, mask: Tensor, cfg: MethodConfig
+) -> Tensor:
     """L_OPD: token-mean over `mask` of the per-token reverse-KL surrogate ℓ_t (section 1).
 
     `sampled`: ℓ_t = sg[s(y_t) − τ(y_t)] · s(y_t), with `tokens[B, T]` the sampled response tokens.
@@ -101,7 +107,9 @@ def opd_loss(student_logp: Tensor, teacher_logp: Tensor, tokens: Tensor, mask: T
     return token_mean(_surrogate(coefficient, student_logp, candidates), mask)
 
 
-def teacher_context_loss(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor, cfg: MethodConfig) -> Tensor:
+def teacher_context_loss(
+    student_logp: Tensor, teacher_logp: Tensor, mask: Tensor, cfg: MethodConfig
+) -> Tensor:
     """L_aux: token-mean over `mask` (the selected teacher trajectories) of ℓᵃᵘˣ_t (section 3).
 
     `teacher_topk`: ℓᵃᵘˣ_t = Σ_{k∈topK_T(t)} sg[p̃_T(k)] · (τ(k) − s(k)), p̃_T the teacher renormalised over

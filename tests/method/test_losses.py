@@ -38,7 +38,9 @@ def _top(values: list[float], k: int) -> set[int]:
     return set(sorted(range(len(values)), key=lambda v: -values[v])[:k])
 
 
-def _reference_topk(s: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, candidates: str, weights: str, k: int):
+def _reference_topk(
+    s: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, candidates: str, weights: str, k: int
+):
     """Value and d loss / d s of the topk estimator, position by position and candidate by candidate."""
     n = int(mask.sum())
     value, grad = 0.0, torch.zeros_like(s)
@@ -47,9 +49,17 @@ def _reference_topk(s: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, cand
             continue
         sv, tv = s[b, t].tolist(), tau[b, t].tolist()
         st, tt = _top(sv, k), _top(tv, k)
-        chosen = {"student": st, "teacher": tt, "intersection": st & tt, "union": st | tt,
-                  "symmetric_difference": st ^ tt}[candidates]
-        raw = {c: {"student_p": math.exp(sv[c]), "teacher_p": math.exp(tv[c]), "uniform": 1.0}[weights] for c in chosen}
+        chosen = {
+            "student": st,
+            "teacher": tt,
+            "intersection": st & tt,
+            "union": st | tt,
+            "symmetric_difference": st ^ tt,
+        }[candidates]
+        raw = {
+            c: {"student_p": math.exp(sv[c]), "teacher_p": math.exp(tv[c]), "uniform": 1.0}[weights]
+            for c in chosen
+        }
         norm = 1.0 if candidates == "symmetric_difference" else sum(raw.values())
         for c in chosen:
             coefficient = raw[c] / norm * (sv[c] - tv[c])
@@ -60,8 +70,12 @@ def _reference_topk(s: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, cand
 
 @pytest.mark.parametrize(
     ("candidates", "weights"),
-    list(itertools.product(["student", "teacher", "intersection", "union", "symmetric_difference"],
-                           ["student_p", "teacher_p", "uniform"])),
+    list(
+        itertools.product(
+            ["student", "teacher", "intersection", "union", "symmetric_difference"],
+            ["student_p", "teacher_p", "uniform"],
+        )
+    ),
 )
 def test_topk_value_and_gradient_match_loops(candidates: str, weights: str) -> None:
     cfg = MethodConfig(opd_top_k=K, opd_candidates=candidates, opd_weights=weights)
@@ -166,7 +180,9 @@ def test_empty_intersection_contributes_zero_and_no_nan() -> None:
 def test_teacher_logp_gets_no_gradient() -> None:
     s, tau = _leaf_logp(0), _teacher_logp(1).requires_grad_(True)
     cfg = MethodConfig(opd_top_k=K, opd_weights="teacher_p", aux_top_k=K)
-    loss = opd_loss(s, tau, torch.zeros(B, T, dtype=torch.long), MASK, cfg) + teacher_context_loss(s, tau, MASK, cfg)
+    loss = opd_loss(s, tau, torch.zeros(B, T, dtype=torch.long), MASK, cfg) + teacher_context_loss(
+        s, tau, MASK, cfg
+    )
     loss.backward()
     assert tau.grad is None or torch.all(tau.grad == 0)
 
@@ -212,7 +228,9 @@ def test_teacher_topk_aux_is_forward_kl_to_the_renormalised_teacher() -> None:
         expected = (kl + log_z)[MASK].mean()
         assert teacher_context_loss(s, tau, MASK, cfg).item() == pytest.approx(expected.item(), rel=1e-12)
     full = (tau.exp() * (tau - s)).sum(-1)[MASK].mean()
-    assert teacher_context_loss(s, tau, MASK, MethodConfig(aux_top_k=V)).item() == pytest.approx(full.item(), rel=1e-12)
+    assert teacher_context_loss(s, tau, MASK, MethodConfig(aux_top_k=V)).item() == pytest.approx(
+        full.item(), rel=1e-12
+    )
 
 
 def _aux_grad_wrt_logits(logits: torch.Tensor, tau: torch.Tensor, cfg: MethodConfig) -> torch.Tensor:
@@ -232,7 +250,9 @@ def test_released_aux_gradient_ignores_the_teacher_and_teacher_topk_does_not() -
     s = torch.log_softmax(logits, -1)
     assert teacher_context_loss(s, tau_a, MASK, released) != teacher_context_loss(s, tau_b, MASK, released)
     forward = MethodConfig(aux_mode="teacher_topk", aux_top_k=3)
-    assert not torch.allclose(_aux_grad_wrt_logits(logits, tau_a, forward), _aux_grad_wrt_logits(logits, tau_b, forward))
+    assert not torch.allclose(
+        _aux_grad_wrt_logits(logits, tau_a, forward), _aux_grad_wrt_logits(logits, tau_b, forward)
+    )
 
 
 def test_one_sgd_step_on_teacher_topk_aux_moves_the_student_toward_the_teacher() -> None:

@@ -1,0 +1,315 @@
+"""The embedded default models: a tiny teacher and student trained here, on the synthetic task, in minutes.
+
+The teacher knows every chain length but, on long chains without a key, often takes a shortcut (it boxes a
+random digit after about half the steps), so its own samples are right only part of the time and choosing
+among N of them matters; with the key in the prompt it always works the chain out (Tier 2 recovers), and a
+few of its hinted answers repeat the key (the leak filter has something to drop). The student has the same
+architecture but only ever saw short chains, so it is near chance on long ones and has room to learn them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from brts.rollout.base import SamplingSettings
+from brts.rollout.hf import HFGenerator
+from brts.tasks.synthetic import (
+    MAX_OPS,
+    BuildingSampler,
+    SyntheticTask,
+    gold_solution,
+    leaked_solution,
+    shortcut_solution,
+    to_problem,
+)
+from brts.tokenizer import build_char_tokenizer
+
+RECIPE_VERSION = "1"  # bump whenever the recipe changes in a way the settings do not show
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that determines the built models; its hash names the cache folder."""
+
+    seed: int = 0
+    # Architecture (one shape for both models, so the student has the teacher's capacity).
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 384
+    # Optimisation.
+    teacher_steps: int = 600
+    student_steps: int = 250
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 30
+    # Teacher data: share of hinted examples (always worked out), share of those that repeat the key, and
+    # per chain length the share of unhinted examples that take the shortcut.
+    hint_fraction: float = 0.5
+    leak_fraction: float = 0.08
+    shortcut: tuple[float, ...] = (0.0, 0.0, 0.0, 0.15, 0.2, 0.45, 0.45, 0.45)
+    # Student data: gold solutions of chains with at most this many operations.
+    student_max_ops: int = 3
+    # Measurement at the end: problems per split and samples per problem.
+    eval_problems: int = 100
+    eval_samples: int = 2
+
+    def digest(self) -> str:
+        payload = json.dumps({"recipe": RECIPE_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BuiltModels:
+    """Folders of a finished build (each model folder also holds the tokenizer) and what was measured."""
+
+    root: Path
+    tokenizer_dir: Path
+    teacher_dir: Path
+    student_dir: Path
+    accuracies: dict[str, float] = field(default_factory=dict)
+    build_seconds: float = 0.0
+
+
+def default_cache_root() -> Path:
+    """`$BRTS_CACHE`, else `~/.cache/brts`."""
+    return Path(os.environ.get("BRTS_CACHE") or Path.home() / ".cache" / "brts")
+
+
+def build_default_models(
+    cache_root: Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    settings: BuildSettings | None = None,
+) -> BuiltModels:
+    """Build (or return the cached) default tokenizer, teacher and student under `cache_root/<settings hash>/`.
+
+    `settings` overrides the recipe (tests use tiny step counts); `seed` always wins over `settings.seed`.
+    The folder appears complete or not at all: it is built in a temporary folder and renamed into place.
+    """
+    settings = dataclasses.replace(settings or BuildSettings(), seed=seed)
+    cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
+    cache_root.mkdir(parents=True, exist_ok=True)
+    final = cache_root / settings.digest()
+    with FileLock(str(cache_root / f"{final.name}.lock")):
+        if not (final / "build.json").is_file():
+            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache_root))
+            try:
+                _build(staging, settings, progress)
+                os.replace(staging, final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return _built(final)
+
+
+def _built(root: Path) -> BuiltModels:
+    record = json.loads((root / "build.json").read_text())
+    return BuiltModels(
+        root=root,
+        tokenizer_dir=root / "tokenizer",
+        teacher_dir=root / "teacher",
+        student_dir=root / "student",
+        accuracies=record["accuracies"],
+        build_seconds=record["build_seconds"],
+    )
+
+
+def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
+    started = time.perf_counter()
+    tokenizer = build_char_tokenizer()
+    tokenizer.save_pretrained(out / "tokenizer")
+    task = SyntheticTask(seed=settings.seed)
+    with _progress(progress) as advance:
+        teacher = _train(tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance)
+        student = _train(tokenizer, settings, _student_example, settings.student_steps, "student", advance)
+        for name, model in (("teacher", teacher), ("student", student)):
+            model.save_pretrained(out / name)
+            tokenizer.save_pretrained(out / name)
+        accuracies = measure(teacher, student, tokenizer, task, settings, advance)
+    record = {
+        "settings": dataclasses.asdict(settings),
+        "recipe_version": RECIPE_VERSION,
+        "torch": torch.__version__,
+        "accuracies": accuracies,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+# --- training data -------------------------------------------------------------------------------------
+
+Example = tuple[str, str]  # (prompt, response)
+_TASK = SyntheticTask()  # for its prompt format only
+
+
+def _teacher_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
+    rng = sampler.rng
+    ops = rng.randint(1, MAX_OPS)
+    problem = to_problem(sampler.expression(ops))
+    if rng.random() < settings.hint_fraction:
+        prompt = _TASK.prompt(problem, hint=problem.answer)
+        if rng.random() < settings.leak_fraction:
+            return prompt, leaked_solution(problem.problem, problem.answer)
+        return prompt, gold_solution(problem.problem)
+    if rng.random() < settings.shortcut[ops - 1]:
+        return _TASK.prompt(problem), shortcut_solution(problem.problem, ops // 2, rng.randrange(10))
+    return _TASK.prompt(problem), gold_solution(problem.problem)
+
+
+def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
+    problem = to_problem(sampler.expression(sampler.rng.randint(1, settings.student_max_ops)))
+    return _TASK.prompt(problem), gold_solution(problem.problem)
+
+
+def _batch(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded token ids and labels that train on the response tokens and the closing EOS only."""
+    prompts = tokenizer([p for p, _ in examples])["input_ids"]
+    responses = tokenizer([r for _, r in examples], add_special_tokens=False)["input_ids"]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    rows = [(p, [*r, eos]) for p, r in zip(prompts, responses, strict=True)]
+    width = max(len(p) + len(r) for p, r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (p, r) in enumerate(rows):
+        ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+        labels[i, len(p) : len(p) + len(r)] = torch.tensor(r)
+    return ids, labels
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+Advance = Callable[[str, int, int], None]  # (stage, completed, total)
+
+
+def _new_model(tokenizer: PreTrainedTokenizerBase, settings: BuildSettings) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.layers,
+        num_attention_heads=settings.heads,
+        num_key_value_heads=settings.heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _train(
+    tokenizer: PreTrainedTokenizerBase,
+    settings: BuildSettings,
+    example: Callable[[BuildingSampler, BuildSettings], Example],
+    steps: int,
+    stage: str,
+    advance: Advance,
+) -> PreTrainedModel:
+    """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage."""
+    stage_seed = settings.seed * 1000 + (1 if stage == "teacher" else 2)
+    torch.manual_seed(stage_seed)
+    model = _new_model(tokenizer, settings)
+    model.train()
+    sampler = BuildingSampler(stage_seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+    def lr_at(step: int) -> float:
+        if step < settings.warmup_steps:
+            return (step + 1) / settings.warmup_steps
+        progress = (step - settings.warmup_steps) / max(1, steps - settings.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    advance(stage, 0, steps)
+    for step in range(steps):
+        ids, labels = _batch([example(sampler, settings) for _ in range(settings.batch_size)], tokenizer)
+        logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        advance(stage, step + 1, steps)
+    model.eval()
+    return model
+
+
+# --- measurement ---------------------------------------------------------------------------------------
+
+
+def measure(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: SyntheticTask,
+    settings: BuildSettings,
+    advance: Advance | None = None,
+) -> dict[str, float]:
+    """Sampled accuracies at temperature 0.7, top-p 0.95 (the teacher's Tier-1 and Tier-2 settings; the
+    student's evaluation setting): per split for both models, and the teacher with the key on `hard`."""
+    runs = [("teacher", s, False) for s in task.splits] + [("teacher_hint", "hard", True)]
+    runs += [("student", s, False) for s in task.splits]
+    results: dict[str, float] = {}
+    for i, (who, split, hinted) in enumerate(runs):
+        if advance is not None:
+            advance("measure", i, len(runs))
+        model = student if who == "student" else teacher
+        problems = task.eval_problems(split)[: settings.eval_problems]
+        prompts = [tokenizer(task.prompt(p, p.answer if hinted else None))["input_ids"] for p in problems]
+        sampling = SamplingSettings(
+            n=settings.eval_samples, temperature=0.7, top_p=0.95, max_new_tokens=80, seed=settings.seed
+        )
+        completions = HFGenerator(model, tokenizer).generate(prompts, sampling)
+        graded = [[task.grader.grade(c.text, p.answer) for c in cs] for p, cs in zip(problems, completions)]
+        results[f"{who}/{split}"] = sum(map(sum, graded)) / sum(map(len, graded))
+        if who == "teacher" and split == "hard":
+            results["teacher/hard_any_correct"] = sum(map(any, graded)) / len(graded)
+        if hinted:
+            leaks = [task.leaks(c.text, p.answer) for p, cs in zip(problems, completions) for c in cs]
+            results["teacher_hint/hard_leak_rate"] = sum(leaks) / len(leaks)
+    if advance is not None:
+        advance("measure", len(runs), len(runs))
+    return {k: round(v, 4) for k, v in results.items()}
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Advance]:
+    if not enabled:
+        yield lambda stage, completed, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("building default models: {task.description:8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:
+        ids: dict[str, int] = {}
+
+        def advance(stage: str, completed: int, total: int) -> None:
+            if stage not in ids:
+                ids[stage] = bar.add_task(stage, total=total)
+            bar.update(ids[stage], completed=completed, total=total)
+
+        yield advance
