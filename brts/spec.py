@@ -333,7 +333,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in seen
             seen.add(key)
@@ -457,15 +457,16 @@ def _path_keys(path: str) -> tuple[str, ...]:
 
 def _source(layers: list[tuple[str, Any]], keys: tuple[str, ...]) -> str:
     """The label of the last layer (file or --set) that wrote `keys`, else the leaf file."""
-    for label, data in reversed(layers):
-        node = data
+    labels: list[str] = [label for label, _ in layers]
+    for index in reversed(range(len(layers))):
+        node: Any = layers[index][1]
         for key in keys:
             if not isinstance(node, dict) or key not in node:
                 break
             node = node[key]
         else:
-            return label
-    return next(label for label, _ in reversed(layers) if " with --set " not in label)
+            return labels[index]
+    return next(label for label in reversed(labels) if " with --set " not in label)
 
 
 def _unwrap(tp: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Alignment scores of candidate teacher trajectories: higher means closer to the student (METHOD.md section 2).
+"""Alignment scores of candidate teacher trajectories: higher is closer to the student (METHOD.md section 2).
 
 Top-K caveat: a top-K membership score means something only when K is small against the vocabulary. With a
 32-symbol character vocabulary a top-16 holds half of it and every candidate scores about 1, so the
@@ -26,7 +26,7 @@ def _fraction(hits: Tensor, mask: Tensor) -> Tensor:
 
 
 def teacher_forced_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor, top_k: int) -> Tensor:
-    """`teacher_forced`: per candidate, the fraction of its tokens in the student's own top-K at that position.
+    """`teacher_forced`: per candidate, the fraction of its tokens in the student's top-K at that position.
 
     `student_logp[C, T, V]` comes from running the student on `(x, z_c)`; `tokens[C, T]` are the candidates'
     tokens and `mask[C, T]` marks the real ones. Returns `[C]` in [0, 1]; an empty candidate scores 0.
@@ -36,7 +36,7 @@ def teacher_forced_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor,
 
 
 def logprob_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
-    """`logprob`: per candidate, the mean student log-prob of its tokens, `[C]`; an empty candidate scores -inf."""
+    """`logprob`: per candidate, the mean student log-prob of its tokens, `[C]`; an empty one scores -inf."""
     dtype = torch.promote_types(student_logp.dtype, torch.float32)
     index = tokens.masked_fill(~mask, 0).unsqueeze(-1)
     token_logp = student_logp.detach().gather(-1, index).squeeze(-1).to(dtype)
@@ -48,7 +48,7 @@ def logprob_alignment(student_logp: Tensor, tokens: Tensor, mask: Tensor) -> Ten
 def positional_alignment(
     student_own_logp: Tensor, student_mask: Tensor, cand_tokens: Tensor, cand_mask: Tensor, top_k: int
 ) -> Tensor:
-    """`positional` (as released): candidate token t against the student's top-K at position t of its own response.
+    """`positional` (as released): candidate token t against the student's top-K at t of its own response.
 
     `student_own_logp[S, Ts, V]` are the student's log-probs along its `S` own sampled responses
     (`student_mask[S, Ts]`); `cand_tokens[C, T]`, `cand_mask[C, T]` are the candidates. For each candidate

@@ -15,20 +15,20 @@ from brts.method.config import MethodConfig
 
 
 def token_mean(per_token: Tensor, mask: Tensor) -> Tensor:
-    """Mean of `per_token[B, T]` over the positions where `mask[B, T]` is True; 0 (still in the graph) if none."""
+    """Mean of `per_token[B, T]` over the positions where `mask[B, T]` holds; 0 (in the graph) if none."""
     total = per_token.masked_fill(~mask, 0.0).sum()
     return total / mask.sum().clamp(min=1).to(per_token.dtype)
 
 
 def topk_mask(logp: Tensor, k: int) -> Tensor:
-    """Boolean mask `[..., V]` of the `k` largest entries of `logp` along the last axis (all of them if k >= V)."""
+    """Boolean mask `[..., V]` of the `k` largest entries of `logp` on the last axis (all if k >= V)."""
     k = min(k, logp.shape[-1])
     indices = logp.topk(k, dim=-1).indices
     return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, indices, True)
 
 
 def renormalised(logp: Tensor, candidates: Tensor) -> Tensor:
-    """`exp(logp)` renormalised over the candidate set, 0 outside it and everywhere for an empty set. No grad."""
+    """`exp(logp)` renormalised over the candidates, 0 outside them and everywhere for an empty set."""
     logp = logp.detach()
     log_norm = logp.masked_fill(~candidates, float("-inf")).logsumexp(dim=-1, keepdim=True)
     log_norm = torch.where(torch.isfinite(log_norm), log_norm, torch.zeros_like(log_norm))
@@ -79,7 +79,7 @@ def opd_weights(student_logp: Tensor, teacher_logp: Tensor, candidates: Tensor, 
 
 
 def _surrogate(coefficient: Tensor, student_logp: Tensor, candidates: Tensor) -> Tensor:
-    """Σ_{k∈C_t} sg[coefficient_k] · s(k), `[B, T]`; non-candidates are filled so -inf log-probs cannot give NaN."""
+    """Σ_{k∈C_t} sg[coefficient_k] · s(k), `[B, T]`; non-candidates are filled so -inf cannot give NaN."""
     coefficient = torch.where(candidates, coefficient.detach(), torch.zeros_like(coefficient))
     return (coefficient * student_logp.masked_fill(~candidates, 0.0)).sum(dim=-1)
 
@@ -140,6 +140,6 @@ def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:
 
 @torch.no_grad()
 def mean_entropy(student_logp: Tensor, mask: Tensor) -> Tensor:
-    """Token-mean over `mask` of the student's full-vocabulary entropy −Σ_v p(v) log p(v) (for `student/entropy`)."""
+    """Token-mean over `mask` of the student's full-vocabulary entropy −Σ p log p (`student/entropy`)."""
     p_log_p = torch.where(torch.isfinite(student_logp), student_logp.exp() * student_logp, 0.0)
     return token_mean(-p_log_p.sum(dim=-1), mask)

@@ -1,4 +1,4 @@
-"""Tiered teacher selection over graded, scored candidates: correctness first, alignment second (METHOD.md section 2)."""
+"""Tiered teacher selection over graded candidates: correctness first, then alignment (METHOD.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ Source = Literal["unhinted", "hinted"]
 
 @dataclass(frozen=True)
 class Candidate:
-    """One teacher trajectory: graded `correct`, its `alignment` score and mean student `logprob` (the tie-break);
+    """One teacher trajectory: graded `correct`, its `alignment` and mean student `logprob` (the tie-break);
     `leaked` marks a hinted sample that gives away the verification key."""
 
     correct: bool
@@ -37,7 +37,7 @@ SKIPPED = Selection(tier=0, source=None, index=None, alignment=None)
 
 
 def _best(candidates: Sequence[Candidate], eligible: Sequence[int]) -> int | None:
-    """Index of the highest alignment among `eligible`; ties go to higher logprob, then to the lowest index."""
+    """Index of the highest alignment among `eligible`; ties go to higher logprob, then the lowest index."""
     if not eligible:
         return None
     return max(eligible, key=lambda i: (candidates[i].alignment, candidates[i].logprob, -i))
@@ -48,7 +48,7 @@ def _chosen(tier: int, source: Source, candidates: Sequence[Candidate], index: i
 
 
 def needs_recovery(unhinted: Sequence[Candidate], cfg: MethodConfig) -> bool:
-    """Whether this prompt gets Tier-2 hinted samples: recovery is on, correctness is required, none is correct."""
+    """Whether this prompt gets Tier-2 hinted samples: recovery on, correctness required, none correct."""
     return cfg.recovery and cfg.require_correct and not any(c.correct for c in unhinted)
 
 

@@ -90,7 +90,7 @@ def test_topk_value_and_gradient_match_loops(candidates: str, weights: str) -> N
 
 
 def test_seeds_exercise_nontrivial_candidate_sets() -> None:
-    """The parametrised test above is only meaningful if the student's and teacher's top-K sometimes differ."""
+    """The parametrised test above means something only if the student's and teacher's top-K differ."""
     sizes = set()
     for s, tau in _pairs():
         for b, t in itertools.product(range(B), range(T)):
