@@ -160,11 +160,10 @@ def _last_step(path: Path) -> int:
 
 
 def _ensure_models(spec: ExperimentSpec) -> None:
-    """Build the built-in models once, in this process, before any worker needs them."""
-    from brts.runs.run import resolve_model
+    """Build the built-in models once, in this process, and check the pair before any worker starts."""
+    from brts.runs.run import preflight
 
-    for name in (spec.models.teacher, spec.models.student):
-        resolve_model(name, spec.models, progress=True)
+    preflight(spec.models)
 
 
 @models_app.command("build")

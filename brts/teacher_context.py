@@ -38,19 +38,54 @@ class BranchResult:
     teacher_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class _StudentScores:
+    """The student's view of every candidate of the step, from one no-grad forward."""
+
+    forced: Tensor  # teacher-forced alignment per candidate
+    logprob: Tensor  # mean log-prob per candidate
+    batch: ResponseBatch
+
+
 def _student_scores(
     student: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Completion],
     cfg: MethodConfig,
     pad_id: int,
-) -> tuple[Tensor, Tensor, ResponseBatch]:
-    """Teacher-forced alignment and mean log-prob of every candidate under its unhinted prompt, one forward."""
+) -> _StudentScores | None:
+    """Score every candidate under its unhinted prompt; None when the alignment ignores the student."""
+    if cfg.alignment in ("first", "random"):
+        return None
     batch = build_batch(prompts, [c.token_ids for c in completions], pad_id)
     with torch.no_grad():
         logp = response_logprobs(student, batch)
     forced = align.teacher_forced_alignment(logp, batch.tokens, batch.mask, cfg.effective_alignment_top_k)
-    return forced, align.logprob_alignment(logp, batch.tokens, batch.mask), batch
+    return _StudentScores(forced, align.logprob_alignment(logp, batch.tokens, batch.mask), batch)
+
+
+def _alignment(
+    cfg: MethodConfig,
+    scores: _StudentScores | None,
+    rows: list[int],
+    view: tuple[Tensor, Tensor],
+    rng: torch.Generator,
+) -> tuple[list[float], list[float]]:
+    """Alignment and tie-break log-prob of the candidates at `rows`, per `cfg.alignment`."""
+    count = len(rows)
+    if scores is None:
+        first = cfg.alignment == "first"
+        ranks = align.first_alignment(count) if first else align.random_alignment(count, rng)
+        return ranks.tolist(), [0.0] * count
+    logprob = scores.logprob[rows].tolist()
+    if cfg.alignment == "teacher_forced":
+        return scores.forced[rows].tolist(), logprob
+    if cfg.alignment == "logprob":
+        return logprob, logprob
+    positional = align.positional_alignment(
+        view[0], view[1], scores.batch.tokens[rows], scores.batch.mask[rows], cfg.effective_alignment_top_k
+    )
+    return positional.tolist(), logprob
 
 
 def run_branch(
@@ -101,11 +136,7 @@ def run_branch(
         i, source, j = key
         return (hinted[i] if source == "hinted" else tier1[i])[j]
 
-    scored = cfg.alignment in ("teacher_forced", "logprob", "positional")
-    if scored:
-        forced, logprob, cand_batch = _student_scores(
-            student, [prompt_ids[i] for i, _, _ in pool], [completion(k) for k in pool], cfg, pad_id
-        )
+    scores = _student_scores(student, [prompt_ids[i] for i, _, _ in pool], [completion(k) for k in pool], cfg, pad_id)
     rng = torch.Generator().manual_seed(seed + 2)
     row_of = {key: r for r, key in enumerate(pool)}
     per_response = cfg.selection_scope == "response"
@@ -116,31 +147,19 @@ def run_branch(
         hinted_leaked = [task.leaks(c.text, problem.answer) for c in hinted.get(i, [])]
         hinted_correct = [task.grader.grade(c.text, problem.answer) for c in hinted.get(i, [])]
         result.leaks_dropped += sum(hinted_leaked)
+        unhinted_rows = [row_of[(i, "unhinted", j)] for j in range(len(tier1[i]))]
+        hinted_rows = [row_of[(i, "hinted", j)] for j in range(len(hinted.get(i, [])))]
         recovered = False
         for view in views:
-            def candidates(source: str, count: int, view: tuple[Tensor, Tensor] = view) -> list[Candidate]:
-                rows = [row_of[(i, source, j)] for j in range(count)]
-                if cfg.alignment == "first":
-                    scores, lps = align.first_alignment(count).tolist(), [0.0] * count
-                elif cfg.alignment == "random":
-                    scores, lps = align.random_alignment(count, rng).tolist(), [0.0] * count
-                else:
-                    lps = logprob[rows].tolist()
-                    if cfg.alignment == "teacher_forced":
-                        scores = forced[rows].tolist()
-                    elif cfg.alignment == "logprob":
-                        scores = lps
-                    else:
-                        scores = align.positional_alignment(
-                            view[0], view[1], cand_batch.tokens[rows], cand_batch.mask[rows],
-                            cfg.effective_alignment_top_k,
-                        ).tolist()
-                flags = graded[i] if source == "unhinted" else hinted_correct
-                leaks = [False] * count if source == "unhinted" else hinted_leaked
-                return [Candidate(c, a, lp, lk) for c, a, lp, lk in zip(flags, scores, lps, leaks, strict=True)]
-
-            unhinted = candidates("unhinted", len(tier1[i]))
-            hinted_cands = candidates("hinted", len(hinted[i])) if i in hinted else None
+            align_u, lp_u = _alignment(cfg, scores, unhinted_rows, view, rng)
+            unhinted = [Candidate(c, a, lp) for c, a, lp in zip(graded[i], align_u, lp_u, strict=True)]
+            hinted_cands = None
+            if i in hinted:
+                align_h, lp_h = _alignment(cfg, scores, hinted_rows, view, rng)
+                hinted_cands = [
+                    Candidate(c, a, lp, leak)
+                    for c, a, lp, leak in zip(hinted_correct, align_h, lp_h, hinted_leaked, strict=True)
+                ]
             chosen = select(unhinted, hinted_cands, cfg)
             result.selections.append(chosen)
             recovered |= chosen.tier == 2

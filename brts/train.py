@@ -109,12 +109,29 @@ def step_problems(pool: Sequence[Problem], seed: int, step: int, size: int) -> l
     return [pool[i] for i in order[offset * size : (offset + 1) * size]]
 
 
+def validation_set(task: Task, split: str, count: int) -> list[Problem]:
+    """Held-out problems for validation during training (the task's own validation split when it has one)."""
+    own = getattr(task, "validation_problems", None)
+    problems = own(split) if own is not None else task.eval_problems(split)[::-1]
+    return list(problems[:count])
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def selection_metrics(branch: BranchResult, num_prompts: int) -> dict[str, Any]:
-    """The `selection/*` metrics of METHOD.md section 6 for one step."""
+SELECTION_KEYS = (
+    *(f"selection/frac_tier{t}" for t in (1, 2, 3, 0)), "selection/tier1_any_correct",
+    "selection/tier2_recovered_of_retries", *(f"selection/alignment_tier{t}" for t in (1, 2, 3)),
+    "selection/leaks_dropped",
+)
+TIME_KEYS = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
+
+
+def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str, Any]:
+    """The `selection/*` metrics of METHOD.md section 6 for one step (all None when the branch is off)."""
+    if branch is None:
+        return dict.fromkeys(SELECTION_KEYS)
     sels = branch.selections
     out: dict[str, Any] = {f"selection/frac_tier{t}": sum(s.tier == t for s in sels) / len(sels) for t in (1, 2, 3, 0)}
     out["selection/tier1_any_correct"] = branch.tier1_any_correct / num_prompts
@@ -152,7 +169,7 @@ class Trainer:
         tc, ec = self.cfg.train, self.cfg.eval
         out: dict[str, Any] = {"step": step}
         for split in ec.splits:
-            problems = self.task.validation_problems(split)[: tc.validation_problems]
+            problems = validation_set(self.task, split, tc.validation_problems)
             settings = SamplingSettings(
                 n=tc.validation_k, temperature=ec.temperature, top_p=ec.top_p,
                 max_new_tokens=ec.max_new_tokens, seed=stream_seed(self.cfg.seed, step, f"val/{split}"),
@@ -214,7 +231,7 @@ class Trainer:
             loss_opd = opd_loss(student_logp, teacher_logp, batch.tokens, batch.mask, method)
         reward = [self.task.grader.grade(c.text, p.answer) for p, row in zip(problems, rows, strict=True) for c in row]
 
-        metrics: dict[str, Any] = {}
+        metrics: dict[str, Any] = selection_metrics(None, len(problems))
         loss_aux = None
         if method.teacher_context:
             own = student_logp.detach()
@@ -249,6 +266,7 @@ class Trainer:
             self.optimizer.step()
         # The branch's time includes its teacher sampling; report selection work alone.
         timer.seconds["select"] = timer.seconds.get("select", 0.0) - timer.seconds.get("teacher_sample", 0.0)
+        seconds = {k: timer.seconds.get(k, 0.0) for k in TIME_KEYS}
 
         metrics.update({
             "step": step,
@@ -260,6 +278,6 @@ class Trainer:
             "student/reward": sum(reward) / len(reward),
             "student/response_tokens": batch.num_tokens / len(reward),
             **self.counters,
-            **{f"time/{k}": round(v, 4) for k, v in timer.seconds.items()},
+            **{f"time/{k}": round(v, 4) for k, v in seconds.items()},
         })
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

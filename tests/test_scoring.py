@@ -23,7 +23,7 @@ def test_response_logprobs_match_unpadded_forward():
     batch = build_batch(prompts, responses, pad_id=0)
     with torch.no_grad():
         logp = response_logprobs(model, batch)
-        for row, (p, r) in enumerate(zip(prompts, responses)):
+        for row, (p, r) in enumerate(zip(prompts, responses, strict=False)):
             alone = torch.log_softmax(model(torch.tensor([p + r])).logits[0].float(), -1)
             expected = alone[len(p) - 1 : len(p) - 1 + len(r)]
             torch.testing.assert_close(logp[row, : len(r)], expected, atol=1e-5, rtol=1e-5)

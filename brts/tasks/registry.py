@@ -1,0 +1,14 @@
+"""Tasks by spec name."""
+
+from __future__ import annotations
+
+from brts.spec import TaskSpec
+from brts.tasks.base import Task
+from brts.tasks.synthetic import SyntheticTask
+
+
+def make_task(spec: TaskSpec) -> Task:
+    """The task a spec names, built deterministically from its seed."""
+    if spec.name == "synthetic":
+        return SyntheticTask(seed=spec.seed)
+    raise KeyError(spec.name)  # unreachable: TaskSpec validates the name

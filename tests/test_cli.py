@@ -1,0 +1,102 @@
+"""The CLI end to end on the tiny models: run, cache, status, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from brts.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_exp_run_trains_then_reuses_finished_runs(tmp_path, tiny_spec_file):
+    store = tmp_path / "store"
+    first = invoke("exp", "run", str(tiny_spec_file), "--store", str(store))
+    assert first.exit_code == 0, first.output
+    assert "2 ran" in first.output and "opd" in first.output and "brts" in first.output
+    records = [json.loads(p.read_text()) for p in store.glob("tiny/*/record.json")]
+    assert sorted(r["status"] for r in records) == ["finished", "finished"]
+    stamps = {p: p.stat().st_mtime_ns for p in store.glob("tiny/*/metrics.jsonl")}
+
+    second = invoke("exp", "run", str(tiny_spec_file), "--store", str(store))
+    assert second.exit_code == 0 and "2 cached" in second.output
+    assert {p: p.stat().st_mtime_ns for p in store.glob("tiny/*/metrics.jsonl")} == stamps
+    table = lambda out: out[out.index("tiny") :]  # noqa: E731
+    assert table(second.output) == table(first.output)
+
+    status = invoke("exp", "status", str(tiny_spec_file), "--store", str(store))
+    assert status.exit_code == 0 and status.output.count("finished") == 2
+
+
+BAD_SPECS = {
+    "malformed": "arms: [opd\nseeds: [0]\n",
+    "not_mapping": "- opd\n- brts\n",
+    "unknown_key": "arms: [opd]\nseeds: [0]\ntrian: {}\n",
+    "wrong_type": "arms: [opd]\nseeds: [0]\ntrain: {steps: many}\n",
+    "empty_seeds": "arms: [opd]\nseeds: []\n",
+    "n_below_1": "arms: [{name: b, preset: brts, set: {teacher_samples: 0}}]\nseeds: [0]\n",
+    "negative_lambda": "arms: [brts]\nseeds: [0]\nmethod: {aux_weight: -0.1}\n",
+    "unknown_arm": "arms: [best_arm]\nseeds: [0]\n",
+    "unknown_extends": "extends: nowhere\narms: [opd]\nseeds: [0]\n",
+    "python_tag": "arms: !!python/object/apply:os.system ['true']\nseeds: [0]\n",
+    "missing_model": "arms: [opd]\nseeds: [0]\nmodels: {teacher: ./no/such/folder}\n",
+}
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_spec_is_one_line_exit_2_nothing_written(tmp_path, command, case):
+    spec = tmp_path / f"{case}.yaml"
+    spec.write_text(BAD_SPECS[case])
+    store = tmp_path / "store"
+    result = invoke("exp", command, str(spec), "--store", str(store))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and f"{case}.yaml" in lines[0]
+    assert "Traceback" not in result.output
+    assert not store.exists()
+
+
+def test_non_utf8_and_cyclic_extends(tmp_path):
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes("description: caf\xe9\narms: [opd]\nseeds: [0]\n".encode("latin-1"))
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\narms: [opd]\nseeds: [0]\n")
+    b.write_text("extends: a.yaml\n")
+    for path in (bad, a):
+        result = invoke("exp", "show", str(path))
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_store_is_refused(tmp_path, tiny_spec_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke("exp", "run", str(tiny_spec_file), "--store", str(blocker / "runs"))
+    assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_mismatched_tokenizers_are_refused(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other-student"
+    model_dir = Path(tiny_models.student_dir)
+    other.mkdir()
+    for f in model_dir.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    config = json.loads((other / "config.json").read_text())
+    config["vocab_size"] += 3
+    (other / "config.json").write_text(json.dumps(config))
+    assert AutoTokenizer.from_pretrained(other) is not None
+    spec = tmp_path / "mismatch.yaml"
+    spec.write_text(f"models: {{teacher: {tiny_models.teacher_dir}, student: {other}}}\narms: [opd]\nseeds: [0]\n")
+    result = invoke("exp", "run", str(spec), "--store", str(tmp_path / "s"))
+    assert result.exit_code == 2, result.output
+    assert "vocab" in result.output and len(result.output.strip().splitlines()) == 1
