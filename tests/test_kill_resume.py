@@ -1,0 +1,55 @@
+"""Kill `brts exp run` with SIGKILL mid-run, run it again: the remaining work finishes, nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import tiny_spec_text
+
+
+def _brts(*args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "brts.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _mid_second_run(store) -> bool:
+    """One run finished and another running past its first checkpoint."""
+    records = {p.parent: json.loads(p.read_text())["status"] for p in store.glob("tiny/*/record.json")}
+    running = [run for run, status in records.items() if status == "running"]
+    return "finished" in records.values() and any(list(run.glob("checkpoints/step_*/checkpoint.pt")) for run in running)
+
+
+def test_sigkill_then_rerun_finishes_and_matches_an_uninterrupted_grid(tmp_path, tiny_models):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(tiny_spec_text(tiny_models).replace("steps: 4,", "steps: 40,"))
+    killed_store, clean_store = tmp_path / "killed", tmp_path / "clean"
+
+    proc = _brts("exp", "run", str(spec), "--store", str(killed_store))
+    deadline = time.time() + 240
+    while time.time() < deadline and not _mid_second_run(killed_store):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    statuses = sorted(json.loads(p.read_text())["status"] for p in killed_store.glob("tiny/*/record.json"))
+    assert statuses == ["finished", "running"]
+
+    rerun = _brts("exp", "run", str(spec), "--store", str(killed_store))
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "1 cached" in err and "1 ran" in err
+    clean = _brts("exp", "run", str(spec), "--store", str(clean_store))
+    clean_out, clean_err = clean.communicate(timeout=300)
+    assert clean.returncode == 0, clean_err
+    assert out == clean_out  # the same final table
+
+    for run in killed_store.glob("tiny/*"):
+        twin = clean_store / "tiny" / run.name
+        strip = lambda p: [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}  # noqa: E731
+                           for x in p.read_text().splitlines()]
+        assert strip(run / "metrics.jsonl") == strip(twin / "metrics.jsonl")
