@@ -86,6 +86,13 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         spec = _load(name, set_)
         planned = plan(spec)
     out.print(resolved_yaml(spec), highlight=False, markup=False)
+    arms = Table("arm", "preset", "resolved method (fields that differ from the MethodConfig defaults)",
+                 title="arms")
+    for arm in spec.arms:
+        method = spec.method_for(arm)
+        changed = method.model_dump(exclude_defaults=True)
+        arms.add_row(arm.name, arm.preset, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "(defaults)")
+    out.print(arms)
     runs = RunStore(store_root(store))
     table = Table("run id", "arm", "seed", "status", title=f"{len(planned)} planned runs")
     for p in planned:

@@ -54,8 +54,8 @@ class BuildSettings:
     heads: int = 4
     intermediate_size: int = 384
     # Optimisation.
-    teacher_steps: int = 600
-    student_steps: int = 250
+    teacher_steps: int = 700
+    student_steps: int = 500
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 30
@@ -136,8 +136,10 @@ def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
     tokenizer.save_pretrained(out / "tokenizer")
     task = SyntheticTask(seed=settings.seed)
     with _progress(progress) as advance:
-        teacher = _train(tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance)
         student = _train(tokenizer, settings, _student_example, settings.student_steps, "student", advance)
+        teacher = _train(
+            tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance, init=student
+        )
         for name, model in (("teacher", teacher), ("student", student)):
             model.save_pretrained(out / name)
             tokenizer.save_pretrained(out / name)
@@ -160,7 +162,8 @@ _TASK = SyntheticTask()  # for its prompt format only
 
 def _teacher_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
     rng = sampler.rng
-    ops = rng.randint(1, MAX_OPS)
+    # Longer chains are drawn more often: their late steps are what takes longest to learn.
+    ops = rng.choices(range(1, MAX_OPS + 1), weights=range(1, MAX_OPS + 1))[0]
     problem = to_problem(sampler.expression(ops))
     if rng.random() < settings.hint_fraction:
         prompt = _TASK.prompt(problem, hint=problem.answer)
@@ -241,11 +244,14 @@ def _train(
     steps: int,
     stage: str,
     advance: Advance,
+    init: PreTrainedModel | None = None,
 ) -> PreTrainedModel:
     """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage."""
     stage_seed = settings.seed * 1000 + (1 if stage == "teacher" else 2)
     torch.manual_seed(stage_seed)
     model = _new_model(tokenizer, settings)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     model.train()
     sampler = BuildingSampler(stage_seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.01)
