@@ -108,8 +108,10 @@ def run_branch(
     ([n, R, V], [n, R]); only the `positional` alignment reads it.
     """
     result = BranchResult()
-    sampling = {"temperature": cfg.teacher_temperature, "top_p": cfg.teacher_top_p, "max_new_tokens": max_new_tokens}
-    tier1 = teacher_generator.generate(prompt_ids, SamplingSettings(n=cfg.teacher_samples, seed=seed, **sampling))
+    def sampling(n: int, seed: int) -> SamplingSettings:
+        return SamplingSettings(n, cfg.teacher_temperature, cfg.teacher_top_p, max_new_tokens, seed)
+
+    tier1 = teacher_generator.generate(prompt_ids, sampling(cfg.teacher_samples, seed))
     graded = [[task.grader.grade(c.text, p.answer) for c in row] for p, row in zip(problems, tier1, strict=True)]
     result.tier1_any_correct = sum(any(row) for row in graded)
     result.teacher_tokens += sum(len(c.token_ids) for row in tier1 for c in row)
@@ -119,9 +121,7 @@ def run_branch(
     hinted: dict[int, list[Completion]] = {}
     if retry:
         hinted_prompts = [encode(task.prompt(problems[i], hint=problems[i].answer)) for i in retry]
-        drawn = teacher_generator.generate(
-            hinted_prompts, SamplingSettings(n=cfg.recovery_samples, seed=seed + 1, **sampling)
-        )
+        drawn = teacher_generator.generate(hinted_prompts, sampling(cfg.recovery_samples, seed + 1))
         hinted = dict(zip(retry, drawn, strict=True))
         result.retries = len(retry)
         result.teacher_tokens += sum(len(c.token_ids) for row in drawn for c in row)

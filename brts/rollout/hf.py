@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from brts.rollout.base import Completion, SamplingSettings
+from brts.rollout.base import Completion, FinishReason, SamplingSettings
 
 
 class HFGenerator:
@@ -38,7 +38,7 @@ class HFGenerator:
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
         was_training = self.model.training
         self.model.eval()
-        sampled = self.model.generate(
+        sampled = self.model.generate(  # type: ignore[operator]
             input_ids=input_ids.to(self.model.device),
             attention_mask=attention.to(self.model.device),
             do_sample=settings.temperature > 0,
@@ -53,7 +53,7 @@ class HFGenerator:
         completions = []
         for row in sampled[:, width:].tolist():
             ids = row[: row.index(eos) + 1] if eos in row else row
-            finish = "stop" if ids and ids[-1] == eos else "length"
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            finish: FinishReason = "stop" if ids and ids[-1] == eos else "length"
+            text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
             completions.append(Completion(token_ids=tuple(ids), text=text, finish_reason=finish))
         return completions
