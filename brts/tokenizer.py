@@ -9,8 +9,8 @@ from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
-# Everything the synthetic task writes, plus the lowercase alphabet so short words stay encodable.
-CHARACTERS = tuple(string.digits) + tuple("+-*=:{}\\ \n") + ("Q",) + tuple(string.ascii_lowercase)
+# Everything the synthetic task writes (its step tags are A-H), plus the lowercase alphabet for short words.
+CHARACTERS = tuple(string.digits) + tuple("+-*=:{}\\ \n") + tuple("QABCDEFGH") + tuple(string.ascii_lowercase)
 
 
 def build_char_tokenizer() -> PreTrainedTokenizerFast:

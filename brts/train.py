@@ -110,10 +110,8 @@ def step_problems(pool: Sequence[Problem], seed: int, step: int, size: int) -> l
 
 
 def validation_set(task: Task, split: str, count: int) -> list[Problem]:
-    """Held-out problems for validation during training (the task's own validation split when it has one)."""
-    own = getattr(task, "validation_problems", None)
-    problems = own(split) if own is not None else task.eval_problems(split)[::-1]
-    return list(problems[:count])
+    """The first `count` validation problems of a split (disjoint from its evaluation problems)."""
+    return task.validation_problems(split)[:count]
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -40,7 +40,7 @@ from brts.tasks.synthetic import (
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "1"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "2"  # bump whenever the recipe changes in a way the settings do not show
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ class BuildSettings:
     heads: int = 4
     intermediate_size: int = 384
     # Optimisation.
-    teacher_steps: int = 700
-    student_steps: int = 500
+    teacher_steps: int = 900
+    student_steps: int = 400
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 30
@@ -63,9 +63,9 @@ class BuildSettings:
     # per chain length the share of unhinted examples that take the shortcut.
     hint_fraction: float = 0.5
     leak_fraction: float = 0.08
-    shortcut: tuple[float, ...] = (0.0, 0.0, 0.0, 0.15, 0.2, 0.45, 0.45, 0.45)
+    shortcut: tuple[float, ...] = (0.0, 0.0, 0.1, 0.2, 0.45, 0.5)
     # Student data: gold solutions of chains with at most this many operations.
-    student_max_ops: int = 3
+    student_max_ops: int = 2
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
     eval_samples: int = 2

@@ -30,6 +30,10 @@ class Task(Protocol):
 
     def eval_problems(self, split: str) -> list[Problem]: ...
 
+    def validation_problems(self, split: str) -> list[Problem]:
+        """Held-out problems for validation during training, disjoint from `eval_problems(split)`."""
+        ...
+
     def prompt(self, problem: Problem, hint: str | None = None) -> str:
         """The text fed to the model; with `hint` it embeds that answer as a silent verification key."""
         ...

@@ -1,9 +1,18 @@
 """A verifiable synthetic reasoning task: chains of single-digit operations modulo 10, left to right.
 
-Prompt `Q:7+3*2-5\\n`; gold solution, one step per line, `7+3=0\\n0*2=0\\n0-5=5\\n\\boxed{5}`; hinted prompt
-`Q:7+3*2-5 key:5\\n`. Difficulty is the number of operations. Every expression belongs, by a hash of its text
-and whatever the seed, to exactly one of three pools: evaluation, the training pool, or model building; so
-the evaluation splits, the training pool and the data the default models were built from never overlap.
+Prompt `Q:7 +3 *2 -5` padded with spaces to six operations, then a newline; gold solution, one running value
+per line, each tagged with its step letter: `A0\nB0\nC5\n\boxed{5}` (7+3=0, 0*2=0, 0-5=5). Hinted prompt:
+`key:5 Q:7 +3 ...`. Difficulty is the number of operations.
+
+Why this layout: every prompt has the same length, so step k's operation sits at the same distance from
+line k of the solution in every problem. A tiny model learns such fixed-offset look-ups in a few hundred steps,
+and learns them for every position at once; locating the k-th operation by counting (an unpadded prompt with
+`7+3=0` lines) takes it thousands. The step letters keep long chains out of reach of a model trained on short
+ones: it has never written `D`.
+
+Every expression belongs, by a hash of its text and whatever the seed, to exactly one of three pools:
+evaluation, the training pool, or model building; so the evaluation splits, the training pool and the data the
+default models were built from never overlap.
 """
 
 from __future__ import annotations
@@ -17,12 +26,15 @@ from brts.tasks.base import Problem
 
 OPS = "+-*"
 KEY_MARKER = "key"
-SPLIT_OPS: dict[str, tuple[int, ...]] = {"easy": (2, 3), "medium": (4, 5), "hard": (6, 7, 8)}
-MAX_OPS = 8
+SPLIT_OPS: dict[str, tuple[int, ...]] = {"easy": (1, 2), "medium": (3, 4), "hard": (5, 6)}
+MAX_OPS = 6
 # Share of the expression space (in percent, by hash) held by each pool.
-_POOL_BOUNDS = {"eval": (0, 10), "train": (10, 30), "build": (30, 100)}
+_POOL_BOUNDS = {"eval": (0, 10), "validation": (10, 14), "train": (14, 30), "build": (30, 100)}
 # Chains with at most this many expressions are enumerated, longer ones sampled.
 _ENUMERATE_UP_TO = 20_000
+
+
+TAGS = "ABCDEFGH"  # one step letter per operation, up to eight
 
 
 def apply(a: int, op: str, b: int) -> int:
@@ -34,34 +46,45 @@ def apply(a: int, op: str, b: int) -> int:
     return (a * b) % 10
 
 
-def steps(expression: str) -> list[str]:
-    """The gold step lines of an expression, e.g. `7+3*2` -> [`7+3=0`, `0*2=0`]."""
-    value, lines = int(expression[0]), []
+def running_values(expression: str) -> list[int]:
+    """The value after each operation, e.g. `7+3*2-5` -> [0, 0, 5]."""
+    value, values = int(expression[0]), []
     for op, digit in zip(expression[1::2], expression[2::2], strict=True):
-        result = apply(value, op, int(digit))
-        lines.append(f"{value}{op}{digit}={result}")
-        value = result
-    return lines
+        value = apply(value, op, int(digit))
+        values.append(value)
+    return values
 
 
 def evaluate(expression: str) -> int:
     """The value of a chain evaluated left to right modulo 10."""
-    lines = steps(expression)
-    return int(lines[-1][-1]) if lines else int(expression)
+    values = running_values(expression)
+    return values[-1] if values else int(expression)
+
+
+def format_prompt(expression: str, hint: str | None = None) -> str:
+    """`Q:7 +3 *2 -5` padded to MAX_OPS operations; a hint goes first, so padding keeps every offset fixed."""
+    chunks = "".join(f" {op}{digit}" for op, digit in zip(expression[1::2], expression[2::2], strict=True))
+    padding = "   " * (MAX_OPS - n_ops(expression))
+    key = "" if hint is None else f"{KEY_MARKER}:{hint} "
+    return f"{key}Q:{expression[0]}{chunks}{padding}\n"
 
 
 def boxed(answer: int | str) -> str:
     return f"\\boxed{{{answer}}}"
 
 
+def _lines(values: list[int]) -> list[str]:
+    return [f"{TAGS[i]}{value}" for i, value in enumerate(values)]
+
+
 def gold_solution(expression: str) -> str:
     """The step-by-step solution the models are trained to write."""
-    return "\n".join([*steps(expression), boxed(evaluate(expression))])
+    return "\n".join([*_lines(running_values(expression)), boxed(evaluate(expression))])
 
 
 def shortcut_solution(expression: str, steps_done: int, guess: int) -> str:
     """A solution that writes `steps_done` gold steps and then boxes `guess` without finishing the chain."""
-    return "\n".join([*steps(expression)[:steps_done], boxed(guess)])
+    return "\n".join([*_lines(running_values(expression)[:steps_done]), boxed(guess)])
 
 
 def leaked_solution(expression: str, key: str) -> str:
@@ -137,19 +160,23 @@ class BuildingSampler:
 
 
 class SyntheticTask:
-    """Modulo-10 operation chains: a training pool over 1..8 operations and held-out splits `easy` (2-3),
-    `medium` (4-5) and `hard` (6-8), all deterministic from `seed` and graded by exact integer match."""
+    """Modulo-10 operation chains: a training pool over 1..6 operations and held-out splits `easy` (1-2),
+    `medium` (3-4) and `hard` (5-6), for evaluation and (disjoint) for validation, all deterministic from
+    `seed` and graded by exact integer match."""
 
     name = "synthetic_mod10"
     splits = tuple(SPLIT_OPS)
 
-    def __init__(self, seed: int = 0, train_size: int = 4000, eval_size: int = 200) -> None:
+    def __init__(
+        self, seed: int = 0, train_size: int = 4000, eval_size: int = 200, validation_size: int = 100
+    ) -> None:
         self.seed = seed
         self.train_size = train_size
         self.eval_size = eval_size
         self.grader = IntegerGrader()
         self._train: list[Problem] | None = None
-        self._eval: dict[str, list[Problem]] = {}
+        self.validation_size = validation_size
+        self._held: dict[tuple[str, str], list[Problem]] = {}
 
     def train_problems(self) -> list[Problem]:
         if self._train is None:
@@ -164,21 +191,27 @@ class SyntheticTask:
         return list(self._train)
 
     def eval_problems(self, split: str) -> list[Problem]:
+        return self._held_out("eval", split, self.eval_size)
+
+    def validation_problems(self, split: str) -> list[Problem]:
+        """Held-out problems of the split's difficulty for validation during training, disjoint from eval."""
+        return self._held_out("validation", split, self.validation_size)
+
+    def _held_out(self, pool: str, split: str, size: int) -> list[Problem]:
         if split not in SPLIT_OPS:
             raise KeyError(f"unknown split {split!r}; the synthetic task has {', '.join(SPLIT_OPS)}")
-        if split not in self._eval:
-            rng = random.Random(f"eval/{split}/{self.seed}")
+        if (pool, split) not in self._held:
+            rng = random.Random(f"{pool}/{split}/{self.seed}")
             lengths = SPLIT_OPS[split]
-            problems = []
+            problems: list[Problem] = []
             for i, ops in enumerate(lengths):
-                share = (self.eval_size - len(problems)) // (len(lengths) - i)
-                problems += [to_problem(e, split) for e in draw_expressions(rng, "eval", ops, share)]
-            self._eval[split] = problems
-        return list(self._eval[split])
+                share = (size - len(problems)) // (len(lengths) - i)
+                problems += [to_problem(e, split) for e in draw_expressions(rng, pool, ops, share)]
+            self._held[(pool, split)] = problems
+        return list(self._held[(pool, split)])
 
     def prompt(self, problem: Problem, hint: str | None = None) -> str:
-        key = "" if hint is None else f" {KEY_MARKER}:{hint}"
-        return f"Q:{problem.problem}{key}\n"
+        return format_prompt(problem.problem, hint)
 
     def leaks(self, response: str, hint: str) -> bool:
         return KEY_MARKER in response.lower()
