@@ -40,7 +40,7 @@ from brts.tasks.synthetic import (
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "2"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "3"  # bump whenever the recipe changes in a way the settings do not show
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def _new_model(tokenizer: PreTrainedTokenizerBase, settings: BuildSettings) -> L
         num_attention_heads=settings.heads,
         num_key_value_heads=settings.heads,
         max_position_embeddings=256,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,  # tied weights were not tied in memory but saved as tied: keep them apart
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -2,6 +2,7 @@ import pytest
 
 from brts.tasks.base import Problem, Task
 from brts.tasks.synthetic import (
+    MAX_OPS,
     SPLIT_OPS,
     SyntheticTask,
     gold_solution,
@@ -45,13 +46,18 @@ def test_is_deterministic_from_the_seed(task: SyntheticTask) -> None:
 def test_sizes_and_difficulties(task: SyntheticTask) -> None:
     train = task.train_problems()
     assert len(train) == 4000
-    assert {n_ops(p.problem) for p in train} == set(range(1, 9))
+    assert {n_ops(p.problem) for p in train} == set(range(1, MAX_OPS + 1))
     for split, lengths in SPLIT_OPS.items():
         problems = task.eval_problems(split)
         assert len(problems) == 200
         assert {n_ops(p.problem) for p in problems} == set(lengths)
         assert all(p.difficulty == split for p in problems)
     assert len({p.id for p in train}) == len(train)
+    for split in SPLIT_OPS:
+        validation = {p.problem for p in task.validation_problems(split)}
+        assert len(validation) == 100
+        assert not validation & {p.problem for p in task.eval_problems(split)}
+        assert all(pool_of(e) == "validation" for e in validation)
 
 
 def test_splits_are_disjoint_across_seeds_and_from_model_building(task: SyntheticTask) -> None:
