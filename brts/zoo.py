@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -285,6 +284,8 @@ def _train(
 
 # --- measurement ---------------------------------------------------------------------------------------
 
+_MAX_NEW_TOKENS = 48  # the longest gold solution is 28 tokens; a model that rambles is cut off here
+
 
 def measure(
     teacher: PreTrainedModel,
@@ -306,15 +307,15 @@ def measure(
         problems = task.eval_problems(split)[: settings.eval_problems]
         prompts = [tokenizer(task.prompt(p, p.answer if hinted else None))["input_ids"] for p in problems]
         sampling = SamplingSettings(
-            n=settings.eval_samples, temperature=0.7, top_p=0.95, max_new_tokens=80, seed=settings.seed
+            n=settings.eval_samples, temperature=0.7, top_p=0.95, max_new_tokens=_MAX_NEW_TOKENS, seed=settings.seed
         )
         completions = HFGenerator(model, tokenizer).generate(prompts, sampling)
-        graded = [[task.grader.grade(c.text, p.answer) for c in cs] for p, cs in zip(problems, completions)]
+        graded = [[task.grader.grade(c.text, p.answer) for c in cs] for p, cs in zip(problems, completions, strict=True)]
         results[f"{who}/{split}"] = sum(map(sum, graded)) / sum(map(len, graded))
         if who == "teacher" and split == "hard":
             results["teacher/hard_any_correct"] = sum(map(any, graded)) / len(graded)
         if hinted:
-            leaks = [task.leaks(c.text, p.answer) for p, cs in zip(problems, completions) for c in cs]
+            leaks = [task.leaks(c.text, p.answer) for p, cs in zip(problems, completions, strict=True) for c in cs]
             results["teacher_hint/hard_leak_rate"] = sum(leaks) / len(leaks)
     if advance is not None:
         advance("measure", len(runs), len(runs))

@@ -1,37 +1,87 @@
-"""The built-in model builder on a tiny recipe: loadable folders, deterministic from the seed, cached."""
-
-from __future__ import annotations
-
+import json
 import time
+from pathlib import Path
 
+import pytest
 import torch
 
 from brts.models import check_compatible, load_model
-from brts.zoo import build_default_models
-from tests.conftest import TINY
+from brts.zoo import BuildSettings, BuiltModels, build_default_models, default_cache_root
+
+TINY = BuildSettings(
+    hidden_size=32, layers=1, heads=2, intermediate_size=64, teacher_steps=6, student_steps=4,
+    batch_size=8, warmup_steps=2, eval_problems=2, eval_samples=1,
+)
 
 
-def test_build_is_loadable_deterministic_and_cached(tmp_path, tiny_models):
-    again = build_default_models(tmp_path / "other", seed=0, progress=False, settings=TINY)
-    for a, b in ((tiny_models.teacher_dir, again.teacher_dir), (tiny_models.student_dir, again.student_dir)):
-        (ma, ta), (mb, _) = load_model(str(a)), load_model(str(b))
-        assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values(), strict=True))
-        assert ta.padding_side == "left" and ta("Q:1").input_ids[0] == ta.bos_token_id
-    teacher, tok = load_model(str(again.teacher_dir))
-    student, stok = load_model(str(again.student_dir))
-    check_compatible(tok, stok, teacher.config.vocab_size, student.config.vocab_size)
-    assert set(again.accuracies) >= {"teacher/hard", "teacher_hint/hard", "student/hard"}
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltModels:
+    return build_default_models(tmp_path_factory.mktemp("zoo"), seed=0, progress=False, settings=TINY)
 
+
+def test_writes_loadable_standalone_folders(built: BuiltModels) -> None:
+    teacher, teacher_tok = load_model(str(built.teacher_dir))
+    student, student_tok = load_model(str(built.student_dir))
+    check_compatible(teacher_tok, student_tok, teacher.config.vocab_size, student.config.vocab_size)
+    assert teacher_tok.padding_side == "left"
+    assert teacher_tok("Q:1")["input_ids"][0] == teacher_tok.bos_token_id
+    assert (built.tokenizer_dir / "tokenizer.json").is_file()
+    assert built.root.parent.is_dir() and not [p for p in built.root.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_records_settings_and_accuracies(built: BuiltModels) -> None:
+    record = json.loads((built.root / "build.json").read_text())
+    assert record["settings"]["teacher_steps"] == TINY.teacher_steps
+    expected = {f"{who}/{split}" for who in ("teacher", "student") for split in ("easy", "medium", "hard")}
+    expected |= {"teacher_hint/hard", "teacher_hint/hard_leak_rate", "teacher/hard_any_correct"}
+    assert set(built.accuracies) == expected
+    assert all(0.0 <= v <= 1.0 for v in built.accuracies.values())
+
+
+def test_second_call_returns_the_cache_without_work(built: BuiltModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    import brts.zoo
+
+    def no_build(*args: object) -> None:
+        raise AssertionError("rebuilt a cached build")
+
+    monkeypatch.setattr(brts.zoo, "_build", no_build)
     started = time.perf_counter()
-    cached = build_default_models(tmp_path / "other", seed=0, progress=False, settings=TINY)
-    assert cached.root == again.root and time.perf_counter() - started < 2.0
+    again = build_default_models(built.root.parent, seed=0, progress=False, settings=TINY)
+    assert time.perf_counter() - started < 1.0
+    assert again == built
 
 
-def test_saved_models_reproduce_the_accuracies_measured_in_memory(tiny_models):
-    from brts.tasks.synthetic import SyntheticTask
-    from brts.zoo import measure
+def test_is_deterministic_from_the_seed(built: BuiltModels, tmp_path: Path) -> None:
+    other = build_default_models(tmp_path, seed=0, progress=False, settings=TINY)
+    assert other.root.name == built.root.name  # the folder is named by the settings alone
+    for name in ("teacher_dir", "student_dir"):
+        a, _ = load_model(str(getattr(built, name)))
+        b, _ = load_model(str(getattr(other, name)))
+        for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.equal(x, y), key
+    assert other.accuracies == built.accuracies
 
-    teacher, tok = load_model(str(tiny_models.teacher_dir))
-    student, _ = load_model(str(tiny_models.student_dir))
-    again = measure(teacher, student, tok, SyntheticTask(seed=TINY.seed), TINY)
-    assert again == tiny_models.accuracies
+
+def test_another_seed_is_another_build(built: BuiltModels) -> None:
+    assert TINY.digest() != BuildSettings(**{**TINY.__dict__, "seed": 1}).digest()
+    assert TINY.digest() != BuildSettings(**{**TINY.__dict__, "teacher_steps": 7}).digest()
+
+
+def test_a_failed_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import brts.zoo
+
+    def failing(out: Path, *args: object) -> None:
+        (out / "teacher").mkdir()
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(brts.zoo, "_build", failing)
+    with pytest.raises(RuntimeError):
+        build_default_models(tmp_path, seed=0, progress=False, settings=TINY)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BRTS_CACHE", str(tmp_path))
+    assert default_cache_root() == tmp_path
+    monkeypatch.delenv("BRTS_CACHE")
+    assert default_cache_root() == Path.home() / ".cache" / "brts"

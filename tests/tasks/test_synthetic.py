@@ -1,15 +1,17 @@
 import pytest
 
-from brts.tasks.base import Problem, Task
+from brts.tasks.base import Task
 from brts.tasks.synthetic import (
     MAX_OPS,
     SPLIT_OPS,
+    BuildingSampler,
     SyntheticTask,
     gold_solution,
     leaked_solution,
     n_ops,
     pool_of,
     shortcut_solution,
+    to_problem,
 )
 
 
@@ -19,10 +21,6 @@ def recompute(expression: str) -> int:
     for op, digit in zip(expression[1::2], digits[1:], strict=True):
         value = {"+": value + digit, "-": value - digit, "*": value * digit}[op] % 10
     return value
-
-
-def expression(problem: Problem) -> str:
-    return problem.problem
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +62,14 @@ def test_splits_are_disjoint_across_seeds_and_from_model_building(task: Syntheti
     other = SyntheticTask(seed=7)
     train = {p.problem for p in task.train_problems()} | {p.problem for p in other.train_problems()}
     evaluation = {p.problem for t in (task, other) for s in t.splits for p in t.eval_problems(s)}
-    assert not train & evaluation
+    validation = {p.problem for t in (task, other) for s in t.splits for p in t.validation_problems(s)}
+    assert not train & evaluation and not train & validation and not evaluation & validation
+    # Model building draws only from the "build" pool, which no split touches whatever the seed.
     assert all(pool_of(e) == "train" for e in train)
     assert all(pool_of(e) == "eval" for e in evaluation)
+    assert all(pool_of(e) == "validation" for e in validation)
+    sampler = BuildingSampler(seed=0)
+    assert all(pool_of(sampler.expression(ops)) == "build" for ops in range(1, MAX_OPS + 1) for _ in range(50))
 
 
 def test_answers_are_correct_by_recomputation(task: SyntheticTask) -> None:
@@ -83,10 +86,21 @@ def test_gold_solution_grades_correct_and_a_wrong_one_incorrect(task: SyntheticT
         assert not task.grader.grade(gold_solution(problem.problem).replace("\\boxed", ""), problem.answer)
 
 
-def test_short_sequences(task: SyntheticTask) -> None:
-    longest = max(task.eval_problems("hard"), key=lambda p: len(p.problem))
-    assert len(gold_solution(longest.problem)) <= 64
-    assert len(task.prompt(longest, hint=longest.answer)) <= 40
+def test_the_documented_example() -> None:
+    task = SyntheticTask()
+    problem = to_problem("7+3*2-5")
+    assert problem.answer == "5"
+    assert task.prompt(problem) == "Q:7 +3 *2 -5" + " " * 9 + "\n"
+    assert task.prompt(problem, hint="5") == "key:5 Q:7 +3 *2 -5" + " " * 9 + "\n"
+    assert gold_solution("7+3*2-5") == "A0\nB0\nC5\n\\boxed{5}"
+    assert shortcut_solution("7+3*2-5", 1, 4) == "A0\n\\boxed{4}"
+
+
+def test_prompts_have_one_length_and_responses_are_short(task: SyntheticTask) -> None:
+    problems = [p for s in task.splits for p in task.eval_problems(s)]
+    assert len({len(task.prompt(p)) for p in problems}) == 1
+    assert len({len(task.prompt(p, hint=p.answer)) for p in problems}) == 1
+    assert max(len(gold_solution(p.problem)) for p in problems) <= 3 * MAX_OPS + len("\\boxed{0}")
 
 
 def test_prompt_and_hinted_prompt(task: SyntheticTask) -> None:
