@@ -129,7 +129,19 @@ def _built(root: Path) -> BuiltModels:
     )
 
 
+_BUILD_THREADS = 2  # a laptop's worth; more threads barely help models this small
+
+
 def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_BUILD_THREADS)
+    try:
+        _build_models(out, settings, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
     started = time.perf_counter()
     tokenizer = build_char_tokenizer()
     tokenizer.save_pretrained(out / "tokenizer")
