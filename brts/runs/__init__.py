@@ -1,0 +1,1 @@
+"""Runs: planning a spec into runs, the run store, and executing runs."""

@@ -1,0 +1,126 @@
+"""Running a plan: skip what is finished, resume what was interrupted, run the rest on local workers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from brts.runs.plan import PlannedRun
+from brts.runs.run import execute_run
+from brts.runs.store import RunLocked, RunStore
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one planned run in this invocation."""
+
+    planned: PlannedRun
+    action: str  # "cached", "ran", "failed", "skipped-failed", "locked"
+    record: dict[str, Any]
+
+
+def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, dict[str, Any]]:
+    def progress(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        updates.put((run_id, step, total))
+
+    try:
+        return "done", execute_run(planned, store_root, progress)
+    except RunLocked:
+        return "locked", {}
+
+
+def execute(
+    plan: Sequence[PlannedRun],
+    store: RunStore,
+    *,
+    workers: int = 1,
+    retry_failed: bool = False,
+    console: Console | None = None,
+) -> list[Outcome]:
+    """Execute every run of `plan` that is not finished; a failed run is retried only with `retry_failed`."""
+    console = console or Console(stderr=True)
+    outcomes: dict[str, Outcome] = {}
+    todo: list[PlannedRun] = []
+    for planned in plan:
+        run = store.folder(planned.experiment, planned.run_id)
+        record = run.record()
+        if record.get("status") == "finished":
+            outcomes[planned.run_id] = Outcome(planned, "cached", record)
+        elif record.get("status") == "failed" and not retry_failed:
+            outcomes[planned.run_id] = Outcome(planned, "skipped-failed", record)
+        else:
+            todo.append(planned)
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        grid = bars.add_task(f"runs ({len(outcomes)} cached)", total=len(plan), completed=len(outcomes))
+        per_run: dict[str, TaskID] = {}
+
+        def show(run_id: str, step: int, total: int) -> None:
+            if run_id not in per_run:
+                label = next(f"  {p.arm} seed {p.seed}" for p in todo if p.run_id == run_id)
+                per_run[run_id] = bars.add_task(label, total=total)
+            bars.update(per_run[run_id], completed=step)
+
+        def finish(planned: PlannedRun, status: str, record: dict[str, Any]) -> None:
+            if status == "locked":
+                outcomes[planned.run_id] = Outcome(planned, "locked", {"status": "running"})
+            else:
+                action = "ran" if record.get("status") == "finished" else "failed"
+                outcomes[planned.run_id] = Outcome(planned, action, record)
+                if action == "failed":
+                    console.print(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {record.get('error')}")
+            if planned.run_id in per_run:
+                bars.remove_task(per_run[planned.run_id])
+            bars.advance(grid)
+
+        if workers <= 1 or len(todo) <= 1:
+            for planned in todo:
+                try:
+                    record = execute_run(planned, store.root, lambda r, s, t, _m: show(r, s, t))
+                    finish(planned, "done", record)
+                except RunLocked:
+                    finish(planned, "locked", {})
+        else:
+            _execute_parallel(todo, store, workers, show, finish)
+    return [outcomes[p.run_id] for p in plan]
+
+
+def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int, show: Any, finish: Any) -> None:
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        updates = manager.Queue()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures: dict[Future[tuple[str, dict[str, Any]]], PlannedRun] = {
+                pool.submit(_worker, planned, store.root, updates): planned for planned in todo
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    _drain(updates, show)
+                    for fut in done:
+                        status, record = fut.result()
+                        finish(futures[fut], status, record)
+                _drain(updates, show)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+
+
+def _drain(updates: Any, show: Any) -> None:
+    while True:
+        try:
+            run_id, step, total = updates.get_nowait()
+        except queue.Empty:
+            return
+        show(run_id, step, total)

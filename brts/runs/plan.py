@@ -1,0 +1,45 @@
+"""Planning: an experiment spec becomes arms x seeds runs, each with its resolved config and content-hashed id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import brts
+from brts.spec import ExperimentSpec, RunConfig
+
+# Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
+RUN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    experiment: str
+    arm: str
+    seed: int
+    config: RunConfig
+    run_id: str
+
+
+def run_id(config: RunConfig) -> str:
+    """12 hex digits of sha256 over the canonical JSON of the config, brts.__version__ and RUN_FORMAT.
+
+    Labels (experiment name, arm name) are not part of it: equal configs share a run id wherever they come from.
+    """
+    payload = {"brts": brts.__version__, "format": RUN_FORMAT, "config": config.model_dump(mode="json")}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def plan(spec: ExperimentSpec) -> list[PlannedRun]:
+    """One run per (arm, seed), arm-major: all seeds of the first arm, then the next arm."""
+    runs = []
+    for arm in spec.arms:
+        method = spec.method_for(arm)
+        for seed in spec.seeds:
+            config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
+                               method=method, seed=seed)
+            runs.append(PlannedRun(experiment=spec.name, arm=arm.name, seed=seed, config=config,
+                                   run_id=run_id(config)))
+    return runs

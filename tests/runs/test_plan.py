@@ -1,0 +1,103 @@
+"""Planning: arms x seeds in arm-major order, and run ids that hash the resolved config and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from brts.runs import plan as plan_module
+from brts.runs.plan import PlannedRun, plan, run_id
+from brts.spec import ArmSpec, ExperimentSpec, RunConfig
+
+
+def make_spec(**fields: Any) -> ExperimentSpec:
+    return ExperimentSpec.model_validate({"name": "exp", "arms": ["opd", "brts"], "seeds": [0, 1, 2], **fields})
+
+
+def base_config() -> RunConfig:
+    return plan(make_spec())[0].config
+
+
+def test_plan_is_arms_times_seeds_arm_major() -> None:
+    runs = plan(make_spec())
+    assert len(runs) == 6
+    assert [(r.arm, r.seed) for r in runs] == [
+        ("opd", 0), ("opd", 1), ("opd", 2), ("brts", 0), ("brts", 1), ("brts", 2)]
+    assert all(isinstance(r, PlannedRun) and r.experiment == "exp" for r in runs)
+    assert all(r.run_id == run_id(r.config) and r.config.seed == r.seed for r in runs)
+    assert len({r.run_id for r in runs}) == 6
+
+
+def test_plan_resolves_each_arm_with_shared_and_own_overrides() -> None:
+    spec = make_spec(arms=["opd", {"name": "n8", "preset": "brts", "set": {"teacher_samples": 8}}],
+                     method={"aux_weight": 0.2}, seeds=[5], train={"steps": 3})
+    opd, n8 = plan(spec)
+    assert not opd.config.method.teacher_context and opd.config.method.aux_weight == pytest.approx(0.2)
+    assert n8.config.method.teacher_samples == 8 and n8.config.method.teacher_context
+    assert n8.config.train.steps == 3 and n8.config.seed == 5 and n8.arm == "n8"
+
+
+def test_run_id_is_stable_and_hex() -> None:
+    first, second = base_config(), base_config()
+    assert run_id(first) == run_id(second)
+    assert len(run_id(first)) == 12 and int(run_id(first), 16) >= 0
+    assert run_id(RunConfig.model_validate(first.model_dump(mode="json"))) == run_id(first)
+
+
+def test_run_id_ignores_arm_label_and_experiment_name() -> None:
+    a = plan(make_spec(name="one", arms=[{"name": "label-a", "preset": "brts"}], seeds=[0]))[0]
+    b = plan(make_spec(name="two", arms=[ArmSpec(name="label-b", preset="brts")], seeds=[0]))[0]
+    assert (a.arm, a.experiment) != (b.arm, b.experiment)
+    assert a.run_id == b.run_id
+
+
+def test_run_id_differs_across_seeds() -> None:
+    ids = [r.run_id for r in plan(make_spec(arms=["brts"], seeds=[0, 1, 2, 3]))]
+    assert len(set(ids)) == 4
+
+
+def bumped(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.5
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return (*value, value[0]) if value else ("x",)
+    if value is None:
+        return 1
+    raise TypeError(value)
+
+
+def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    changes = [("seed", config.model_copy(update={"seed": config.seed + 1}))]
+    for section in ("task", "models", "train", "eval", "method"):
+        part: BaseModel = getattr(config, section)
+        for field in type(part).model_fields:
+            changed = part.model_copy(update={field: bumped(getattr(part, field))})
+            changes.append((f"{section}.{field}", config.model_copy(update={section: changed})))
+    return changes
+
+
+def test_changing_any_field_changes_run_id() -> None:
+    config = base_config()
+    changes = every_field_change(config)
+    assert len(changes) > 40  # every field of every section is covered
+    original = run_id(config)
+    for where, changed in changes:
+        assert run_id(changed) != original, where
+
+
+def test_run_id_includes_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = base_config()
+    original = run_id(config)
+    monkeypatch.setattr(plan_module, "RUN_FORMAT", plan_module.RUN_FORMAT + 1)
+    assert run_id(config) != original
+    monkeypatch.undo()
+    monkeypatch.setattr("brts.__version__", "999.0")
+    assert run_id(config) != original
