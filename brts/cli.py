@@ -173,6 +173,30 @@ def _ensure_models(spec: ExperimentSpec) -> None:
     preflight(spec.models)
 
 
+@app.command("report")
+def report(
+    name: Annotated[str, typer.Argument(help="experiment or sweep name (as in the run store)")],
+    store: StoreOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="output folder (default: reports/NAME)")] = None,
+    baseline: Annotated[str, typer.Option(help="arm the others are compared with")] = "opd",
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: md, html")] = "md,html",
+) -> None:
+    """Tables, figures and tidy data of an experiment or a sweep, from its run folders only."""
+    from brts.report import ReportError, build_report
+    from brts.report.build import parse_formats
+
+    try:
+        chosen = parse_formats(formats)
+        result = build_report(name, store_root(store), out_dir or Path("reports") / name, baseline=baseline,
+                              formats=chosen, progress=lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False))
+    except ReportError as exc:
+        fail(str(exc))
+    for line in result.summary:
+        out.print(f"- {line}", highlight=False, markup=False)
+    pages = [str(result.out / f"index.{f}") for f in chosen]
+    out.print(f"{result.kind} report written in {result.seconds:.1f} s: {', '.join(pages)}", highlight=False)
+
+
 @models_app.command("build")
 def models_build(
     seed: Annotated[int, typer.Option(help="build seed")] = 0,

@@ -1,0 +1,183 @@
+"""Reading run folders into tidy pandas frames: runs, per-sample evaluation rows, training metrics, references.
+
+Reads only what runs wrote (`record.json`, `config.yaml`, `metrics.jsonl`, `eval/summary.json`,
+`eval/problems.csv`, `<experiment>/reference/<role>/`); never a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+SAMPLE_COLUMNS = ["task", "problem_id", "sample", "correct", "extracted", "response_tokens"]
+RUN_COLUMNS = [
+    "run_id", "arm", "seed", "status", "usable", "note", "error", "last_step", "planned_steps",
+    "ended", "train_seconds", "teacher_tokens", "teacher_samples", "aux_weight", "teacher_context", "path",
+]
+REFERENCE_ROLES = ("teacher", "student_start")
+
+
+class ReportError(Exception):
+    """A mistake the user can fix (missing store, unknown name, no finished runs); one line."""
+
+
+@dataclass
+class EvalFolder:
+    """One model's evaluation: its per-sample rows and its summary (k, settings)."""
+
+    samples: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass
+class RunData:
+    """Everything the report needs from a set of run folders."""
+
+    runs: pd.DataFrame  # one row per run folder (and per planned run not started), RUN_COLUMNS
+    samples: pd.DataFrame  # per (run, task, problem, sample), usable runs and references only
+    metrics: pd.DataFrame  # per (run, step), usable runs only; every metric a column
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> record
+    settings: dict[str, Any] = field(default_factory=dict)  # evaluation settings of the runs (k, temperature)
+
+
+def display_task(task: str) -> str:
+    """`brts_synthetic_hard` -> `hard`, `brts_aime24` -> `aime24`; other names unchanged."""
+    for prefix in ("brts_synthetic_", "brts_"):
+        if task.startswith(prefix):
+            return task[len(prefix):]
+    return task
+
+
+def read_eval(folder: Path) -> EvalFolder | None:
+    """The `eval/` folder of one model, or None when it has no per-sample table."""
+    table = folder / "problems.csv"
+    if not table.exists():
+        return None
+    samples = pd.read_csv(table, dtype={"problem_id": str, "extracted": str}, keep_default_na=False)
+    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise ReportError(f"{table} lacks column(s) {', '.join(missing)}; expected {', '.join(SAMPLE_COLUMNS)}")
+    samples = samples[SAMPLE_COLUMNS].copy()
+    samples["correct"] = samples["correct"].astype(int)
+    samples["sample"] = samples["sample"].astype(int)
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return EvalFolder(samples, summary)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a `metrics.jsonl`; a torn last line (a run killed mid-write) is ignored."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _config(path: Path) -> dict[str, Any]:
+    cfg_path = path / "config.yaml"
+    if not cfg_path.exists():
+        return {}
+    data = yaml.safe_load(cfg_path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _run_row(path: Path, record: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    cfg = _config(path)
+    method = cfg.get("method", {}) or {}
+    last = metrics[-1] if metrics else {}
+    return {
+        "run_id": record.get("run_id", path.name), "arm": record.get("arm"), "seed": record.get("seed"),
+        "status": record.get("status", "planned"), "usable": False, "note": "", "error": record.get("error") or "",
+        "last_step": int(last.get("step", 0)) if metrics else None,
+        "planned_steps": (cfg.get("train") or {}).get("steps"),
+        "ended": record.get("ended"), "train_seconds": record.get("train_seconds"),
+        "teacher_tokens": last.get("teacher/tokens_generated"),
+        "teacher_samples": method.get("teacher_samples") if method.get("teacher_context") else None,
+        "aux_weight": method.get("aux_weight") if method.get("teacher_context") else None,
+        "teacher_context": bool(method.get("teacher_context", False)),
+        "path": str(path),
+    }
+
+
+def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None = None) -> RunData:
+    """Read run folders. A run is usable when finished with an `eval/problems.csv`; others are listed with why.
+
+    `labels` (path -> fields) overrides a record's fields, e.g. a sweep trial's arm label.
+    """
+    rows, samples, metric_rows, settings = [], [], [], {}
+    for path in folders:
+        record = json.loads((path / "record.json").read_text()) if (path / "record.json").exists() else {}
+        metrics = read_metrics(path / "metrics.jsonl")
+        row = {**_run_row(path, record, metrics), **(labels or {}).get(str(path), {})}
+        evaluated = read_eval(path / "eval") if row["status"] == "finished" else None
+        if row["status"] == "finished" and evaluated is None:
+            row["note"] = "finished without eval/problems.csv"
+        elif evaluated is not None and evaluated.samples.empty:
+            row["note"] = "eval/problems.csv has no rows"
+        elif evaluated is not None:
+            row["usable"] = True
+            settings = settings or {k: evaluated.summary[k] for k in ("k", "settings") if k in evaluated.summary}
+            frame = evaluated.samples
+            frame.insert(0, "seed", row["seed"])
+            frame.insert(0, "arm", row["arm"])
+            frame.insert(0, "run_id", row["run_id"])
+            samples.append(frame)
+            for m in metrics:
+                metric_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **m})
+        rows.append(row)
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    sample_frame = (pd.concat(samples, ignore_index=True) if samples
+                    else pd.DataFrame(columns=["run_id", "arm", "seed", *SAMPLE_COLUMNS]))
+    metrics_frame = pd.DataFrame(metric_rows)
+    return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, settings=settings)
+
+
+def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.DataFrame:
+    """Mark usable runs that another run of the same arm and seed supersedes as not usable, with a note.
+
+    With the current plan's run ids, runs outside it are superseded (an older spec of the experiment);
+    among the remaining duplicates the one that ended last wins.
+    """
+    runs = runs.copy()
+    if planned_ids is not None:
+        stale = runs["usable"] & ~runs["run_id"].isin(planned_ids)
+        runs.loc[stale, "usable"] = False
+        runs.loc[stale, "note"] = "not in the current spec (an older configuration)"
+    usable = runs[runs["usable"]].sort_values("ended", na_position="first", kind="stable")
+    dup = usable.index[usable.duplicated(["arm", "seed"], keep="last")]
+    runs.loc[dup, "usable"] = False
+    runs.loc[dup, "note"] = "a later run of this arm and seed is used"
+    return runs
+
+
+def read_references(experiment_dir: Path) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
+    """Reference models (teacher, starting student) evaluated once per experiment; rows labelled by role."""
+    records, frames = {}, []
+    base = experiment_dir / "reference"
+    for role in REFERENCE_ROLES:
+        folder = base / role
+        if not folder.is_dir():
+            continue
+        record = json.loads((folder / "record.json").read_text()) if (folder / "record.json").exists() else {}
+        records[role] = record
+        evaluated = read_eval(folder / "eval")
+        if evaluated is None or evaluated.samples.empty:
+            continue
+        frame = evaluated.samples
+        frame.insert(0, "seed", pd.NA)
+        frame.insert(0, "arm", role)
+        frame.insert(0, "run_id", f"reference/{role}")
+        frames.append(frame)
+    samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return records, samples

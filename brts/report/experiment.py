@@ -1,0 +1,283 @@
+"""The report of one experiment: read its run folders, compute the tables, draw the figures, compose the page."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from brts.report import plots
+from brts.report.aggregate import ReportError, RunData, display_task, drop_superseded, read_references, read_runs
+from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
+from brts.report.tables import (
+    StatsSettings,
+    arm_task_table,
+    cost_table,
+    interval_text,
+    seed_gaps,
+    signed,
+    summary_sentences,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Composed:
+    """What an experiment or sweep report writes: page blocks, figures, tidy frames, the summary lines."""
+
+    title: str
+    blocks: list[Block]
+    figures: dict[str, object]  # name -> matplotlib Figure
+    frames: dict[str, pd.DataFrame]  # file stem -> frame (results, runs, table)
+    summary: list[str]
+
+
+def _planned(name: str, folders: Sequence[Path]) -> list | None:
+    """The current spec's planned runs when a spec of this name exists and shares run ids with the store."""
+    from brts.runs.plan import plan
+    from brts.spec import SpecError, load_spec
+
+    try:
+        planned = plan(load_spec(name))
+    except SpecError:
+        return None
+    ids = {p.name for p in folders}
+    return planned if any(p.run_id in ids for p in planned) else None
+
+
+def arm_order(runs: pd.DataFrame, planned: list | None) -> list[str]:
+    """The spec's arm order when known, else the METHOD.md presets' order, then other arms by name."""
+    from brts.method.config import ARM_PRESETS
+
+    present = [a for a in dict.fromkeys(runs["arm"].dropna())]
+    if planned:
+        order = list(dict.fromkeys(p.arm for p in planned))
+        return order + sorted(a for a in present if a not in order)
+    known = [a for a in ARM_PRESETS if a in present]
+    return known + sorted(a for a in present if a not in known)
+
+
+def load(store: Path, name: str, progress: Progress) -> tuple[RunData, list[str], list | None]:
+    """The experiment's runs (planned-but-absent ones listed as `not started`), its references and arm order."""
+    base = store / name
+    folders = [p for p in sorted(base.iterdir()) if (p / "record.json").is_file()]
+    progress(f"reading {len(folders)} run folders in {base}")
+    planned = _planned(name, folders)
+    data = read_runs(folders)
+    data.runs = drop_superseded(data.runs, {p.run_id for p in planned} if planned else None)
+    if planned:
+        present = set(data.runs["run_id"])
+        missing = [{"run_id": p.run_id, "arm": p.arm, "seed": p.seed, "status": "not started", "usable": False,
+                    "note": "planned, no run folder", "error": "", "teacher_context": p.config.method.teacher_context}
+                   for p in planned if p.run_id not in present]
+        if missing:
+            data.runs = pd.concat([data.runs, pd.DataFrame(missing)], ignore_index=True)
+    used = set(data.runs.loc[data.runs["usable"], "run_id"])
+    data.samples = data.samples[data.samples["run_id"].isin(used)]
+    if not data.metrics.empty:
+        data.metrics = data.metrics[data.metrics["run_id"].isin(used)]
+    data.references, references = read_references(base)
+    if not references.empty:
+        data.samples = pd.concat([data.samples, references], ignore_index=True)
+    return data, arm_order(data.runs, planned), planned
+
+
+def _status_counts(runs: pd.DataFrame) -> str:
+    return ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _p_text(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def formatted_table(table: pd.DataFrame, baseline: str, gaps: dict[str, tuple[int, int]], level: float) -> pd.DataFrame:
+    """The arm x task table as display strings, grouped by task, reference models after the arms."""
+    pct = f"{level:.0%}"
+    rows = []
+    for task in dict.fromkeys(table["task"]):
+        for r in table[table["task"] == task].itertuples():
+            is_arm = r.kind == "arm"
+            seeds = str(r.seeds) if r.arm not in gaps else f"{r.seeds} (of {gaps[r.arm][1]})"
+            has_diff = is_arm and not math.isnan(r.diff)
+            rows.append({
+                "task": display_task(r.task), "arm": r.arm if is_arm else f"{r.arm} (reference)",
+                f"avg@{r.k} [{pct} CI]": f"{r.avg:.1f} [{r.low:.1f}, {r.high:.1f}]",
+                "sd over seeds": _fmt(r.seed_sd), "seeds": seeds if is_arm else "–", "problems": str(r.problems),
+                f"pass@{r.k}": f"{r.pass_at_k:.1f}",
+                f"Δ vs {baseline} [{pct} CI]": (f"{signed(r.diff)} {interval_text(r.diff_low, r.diff_high)}"
+                                                 if has_diff else ("baseline" if r.arm == baseline else "–")),
+                "p (Wilcoxon)": _p_text(r.p) if has_diff else "–",
+                "significant": ("yes" if r.significant else "no") if has_diff else "–",
+            })
+    return pd.DataFrame(rows).fillna("–")
+
+
+def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress: Progress) -> Composed:
+    """Read the experiment `name` in `store` and compose its report; ReportError for what the user can fix."""
+    data, arms, planned = load(store, name, progress)
+    runs = data.runs
+    usable = runs[runs["usable"]]
+    if usable.empty:
+        raise ReportError(f"experiment {name!r} in {store} has no finished runs with an evaluation "
+                          f"({_status_counts(runs)}); run `brts exp run {name}` first")
+    used_arms = [a for a in arms if a in set(usable["arm"])]
+    if baseline not in used_arms:
+        raise ReportError(f"baseline arm {baseline!r} has no finished runs in {name!r}; "
+                          f"pass --baseline with one of: {', '.join(used_arms)}")
+    progress("computing intervals")
+    run_samples = data.samples[data.samples["run_id"].isin(set(usable["run_id"]))]
+    refs = data.samples[data.samples["run_id"].str.startswith("reference/")]
+    table = arm_task_table(run_samples, used_arms, baseline, refs, cfg)
+    costs = cost_table(runs, used_arms)
+    gaps = seed_gaps(runs, used_arms)
+    per_seed = (run_samples.groupby(["arm", "seed", "task", "problem_id"])["correct"].mean().mul(100)
+                .groupby(["arm", "seed", "task"]).mean().rename("avg").reset_index())
+
+    sentences = summary_sentences(table, baseline, cfg.level)
+    caveats = _caveats(table, runs, usable, gaps, cfg)
+    progress("drawing figures")
+    colours = plots.arm_colours(used_arms)
+    figures = {
+        "accuracy": plots.accuracy(table, per_seed, colours, cfg.level),
+        "difference": plots.difference(table, baseline, colours, cfg.level),
+        "cost": plots.cost(table, costs, baseline, colours),
+        "learning_curves": plots.learning_curves(
+            data.metrics, colours, [display_task(t) for t in dict.fromkeys(run_samples["task"])]),
+        "selection_tiers": plots.selection_tiers(data.metrics, colours),
+        "alignment": plots.alignment(data.metrics, colours),
+    }
+    blocks = _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline, cfg, figures)
+    return Composed(
+        title=f"Report: {name}", blocks=blocks, figures={k: v for k, v in figures.items() if v is not None},
+        frames={"results": _results(name, data.samples, runs), "runs": _run_summary(runs, run_samples),
+                "table": table},
+        summary=sentences + caveats,
+    )
+
+
+def _caveats(table: pd.DataFrame, runs: pd.DataFrame, usable: pd.DataFrame, gaps: dict, cfg: StatsSettings) -> list[str]:
+    compared = table[(table["kind"] == "arm") & table["diff"].notna()]
+    seeds = usable.groupby("arm")["seed"].nunique()
+    out = [f"Each {cfg.level:.0%} interval is the wider, on each side, of a bootstrap over problems "
+           f"({cfg.n_boot} replicates) and a t-interval over training seeds, so neither a lucky problem set nor "
+           "one lucky seed alone makes a difference; a difference is called significant only when its interval "
+           f"excludes 0. {len(compared)} comparisons, no correction for multiple comparisons."]
+    one = [a for a, n in seeds.items() if n == 1]
+    if one:
+        out.append(f"One training seed only for {', '.join(one)}: the interval covers problem sampling, "
+                   "not seed-to-seed variation.")
+    for arm, (have, most) in gaps.items():
+        out.append(f"{arm} has fewer seeds than other arms ({have} of {most}).")
+    left_out = runs[~runs["usable"]]
+    if not left_out.empty:
+        out.append(f"{len(left_out)} run(s) are not in the comparison ({_status_counts(left_out)}); "
+                   "they are listed under 'Runs not in the comparison'.")
+    return out
+
+
+def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline, cfg, figures) -> list[Block]:
+    runs = data.runs
+    usable = runs[runs["usable"]]
+    settings = data.settings.get("settings") or {}
+    setting_text = ", ".join(f"{k} {v}" for k, v in settings.items() if k in ("temperature", "top_p"))
+    blocks: list[Block] = [
+        Para(f"Experiment {name} in {store}: {len(usable)} of {len(runs)} runs finished and evaluated; "
+             f"k = {data.settings.get('k', int(table['k'].max()))} samples per problem"
+             + (f" ({setting_text})" if setting_text else "") + "; accuracies in percent."),
+        Heading("Summary"), Bullets(sentences), Para("How far these statements reach:"), Bullets(caveats),
+        Heading("Accuracy per arm and task"),
+        Table(formatted_table(table, baseline, gaps, cfg.level),
+              f"avg@k: mean over problems of the fraction of k samples correct, averaged over seeds; CI: the wider "
+              f"of a {cfg.level:.0%} bootstrap over problems and a t-interval over seeds; sd: spread of the "
+              "per-seed avg@k; "
+              f"Δ: paired per-problem difference to {baseline} (same problem ids; seeds paired when both arms ran "
+              "the same seeds); p: Wilcoxon signed-rank over seed-averaged per-problem differences; significant "
+              "only when the Δ interval excludes 0.", left=2),
+    ]
+    for key, caption in (("accuracy", "avg@k per arm with its interval; dots: single seeds; lines: reference models"),
+                         ("difference", f"paired difference to {baseline}; filled where the interval excludes 0")):
+        if figures.get(key) is not None:
+            blocks.append(Figure(key, caption))
+    blocks += [Heading("Cost"), Table(_cost_display(costs),
+                                      "per run, mean over seeds: teacher tokens generated by the teacher-context "
+                                      "branch (cumulative at the last step) and wall time of training and evaluation")]
+    if figures.get("cost") is not None:
+        blocks.append(Figure("cost", "accuracy gain over the baseline against teacher tokens generated per run"))
+    blocks.append(Heading("Training"))
+    for key, caption in (("learning_curves", "validation accuracy over steps; band: lowest to highest seed"),
+                         ("selection_tiers", "fraction of prompts per selection tier over training"),
+                         ("alignment", "alignment of the selected teacher trajectory per tier")):
+        if figures.get(key) is not None:
+            blocks.append(Figure(key, caption))
+    blocks += _reference_blocks(data)
+    left_out = runs[~runs["usable"]]
+    blocks.append(Heading("Runs not in the comparison"))
+    if left_out.empty:
+        blocks.append(Para("None: every run found is finished and evaluated."))
+    else:
+        shown = left_out[["arm", "seed", "run_id", "status", "last_step", "planned_steps", "note", "error"]].copy()
+        shown["last_step"] = [f"{_int(s)}/{_int(p)}" for s, p in zip(shown["last_step"], shown["planned_steps"],
+                                                                      strict=True)]
+        blocks.append(Table(shown.drop(columns="planned_steps").rename(columns={"last_step": "step"})
+                            .astype(str).replace({"nan": "–", "None": "–", "<NA>": "–"}), "", left=8))
+    blocks += [Heading("Data"), Bullets([
+        "results.parquet / results.csv: one row per run x task x problem x sample (reference models have "
+        "kind = reference); every number above can be recomputed from it.",
+        "runs.parquet / runs.csv: one row per run with its status, cost and avg@k / pass@k per task.",
+        "table.csv: the table above at full precision.",
+        "figures/: every figure as PNG and SVG.",
+    ])]
+    return blocks
+
+
+def _int(x: object) -> str:
+    try:
+        return str(int(x))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _cost_display(costs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "arm": costs["arm"], "seeds": costs["seeds"].astype(str),
+        "teacher tokens": costs["teacher_tokens"].map(lambda v: f"{v:,.0f}"),
+        "wall time (s)": costs["train_seconds"].map(lambda v: _fmt(v, 0)),
+        "steps": costs["steps"].map(lambda v: _fmt(v, 0)),
+    })
+
+
+def _reference_blocks(data: RunData) -> list[Block]:
+    if data.references:
+        return []
+    return [Heading("Reference models"), Para(
+        "No reference evaluations found (reference/teacher/, reference/student_start/ under the experiment's "
+        "folder); the table has no teacher or starting-student rows.")]
+
+
+def _results(name: str, samples: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    frame = samples.copy()
+    frame.insert(0, "kind", ["reference" if r.startswith("reference/") else "run" for r in frame["run_id"]])
+    frame.insert(0, "experiment", name)
+    frame["seed"] = pd.array(frame["seed"], dtype="Int64")
+    return frame.reset_index(drop=True)
+
+
+def _run_summary(runs: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: status and cost, plus avg@k and pass@k (k = all samples) per task for usable runs."""
+    out = runs.drop(columns=["path"]).copy()
+    if samples.empty:
+        return out
+    per_problem = samples.groupby(["run_id", "task", "problem_id"])["correct"].agg(["mean", "max"])
+    per_task = per_problem.groupby(["run_id", "task"]).mean().mul(100)
+    avg = per_task["mean"].unstack("task").add_prefix("avg@k:")
+    anyc = per_task["max"].unstack("task").add_prefix("pass@k:")
+    return out.merge(avg, left_on="run_id", right_index=True, how="left").merge(
+        anyc, left_on="run_id", right_index=True, how="left")

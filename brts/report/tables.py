@@ -1,0 +1,153 @@
+"""The comparison tables: arm x task accuracy with intervals, paired differences to the baseline, cost.
+
+Every number here is recomputable from the tidy per-sample frame (`results.parquet`): an arm's avg@k on a
+task is the mean over its seeds and the task's problems of each problem's fraction of correct samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from brts.report import stats
+from brts.report.aggregate import display_task
+
+TABLE_COLUMNS = [
+    "kind", "arm", "task", "seeds", "problems", "k", "avg", "low", "high", "seed_sd", "pass_at_k",
+    "diff", "diff_low", "diff_high", "p", "significant", "seed_pairing",
+    "diff_problems_low", "diff_problems_high", "diff_seeds_low", "diff_seeds_high",
+]
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    n_boot: int = stats.DEFAULT_BOOT
+    level: float = stats.DEFAULT_LEVEL
+    seed: int = 0
+
+
+def problem_matrix(samples: pd.DataFrame) -> pd.DataFrame:
+    """(seed x problem) accuracy in percent, averaged over samples; only problems every seed evaluated."""
+    per = samples.groupby(["seed", "problem_id"], dropna=False)["correct"].mean().mul(100.0)
+    return per.unstack("problem_id").dropna(axis=1)
+
+
+def _pass_at_k(samples: pd.DataFrame, k: int) -> float:
+    """Unbiased pass@k averaged over problems and then seeds, in percent."""
+    counts = samples.groupby(["seed", "problem_id"], dropna=False)["correct"].agg(["count", "sum"])
+    values = [stats.pass_at_k(int(n), int(c), min(k, int(n))) for n, c in counts.itertuples(index=False)]
+    per_seed = pd.Series(values, index=counts.index).groupby(level="seed", dropna=False).mean()
+    return float(100.0 * per_seed.mean())
+
+
+def _samples_per_problem(samples: pd.DataFrame) -> int:
+    return int(samples.groupby(["seed", "problem_id"], dropna=False).size().min())
+
+
+def _row(kind: str, arm: str, task: str, m: pd.DataFrame, samples: pd.DataFrame, cfg: StatsSettings) -> dict:
+    k = _samples_per_problem(samples)
+    ci = stats.mean_interval(m.to_numpy(), n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
+    return {
+        "kind": kind, "arm": arm, "task": task, "seeds": m.shape[0], "problems": m.shape[1], "k": k,
+        "avg": ci.estimate, "low": ci.low, "high": ci.high, "seed_sd": stats.seed_sd(m.to_numpy()),
+        "pass_at_k": _pass_at_k(samples, k), "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
+        "p": math.nan, "significant": False, "seed_pairing": "",
+        **dict.fromkeys(["diff_problems_low", "diff_problems_high", "diff_seeds_low", "diff_seeds_high"], math.nan),
+    }
+
+
+def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, cfg: StatsSettings) -> stats.Difference:
+    """arm - baseline over their common problems; seeds paired when both arms ran the same seeds."""
+    problems = arm.columns.intersection(base.columns)
+    paired = list(arm.index) == list(base.index)
+    return stats.paired_difference(arm[problems].to_numpy(), base[problems].to_numpy(), paired_seeds=paired,
+                                   n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
+
+
+def arm_task_table(samples: pd.DataFrame, arms: Sequence[str], baseline: str | None,
+                   references: pd.DataFrame | None = None, cfg: StatsSettings | None = None) -> pd.DataFrame:
+    """One row per arm x task (and per reference model x task) with avg@k, intervals and the paired difference."""
+    cfg = cfg or StatsSettings()
+    rows = []
+    tasks = list(dict.fromkeys(samples["task"]))
+    for task in tasks:
+        by_task = samples[samples["task"] == task]
+        matrices = {arm: problem_matrix(by_task[by_task["arm"] == arm]) for arm in arms
+                    if (by_task["arm"] == arm).any()}
+        for arm, m in matrices.items():
+            row = _row("arm", arm, task, m, by_task[by_task["arm"] == arm], cfg)
+            if baseline is not None and arm != baseline and baseline in matrices:
+                d = paired_difference(m, matrices[baseline], cfg)
+                ci, seeds = d.interval, d.over_seeds
+                row.update(diff=ci.estimate, diff_low=ci.low, diff_high=ci.high, p=d.p,
+                           significant=ci.excludes_zero, seed_pairing="paired" if d.paired_seeds else "unpaired",
+                           diff_problems_low=d.over_problems.low, diff_problems_high=d.over_problems.high,
+                           diff_seeds_low=seeds.low if seeds else math.nan,
+                           diff_seeds_high=seeds.high if seeds else math.nan)
+            rows.append(row)
+    if references is not None and not references.empty:
+        for (role, task), ref in references.groupby(["arm", "task"], sort=False):
+            ref = ref.assign(seed=0)
+            rows.append(_row("reference", str(role), str(task), problem_matrix(ref), ref, cfg))
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["task_order"] = table["task"].map({t: i for i, t in enumerate(tasks)}).fillna(len(tasks))
+    table["arm_order"] = table["arm"].map({a: i for i, a in enumerate(arms)}).fillna(len(arms))
+    table = table.sort_values(["kind", "task_order", "arm_order"], kind="stable")
+    return table.drop(columns=["task_order", "arm_order"]).reset_index(drop=True)
+
+
+def cost_table(runs: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
+    """Per arm: seeds used, mean final cumulative teacher tokens, mean training wall time, steps."""
+    used = runs[runs["usable"]]
+    rows = []
+    for arm in arms:
+        sub = used[used["arm"] == arm]
+        if sub.empty:
+            continue
+        tokens = pd.to_numeric(sub["teacher_tokens"], errors="coerce")
+        rows.append({
+            "arm": arm, "seeds": len(sub),
+            "teacher_tokens": float(tokens.mean()) if tokens.notna().any() else 0.0,
+            "train_seconds": float(pd.to_numeric(sub["train_seconds"], errors="coerce").mean()),
+            "steps": float(pd.to_numeric(sub["last_step"], errors="coerce").mean()),
+        })
+    return pd.DataFrame(rows, columns=["arm", "seeds", "teacher_tokens", "train_seconds", "steps"])
+
+
+def signed(x: float) -> str:
+    return f"{x:+.1f}".replace("-", "\u2212")
+
+
+def interval_text(low: float, high: float) -> str:
+    return f"[{signed(low)}, {signed(high)}]"
+
+
+def summary_sentences(table: pd.DataFrame, baseline: str, level: float) -> list[str]:
+    """One plain sentence per compared arm, claiming a difference only where its interval excludes 0."""
+    arms = table[(table["kind"] == "arm") & (table["arm"] != baseline) & table["diff"].notna()]
+    out = []
+    for arm, rows in arms.groupby("arm", sort=False):
+        found = [f"{signed(r.diff)} points on {display_task(r.task)} {interval_text(r.diff_low, r.diff_high)}"
+                 for r in rows.itertuples() if r.significant]
+        flat = [display_task(r.task) for r in rows.itertuples() if not r.significant]
+        parts = []
+        if found:
+            parts.append("; ".join(found))
+        if flat:
+            parts.append(("not significant on " if found else "no significant difference on ") + _join(flat))
+        out.append(f"{arm} vs {baseline}: " + "; ".join(parts) + ".")
+    return out
+
+
+def _join(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def seed_gaps(runs: pd.DataFrame, arms: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Arms with fewer usable seeds than the most any arm has: arm -> (its seeds, the most)."""
+    counts = runs[runs["usable"]].groupby("arm")["seed"].nunique()
+    most = int(counts.max()) if len(counts) else 0
+    return {arm: (int(counts.get(arm, 0)), most) for arm in arms if int(counts.get(arm, 0)) < most}

@@ -1,0 +1,136 @@
+"""Run folders in the layout the evaluation contract fixes, with planted accuracies, for testing the report.
+
+Folders, `config.yaml` and the initial `record.json` come from the real plan and run store; the training
+metrics and the `eval/` files (summary.json, problems.csv) are generated from a known model: problem j of a
+task has base accuracy b_j, and arm a with seed s answers each sample correctly with probability
+clip(b_j + shift[a][task] + seed_shift[a][s]).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from brts.runs.plan import PlannedRun, plan
+from brts.runs.store import RunStore, write_json_atomic
+from brts.spec import ExperimentSpec
+
+TASKS = ("brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard")
+BASE_RANGE = {"brts_synthetic_easy": (0.6, 0.95), "brts_synthetic_medium": (0.2, 0.7), "brts_synthetic_hard": (0.05, 0.5)}
+
+
+def spec(name: str, arms: Sequence[str], seeds: Sequence[int], steps: int = 30, problems: int = 100, k: int = 4,
+         ) -> ExperimentSpec:
+    return ExperimentSpec(
+        name=name, arms=list(arms), seeds=list(seeds),
+        train={"steps": steps, "validate_every": 10, "checkpoint_every": 10},
+        eval={"splits": ["easy", "medium", "hard"], "problems": problems, "k": k},
+        method={"alignment_top_k": 3, "aux_weight": 0.5},
+    )
+
+
+def base_accuracy(task: str, problems: int) -> np.ndarray:
+    lo, hi = BASE_RANGE.get(task, (0.2, 0.8))
+    return np.random.default_rng(zlib.crc32(task.encode())).uniform(lo, hi, problems)
+
+
+def write_eval(folder: Path, probs: Mapping[str, np.ndarray], k: int, rng: np.random.Generator) -> dict[str, float]:
+    """`eval/problems.csv` and `eval/summary.json` for per-problem correct-probabilities; returns avg@k per task."""
+    out = folder / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    summary, avg = {}, {}
+    with open(out / "problems.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["task", "problem_id", "sample", "correct", "extracted", "response_tokens"])
+        for task, p in probs.items():
+            correct = rng.random((len(p), k)) < p[:, None]
+            for j in range(len(p)):
+                for s in range(k):
+                    writer.writerow([task, f"{task}-{j:03d}", s, int(correct[j, s]), str(j % 10) if correct[j, s]
+                                     else "7", int(rng.integers(10, 60))])
+            avg[task] = 100.0 * float(correct.mean())
+            summary[task] = {"avg@k": avg[task], "pass@k": 100.0 * float(correct.any(axis=1).mean()),
+                             "maj@k": avg[task], "problems": len(p)}
+    write_json_atomic(out / "summary.json", {"k": k, "settings": {"temperature": 0.7, "top_p": 0.95},
+                                             "tasks": summary})
+    return avg
+
+
+def write_metrics(folder: Path, planned: PlannedRun, rng: np.random.Generator, level: float,
+                  upto: int | None = None) -> None:
+    """metrics.jsonl as the Trainer writes it: step 0 validation, then per-step records (validation every 10)."""
+    cfg = planned.config
+    steps = cfg.train.steps if upto is None else upto
+    branch = cfg.method.teacher_context
+    lines, tokens = [], 0.0
+    for step in range(steps + 1):
+        frac = min(1.0, step / max(cfg.train.steps, 1))
+        val = {f"val/{s}": 100.0 * float(np.clip(level * frac + rng.normal(0, 0.03), 0, 1)) for s in cfg.eval.splits}
+        if step == 0:
+            lines.append({"step": 0, **val})
+            continue
+        record: dict = {"step": step, "loss/opd": float(rng.random()), "loss/total": float(rng.random())}
+        if branch:
+            t1 = float(np.clip(0.3 + 0.5 * frac + rng.normal(0, 0.05), 0, 1))
+            t2 = float((1 - t1) * 0.6) if cfg.method.recovery else 0.0
+            tokens += 40.0 * cfg.method.teacher_samples * cfg.train.prompts_per_step
+            record.update({"selection/frac_tier1": t1, "selection/frac_tier2": t2,
+                           "selection/frac_tier3": 1 - t1 - t2, "selection/frac_tier0": 0.0,
+                           "selection/alignment_tier1": 0.6 + 0.2 * frac, "selection/alignment_tier2": 0.5,
+                           "selection/alignment_tier3": 0.4 if t1 < 1 else None})
+        else:
+            record.update(dict.fromkeys(["selection/frac_tier1", "selection/frac_tier2", "selection/frac_tier3",
+                                         "selection/frac_tier0", "selection/alignment_tier1"]))
+        record["teacher/tokens_generated"] = tokens
+        if step % cfg.train.validate_every == 0 or step == cfg.train.steps:
+            record.update(val)
+        lines.append(record)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
+
+
+def write_experiment(store: Path, exp: ExperimentSpec, shift: Mapping[str, float | Mapping[str, float]],
+                     seed_shift: Mapping[tuple[str, int], float] | None = None,
+                     status: Mapping[tuple[str, int], str] | None = None, references: bool = True,
+                     seed: int = 0) -> list[PlannedRun]:
+    """Write every planned run of `exp` under `store`; `status[(arm, seed)]` makes a run failed/running/absent."""
+    rng = np.random.default_rng(seed)
+    runs = RunStore(store)
+    planned = plan(exp)
+    k = exp.eval.k
+    tasks = [f"brts_synthetic_{s}" for s in exp.eval.splits]
+    base = {t: base_accuracy(t, exp.eval.problems or 100) for t in tasks}
+    for p in planned:
+        state = (status or {}).get((p.arm, p.seed), "finished")
+        if state == "absent":
+            continue
+        folder = runs.prepare(p)
+        arm_shift = shift.get(p.arm, 0.0)
+        if state == "failed":
+            write_metrics(folder.path, p, rng, 0.5, upto=3)
+            folder.update_record(status="failed", error="NonFiniteLossError: non-finite loss at step 4",
+                                 ended="2026-01-01T00:00:00+00:00")
+            continue
+        if state == "running":
+            write_metrics(folder.path, p, rng, 0.5, upto=p.config.train.steps // 2)
+            folder.update_record(status="running")
+            continue
+        probs = {}
+        for t in tasks:
+            delta = arm_shift.get(t, 0.0) if isinstance(arm_shift, Mapping) else arm_shift
+            probs[t] = np.clip(base[t] + delta + (seed_shift or {}).get((p.arm, p.seed), 0.0), 0, 1)
+        write_metrics(folder.path, p, rng, float(np.mean([v.mean() for v in probs.values()])))
+        avg = write_eval(folder.path, probs, k, rng)
+        folder.update_record(status="finished", eval=avg, train_seconds=round(30 + 10 * rng.random(), 2),
+                             ended=f"2026-01-01T00:{p.seed:02d}:00+00:00", last_step=p.config.train.steps)
+    if references:
+        for role, delta in (("teacher", 0.3), ("student_start", -0.2)):
+            folder = store / exp.name / "reference" / role
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(folder / "record.json", {"role": role, "model": f"builtin:{role}", "status": "finished"})
+            write_eval(folder, {t: np.clip(base[t] + delta, 0, 1) for t in tasks}, k, rng)
+    return planned
