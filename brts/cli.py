@@ -187,14 +187,16 @@ def report(
 
     try:
         chosen = parse_formats(formats)
-        result = build_report(name, store_root(store), out_dir or Path("reports") / name, baseline=baseline,
-                              formats=chosen, progress=lambda msg: err.print(f"[dim]{msg}[/dim]", highlight=False))
+        with err.status("report") as status:  # transient: gone before the summary or the error line
+            result = build_report(name, store_root(store), out_dir or Path("reports") / name, baseline=baseline,
+                                  formats=chosen, progress=lambda msg: status.update(msg))
     except ReportError as exc:
         fail(str(exc))
     for line in result.summary:
-        out.print(f"- {line}", highlight=False, markup=False)
+        out.print(f"- {line}", highlight=False, markup=False, soft_wrap=True)
     pages = [str(result.out / f"index.{f}") for f in chosen]
-    out.print(f"{result.kind} report written in {result.seconds:.1f} s: {', '.join(pages)}", highlight=False)
+    out.print(f"{result.kind} report written in {result.seconds:.1f} s: {', '.join(pages)}", highlight=False,
+              soft_wrap=True)
 
 
 @models_app.command("build")

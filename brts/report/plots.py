@@ -38,7 +38,8 @@ def theme() -> None:
 
 def facets(n: int, width: float = 3.4, height: float = 3.3, sharey: bool = True) -> tuple[Figure, list]:
     theme()
-    fig, axes = plt.subplots(1, n, figsize=(width * n + 0.6, height), sharey=sharey, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(width * n + 0.6, height), sharey=sharey, squeeze=False,
+                             layout="constrained")
     return fig, list(axes[0])
 
 
@@ -46,16 +47,14 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     """Write `name.png` and `name.svg` into `folder`; closes the figure."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(paths[0], dpi=110)
+    fig.savefig(paths[1], metadata={"Date": None})
     plt.close(fig)
     return paths
 
 
 def _legend(fig: Figure, handles: list, labels: list[str], ncol: int | None = None) -> None:
-    fig.legend(handles, labels, loc="lower center", ncol=ncol or min(len(labels), 6), frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol or min(len(labels), 6), frameon=False)
 
 
 def accuracy(table: pd.DataFrame, per_seed: pd.DataFrame, colours: dict, level: float) -> Figure | None:
@@ -83,7 +82,6 @@ def accuracy(table: pd.DataFrame, per_seed: pd.DataFrame, colours: dict, level: 
         ax.set_title(display_task(task))
     axes[0].set_ylabel(f"avg@k (%), {level:.0%} interval")
     fig.suptitle("Final accuracy per arm (dots: single seeds; lines: reference models)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -106,7 +104,6 @@ def difference(table: pd.DataFrame, baseline: str, colours: dict, level: float) 
         ax.set_title(display_task(task))
         ax.set_xlabel(f"points vs {baseline}")
     fig.suptitle(f"Paired difference to {baseline}, {level:.0%} interval (filled: interval excludes 0)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -131,7 +128,7 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, splits: Sequence[str] 
     axes[0].set_ylabel("validation accuracy (%)")
     handles = [plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
     _legend(fig, handles, list(colours))
-    fig.suptitle("Learning curves (line: mean over seeds; band: lowest to highest seed)", fontsize=10, y=1.02)
+    fig.suptitle("Learning curves (line: mean over seeds; band: lowest to highest seed)", fontsize=10)
     return fig
 
 
@@ -171,7 +168,7 @@ def selection_tiers(metrics: pd.DataFrame, colours: dict) -> Figure | None:
     axes[0].set_ylabel("fraction of prompts")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TIER_COLOURS.values()]
     _legend(fig, handles, list(TIER_COLOURS))
-    fig.suptitle(f"Selection tier over training (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10, y=1.02)
+    fig.suptitle(f"Selection tier over training (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10)
     return fig
 
 
@@ -194,7 +191,7 @@ def alignment(metrics: pd.DataFrame, colours: dict) -> Figure | None:
     axes[0].set_ylabel("alignment of the selected trajectory")
     handles = [plt.Line2D([], [], color=TIER_COLOURS[v], lw=2) for v in columns.values()]
     _legend(fig, handles, list(columns.values()))
-    fig.suptitle(f"Alignment per tier (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10, y=1.02)
+    fig.suptitle(f"Alignment per tier (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10)
     return fig
 
 
@@ -232,5 +229,5 @@ def cost(table: pd.DataFrame, costs: pd.DataFrame, baseline: str, colours: dict)
     arms = [a for a in colours if a in set(rows["arm"])]
     handles = [plt.Line2D([], [], color=colours[a], marker="o", ls="") for a in arms]
     _legend(fig, handles, arms)
-    fig.suptitle("Accuracy gain against teacher tokens spent", fontsize=10, y=1.02)
+    fig.suptitle("Accuracy gain against teacher tokens spent", fontsize=10)
     return fig

@@ -19,6 +19,8 @@ from brts.report.aggregate import ReportError
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+STATE_NAMES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running",
+               "WAITING": "waiting"}
 PARAM_LABELS = {"teacher_samples": "N", "aux_weight": "λ"}
 
 
@@ -87,7 +89,7 @@ def load_study(folder: Path, name: str) -> Study:
 def _trial_frame(trials: list[Any], objectives: list[str]) -> pd.DataFrame:
     rows = []
     for t in trials:
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower()}
+        row: dict[str, Any] = {"number": t.number, "state": STATE_NAMES.get(t.state.name, t.state.name.lower())}
         row.update({f"param:{k}": v for k, v in t.params.items()})
         values = t.values or []
         for i, obj in enumerate(objectives):
@@ -111,7 +113,9 @@ def _importances(study: Any, trials: pd.DataFrame) -> tuple[dict[str, float] | N
         return None, "parameter importances need at least 3 complete trials with varying parameters"
     try:
         target = None if len(study.directions) == 1 else (lambda t: t.values[0])
-        found = optuna.importance.get_param_importances(study, target=target)
+        # fANOVA explains the objective's variance, so the direction does not matter; seeded for equal reports
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
     except (RuntimeError, ValueError) as exc:
         return None, f"parameter importances unavailable: {exc}"
     return {k: float(v) for k, v in found.items()}, "fANOVA importance of each parameter for the first objective"

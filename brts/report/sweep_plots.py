@@ -39,14 +39,13 @@ def objective_map(study: Study) -> Figure | None:
         frame = pd.DataFrame({"N": trials["param:teacher_samples"], "λ": lam, "value": trials[obj]})
         mean = frame.pivot_table(index="N", columns="λ", values="value", aggfunc="mean").reindex(columns=order)
         count = frame.pivot_table(index="N", columns="λ", values="value", aggfunc="count").reindex(columns=order)
-        notes = mean.map(lambda v: "" if pd.isna(v) else f"{v:.1f}") + count.map(
+        notes = mean.map(lambda v: "" if pd.isna(v) else f"{v:.4g}") + count.map(
             lambda n: "" if pd.isna(n) else f"\n(n={int(n)})")
         sns.heatmap(mean, annot=notes, fmt="", cmap="viridis", ax=ax, cbar_kws={"label": obj},
                     annot_kws={"fontsize": 7})
         ax.set_title(f"{obj} ({study.directions[study.objectives.index(obj)]})")
         ax.invert_yaxis()
     fig.suptitle("Objective over N × λ (mean of complete trials per cell)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -65,7 +64,6 @@ def history(study: Study) -> Figure | None:
         ax.set_ylabel(obj)
         ax.legend(frameon=False, fontsize=7)
     fig.suptitle("Optimisation history", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -74,12 +72,11 @@ def importances(study: Study) -> Figure | None:
         return None
     theme()
     names = list(study.importances)
-    fig, ax = plt.subplots(figsize=(5.0, 0.45 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(5.0, 0.45 * len(names) + 1.2), layout="constrained")
     ax.barh([f"{PARAM_LABELS.get(n, n)} ({n})" for n in names], [study.importances[n] for n in names], color="#0173b2")
     ax.invert_yaxis()
     ax.set_xlabel("importance (fANOVA)")
     ax.set_title(f"Parameter importance for {study.objectives[0]}", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -90,7 +87,7 @@ def pareto_front(study: Study) -> Figure | None:
         return None
     theme()
     x, y = study.objectives[:2]
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    fig, ax = plt.subplots(figsize=(5.0, 4.0), layout="constrained")
     on_front = trials["number"].isin(study.pareto)
     ax.scatter(trials.loc[~on_front, x], trials.loc[~on_front, y], color="0.6", s=20, label="trial")
     front = trials[on_front].sort_values(x)
@@ -101,5 +98,4 @@ def pareto_front(study: Study) -> Figure | None:
     ax.set_ylabel(f"{y} ({study.directions[1]})")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Pareto front (labels: trial numbers)", fontsize=10)
-    fig.tight_layout()
     return fig

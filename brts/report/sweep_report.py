@@ -108,7 +108,8 @@ def _trial_table(study: Study, runs: pd.DataFrame, per_task: pd.DataFrame) -> pd
             row[obj] = "–" if math.isnan(float(t[obj])) else f"{float(t[obj]):.2f}"
         if study.pareto:
             row["Pareto"] = "yes" if int(t["number"]) in study.pareto else ""
-        row["run"] = f"{t['run_id'] or '–'} ({status.get(label, 'no folder')})"
+        run_id = "–" if pd.isna(t["run_id"]) else str(t["run_id"])
+        row["run"] = f"{run_id} ({status.get(label, 'no folder')})"
         for task in per_task.columns:
             value = per_task[task].get(label, math.nan)
             row[f"avg@k {display_task(task)}"] = "–" if pd.isna(value) else f"{value:.1f}"

@@ -1,0 +1,207 @@
+"""`brts report` end to end on run folders of the default grid's size (15 runs x 3 tasks x 100 problems x 4)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from brts.cli import app
+from brts.report import build_report
+from brts.spec import load_spec
+from tests.report.fake_runs import write_experiment
+
+SHIFT = {"opd": 0.0, "first_rollout": 0.03, "brts": {"brts_synthetic_hard": 0.25, "brts_synthetic_medium": 0.1},
+         "brts_no_recovery": 0.05, "brts_no_alignment": 0.0}
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory):
+    """The default grid's run folders (planted: brts +25 points on hard) and its report, built once."""
+    root = tmp_path_factory.mktemp("grid")
+    write_experiment(root / "store", load_spec("ablation-grid"), SHIFT)
+    result = build_report("ablation-grid", root / "store", root / "out")
+    return root, result
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.sources.append(attrs["src"])
+        if tag == "a" and attrs.get("href", "").startswith("figures/"):
+            self.links.append(attrs["href"])
+
+
+def test_report_is_written_fast_with_every_file(grid):
+    root, result = grid
+    out = root / "out"
+    assert result.seconds < 30, f"report took {result.seconds:.1f} s"
+    for name in ("index.md", "index.html", "results.parquet", "results.csv", "runs.parquet", "runs.csv", "table.csv"):
+        assert (out / name).stat().st_size > 0, name
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    assert figures == {"accuracy", "difference", "cost", "learning_curves", "selection_tiers", "alignment"}
+    assert figures == {p.stem for p in (out / "figures").glob("*.svg")}
+    assert not list(root.glob(".out.*")), "temporary folders are removed"
+
+
+def test_every_image_referenced_by_the_html_exists_and_decodes(grid):
+    out = grid[0] / "out"
+    page = _Images()
+    page.feed((out / "index.html").read_text())
+    assert len(page.sources) == 6 and len(page.links) == 6
+    assert "<script" not in (out / "index.html").read_text()
+    for src in page.sources:
+        assert not src.startswith(("http:", "https:", "/")), src
+        with Image.open(out / src) as img:
+            img.verify()
+        with Image.open(out / src) as img:
+            assert img.width > 300 and img.height > 150
+    for href in page.links:
+        assert ET.parse(out / href).getroot().tag.endswith("svg")
+    md_images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "index.md").read_text())
+    assert sorted(md_images) == sorted(page.sources)
+
+
+def test_html_renders_in_headless_chromium_with_every_image_loaded(grid, tmp_path):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (apt-get install chromium); the image files are checked "
+                    "by test_every_image_referenced_by_the_html_exists_and_decodes")
+    out = grid[0] / "out"
+    # A copy beside the original, so relative image paths resolve the same; the probe reports each image.
+    probe = out / "probe.html"
+    probe.write_text((out / "index.html").read_text().replace("</body>", (
+        "<script>window.addEventListener('load', () => { document.title = 'IMAGES ' + "
+        "Array.from(document.images).map(i => (i.complete && i.naturalWidth > 0) ? 'ok' : 'broken').join(' '); "
+        "});</script></body>")))
+    try:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        probe.unlink()
+    title = re.search(r"<title>IMAGES ([^<]*)</title>", done.stdout)
+    assert title, f"Chromium did not render the page: {done.stderr[-500:]}"
+    assert title.group(1).split() == ["ok"] * 6
+    assert "Accuracy per arm and task" in done.stdout
+
+
+def test_a_table_cell_is_recomputed_from_results_parquet(grid):
+    out = grid[0] / "out"
+    results = pd.read_parquet(out / "results.parquet")
+    assert len(results[results["kind"] == "run"]) == 15 * 3 * 100 * 4
+    assert set(results.columns) >= {"experiment", "kind", "run_id", "arm", "seed", "task", "problem_id", "sample",
+                                    "correct", "extracted", "response_tokens"}
+    hard = results[(results["task"] == "brts_synthetic_hard") & (results["kind"] == "run")]
+    per_run = hard.groupby(["arm", "seed", "problem_id"])["correct"].mean().groupby(["arm", "seed"]).mean() * 100
+    brts, opd = per_run["brts"], per_run["opd"]
+    per_problem = lambda arm: hard[hard["arm"] == arm].groupby("problem_id")["correct"].mean() * 100  # noqa: E731
+    any_correct = hard[hard["arm"] == "brts"].groupby(["seed", "problem_id"])["correct"].max().mean() * 100
+
+    table = pd.read_csv(out / "table.csv")
+    row = table[(table["arm"] == "brts") & (table["task"] == "brts_synthetic_hard")].iloc[0]
+    assert row["avg"] == pytest.approx(brts.mean())
+    assert row["seed_sd"] == pytest.approx(brts.std(ddof=1))
+    assert row["pass_at_k"] == pytest.approx(any_correct)
+    assert row["diff"] == pytest.approx((per_problem("brts") - per_problem("opd")).mean())
+    assert row["diff"] == pytest.approx(brts.mean() - opd.mean())
+    from scipy import stats as scipy_stats
+
+    seed_half = scipy_stats.t.ppf(0.975, 2) * (brts - opd).std(ddof=1) / np.sqrt(3)
+    assert row["diff_seeds_low"] == pytest.approx(row["diff"] - seed_half)
+    assert row["diff_low"] <= min(row["diff_seeds_low"], row["diff_problems_low"])
+    # and the rendered Markdown shows the same numbers
+    md = (out / "index.md").read_text()
+    line = next(line for line in md.splitlines() if line.startswith("| hard | brts |"))
+    assert f"{row['avg']:.1f} [{row['low']:.1f}, {row['high']:.1f}]" in line
+    assert f"+{row['diff']:.1f}" in line
+
+
+def test_summary_states_only_what_the_intervals_support(grid):
+    root, result = grid
+    table = pd.read_csv(root / "out" / "table.csv")
+    compared = table[(table["kind"] == "arm") & table["diff"].notna()]
+    brts_hard = compared[(compared["arm"] == "brts") & (compared["task"] == "brts_synthetic_hard")].iloc[0]
+    assert brts_hard["significant"], "the planted +25 points on hard is found"
+    assert brts_hard["diff_low"] < 25 < brts_hard["diff_high"]
+    sentences = {s.split(" vs ")[0]: s for s in result.summary if " vs opd: " in s}
+    assert set(sentences) == {"first_rollout", "brts", "brts_no_recovery", "brts_no_alignment"}
+    for r in compared.itertuples():
+        task = r.task.removeprefix("brts_synthetic_")
+        sentence = sentences[r.arm]
+        claimed = re.search(rf"[+\u2212]\d+\.\d points on {task} \[", sentence) is not None
+        assert claimed == bool(r.significant), (sentence, r)
+    assert "no significant difference on easy, medium or hard" in sentences["brts_no_alignment"]
+    md = (root / "out" / "index.md").read_text()
+    assert all(s in md for s in result.summary)
+
+
+runner = CliRunner()
+
+
+def _fails(*args: str, contains: str) -> None:
+    result = runner.invoke(app, ["report", *args], catch_exceptions=False)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:") and contains in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(grid, tmp_path):
+    store = grid[0] / "store"
+    out = tmp_path / "out"
+    _fails("ablation-grid", "--store", str(tmp_path / "nowhere"), "--out", str(out), contains="does not exist")
+    _fails("no-such", "--store", str(store), "--out", str(out), contains="ablation-grid")
+    _fails("ablation-grid", "--store", str(store), "--out", str(out), "--baseline", "best", contains="opd, first_rollout")
+    _fails("ablation-grid", "--store", str(store), "--out", str(out), "--format", "pdf", contains="md, html")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    _fails("ablation-grid", "--store", str(store), "--out", str(tmp_path / "mine"), contains="not a brts report")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert not out.exists()
+
+
+def test_partial_experiment_reports_what_is_finished_and_lists_the_gaps(tmp_path, monkeypatch):
+    specs = tmp_path / "experiments"
+    specs.mkdir()
+    (specs / "partial.yaml").write_text("extends: smoke\nseeds: [0, 1]\n")
+    monkeypatch.setenv("BRTS_EXPERIMENTS", str(specs))
+    status = {("brts_no_alignment", 1): "failed", ("first_rollout", 1): "running", ("brts_no_recovery", 1): "absent"}
+    planned = write_experiment(tmp_path / "store", load_spec("partial"), {"brts": 0.3}, status=status)
+    result = runner.invoke(app, ["report", "partial", "--store", str(tmp_path / "store"), "--out",
+                                 str(tmp_path / "out")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "3 run(s) are not in the comparison (1 failed, 1 running, 1 not started)" in result.output
+    for arm in ("brts_no_alignment", "first_rollout", "brts_no_recovery"):
+        assert f"{arm} has fewer seeds than other arms (1 of 2)" in result.output
+    md = (tmp_path / "out" / "index.md").read_text()
+    gaps = md[md.index("## Runs not in the comparison"):]
+    for p in planned:
+        assert (p.run_id in gaps) == ((p.arm, p.seed) in status), p
+    assert "NonFiniteLossError" in gaps and "planned, no run folder" in gaps
+    assert "| medium | brts_no_recovery | " in md and "1 (of 2)" in md
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert sorted(runs["status"]) == ["failed", "finished", *["finished"] * 6, "not started", "running"]
+
+
+def test_experiment_without_finished_runs_is_refused(tmp_path):
+    exp = load_spec("smoke")
+    write_experiment(tmp_path / "store", exp, {}, status={(a.name, 0): "failed" for a in exp.arms}, references=False)
+    _fails("smoke", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"),
+           contains="no finished runs with an evaluation (5 failed)")
