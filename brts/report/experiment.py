@@ -10,7 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from brts.report import plots
-from brts.report.aggregate import ReportError, RunData, display_task, drop_superseded, read_references, read_runs
+from brts.report.aggregate import (
+    ReportError,
+    RunData,
+    display_task,
+    drop_superseded,
+    read_references,
+    read_runs,
+)
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.tables import (
     StatsSettings,

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from brts.report.aggregate import display_task  # noqa: E402
 
@@ -126,7 +128,7 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, splits: Sequence[str] 
         ax.set_title(key.removeprefix("val/"))
         ax.set_xlabel("step")
     axes[0].set_ylabel("validation accuracy (%)")
-    handles = [plt.Line2D([], [], color=c, lw=2) for c in colours.values()]
+    handles = [Line2D([], [], color=c, lw=2) for c in colours.values()]
     _legend(fig, handles, list(colours))
     fig.suptitle("Learning curves (line: mean over seeds; band: lowest to highest seed)", fontsize=10)
     return fig
@@ -166,7 +168,7 @@ def selection_tiers(metrics: pd.DataFrame, colours: dict) -> Figure | None:
         _arm_title(ax, arm, colours)
         ax.set_xlabel("step")
     axes[0].set_ylabel("fraction of prompts")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TIER_COLOURS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in TIER_COLOURS.values()]
     _legend(fig, handles, list(TIER_COLOURS))
     fig.suptitle(f"Selection tier over training (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10)
     return fig
@@ -189,7 +191,7 @@ def alignment(metrics: pd.DataFrame, colours: dict) -> Figure | None:
         _arm_title(ax, arm, colours)
         ax.set_xlabel("step")
     axes[0].set_ylabel("alignment of the selected trajectory")
-    handles = [plt.Line2D([], [], color=TIER_COLOURS[v], lw=2) for v in columns.values()]
+    handles = [Line2D([], [], color=TIER_COLOURS[v], lw=2) for v in columns.values()]
     _legend(fig, handles, list(columns.values()))
     fig.suptitle(f"Alignment per tier (mean over seeds, rolling {SMOOTH_STEPS} steps)", fontsize=10)
     return fig
@@ -227,7 +229,7 @@ def cost(table: pd.DataFrame, costs: pd.DataFrame, baseline: str, colours: dict)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
     axes[0].set_ylabel(f"points vs {baseline}")
     arms = [a for a in colours if a in set(rows["arm"])]
-    handles = [plt.Line2D([], [], color=colours[a], marker="o", ls="") for a in arms]
+    handles = [Line2D([], [], color=colours[a], marker="o", ls="") for a in arms]
     _legend(fig, handles, arms)
     fig.suptitle("Accuracy gain against teacher tokens spent", fontsize=10)
     return fig

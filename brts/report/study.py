@@ -44,9 +44,10 @@ def _storage(path: Path) -> Any:
 
     if path.suffix in SQLITE_SUFFIXES:
         return optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
-    journal = optuna.storages.journal
-    backend = getattr(journal, "JournalFileBackend", None) or journal.JournalFileStorage
-    return journal.JournalStorage(backend(str(path)))
+    # Optuna >= 4 names the file backend JournalFileBackend (in storages.journal); 3.x JournalFileStorage
+    journal = getattr(optuna.storages, "journal", None)
+    backend = getattr(journal, "JournalFileBackend", None) or optuna.storages.JournalFileStorage
+    return optuna.storages.JournalStorage(backend(str(path)))
 
 
 def find_storage(folder: Path) -> Path:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from brts.report.plots import facets, plt, theme
+from brts.report.plots import facets, theme
 from brts.report.study import PARAM_LABELS, Study
 
 MAX_LAMBDA_COLUMNS = 8

@@ -118,7 +118,8 @@ def cost_table(runs: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
 
 
 def signed(x: float) -> str:
-    return f"{x:+.1f}".replace("-", "\u2212")
+    """+1.2 / −1.2 with a true minus sign; a value that rounds to zero shows as +0.0."""
+    return f"{round(x, 1) + 0.0:+.1f}".replace("-", "\u2212")
 
 
 def interval_text(low: float, high: float) -> str:

@@ -87,3 +87,17 @@ def test_sweep_folder_without_a_storage_is_refused(tmp_path):
     with pytest.raises(ReportError, match="holds no Optuna storage"):
         build_report("empty", tmp_path / "store", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_journal_file_study_is_read(tmp_path):
+    from optuna.storages import JournalStorage
+
+    journal = getattr(optuna.storages, "journal", None)
+    backend = getattr(journal, "JournalFileBackend", None) or optuna.storages.JournalFileStorage
+    folder = tmp_path / "sweeps" / "j"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name="j", storage=JournalStorage(backend(str(folder / "study.log"))))
+    study.optimize(lambda t: t.suggest_float("aux_weight", 0.01, 1.0, log=True), n_trials=3)
+    loaded = load_study(folder, "j")
+    assert list(loaded.trials["number"]) == [0, 1, 2] and loaded.objectives == ["objective"]
+    assert loaded.trials["objective"].tolist() == [t.value for t in study.trials]

@@ -1,0 +1,102 @@
+"""Reading run folders: which runs are usable, why the others are not, and what the frames hold."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from brts.report.aggregate import (
+    ReportError,
+    display_task,
+    drop_superseded,
+    read_eval,
+    read_references,
+    read_runs,
+)
+from brts.report.tables import arm_task_table, cost_table
+from tests.report.fake_runs import spec, write_experiment
+
+
+@pytest.fixture
+def small(tmp_path):
+    exp = spec("small", ["opd", "brts"], [0, 1], steps=10, problems=10, k=2)
+    planned = write_experiment(tmp_path / "store", exp, {"brts": 0.2})
+    return tmp_path / "store" / "small", planned
+
+
+def _folders(base):
+    return [p for p in sorted(base.iterdir()) if (p / "record.json").is_file()]
+
+
+def test_finished_runs_are_read_with_their_samples_metrics_and_cost(small):
+    base, planned = small
+    data = read_runs(_folders(base))
+    assert data.runs["usable"].all() and len(data.runs) == 4
+    assert len(data.samples) == 4 * 3 * 10 * 2
+    assert set(data.samples["task"]) == {"brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard"}
+    assert data.settings == {"k": 2, "settings": {"temperature": 0.7, "top_p": 0.95}}
+    brts = data.runs[data.runs["arm"] == "brts"].iloc[0]
+    assert (brts["teacher_samples"], brts["aux_weight"], brts["last_step"], brts["planned_steps"]) == (4, 0.5, 10, 10)
+    opd = data.runs[data.runs["arm"] == "opd"].iloc[0]
+    assert pd.isna(opd["teacher_samples"]) and opd["teacher_tokens"] == 0
+    assert set(data.metrics["step"]) == set(range(11))
+    cost = cost_table(data.runs, ["opd", "brts"]).set_index("arm")
+    assert cost.loc["brts", "teacher_tokens"] == 10 * 40.0 * 4 * 8 and cost.loc["opd", "teacher_tokens"] == 0
+
+
+def test_a_finished_run_without_problems_csv_is_listed_not_used(small):
+    base, planned = small
+    (base / planned[0].run_id / "eval" / "problems.csv").unlink()
+    data = read_runs(_folders(base))
+    row = data.runs.set_index("run_id").loc[planned[0].run_id]
+    assert not row["usable"] and row["note"] == "finished without eval/problems.csv"
+    assert planned[0].run_id not in set(data.samples["run_id"])
+
+
+def test_a_torn_last_metrics_line_is_ignored(small):
+    base, planned = small
+    with open(base / planned[1].run_id / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 11, "val/ea')
+    data = read_runs(_folders(base))
+    assert data.metrics[data.metrics["run_id"] == planned[1].run_id]["step"].max() == 10
+
+
+def test_a_later_run_of_the_same_arm_and_seed_supersedes_an_earlier_one(small):
+    base, planned = small
+    old = base / "0123456789ab"
+    shutil.copytree(base / planned[0].run_id, old)
+    record = json.loads((old / "record.json").read_text())
+    (old / "record.json").write_text(json.dumps({**record, "run_id": old.name, "ended": "2025-01-01T00:00:00+00:00"}))
+    runs = drop_superseded(read_runs(_folders(base)).runs, None).set_index("run_id")
+    assert not runs.loc[old.name, "usable"] and "later run" in runs.loc[old.name, "note"]
+    assert runs.loc[planned[0].run_id, "usable"]
+    planned_only = drop_superseded(read_runs(_folders(base)).runs, {p.run_id for p in planned}).set_index("run_id")
+    assert planned_only.loc[old.name, "note"] == "not in the current spec (an older configuration)"
+
+
+def test_references_are_read_by_role_and_become_reference_rows(small):
+    base, _ = small
+    records, samples = read_references(base)
+    assert set(records) == {"teacher", "student_start"} and records["teacher"]["status"] == "finished"
+    assert set(samples["run_id"]) == {"reference/teacher", "reference/student_start"}
+    data = read_runs(_folders(base))
+    table = arm_task_table(data.samples, ["opd", "brts"], "opd", samples)
+    refs = table[table["kind"] == "reference"]
+    assert len(refs) == 6 and refs["diff"].isna().all() and (refs["seeds"] == 1).all()
+    hard = table[(table["arm"] == "brts") & (table["task"] == "brts_synthetic_hard")].iloc[0]
+    assert hard["seed_pairing"] == "paired" and hard["seeds"] == 2 and hard["problems"] == 10
+
+
+def test_a_problems_csv_with_missing_columns_is_a_user_error(tmp_path):
+    (tmp_path / "problems.csv").write_text("task,problem_id,correct\nx,1,1\n")
+    with pytest.raises(ReportError, match="lacks column"):
+        read_eval(tmp_path)
+
+
+@pytest.mark.parametrize(("task", "shown"), [("brts_synthetic_hard", "hard"), ("brts_aime24", "aime24"),
+                                              ("gsm8k", "gsm8k")])
+def test_task_display_names(task, shown):
+    assert display_task(task) == shown
