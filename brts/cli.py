@@ -192,6 +192,8 @@ def report(
                                   formats=chosen, progress=lambda msg: status.update(msg))
     except ReportError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written (a previous report in the folder is unchanged)", code=130)
     for line in result.summary:
         out.print(f"- {line}", highlight=False, markup=False, soft_wrap=True)
     pages = [str(result.out / f"index.{f}") for f in chosen]

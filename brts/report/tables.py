@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from brts.report import stats
-from brts.report.aggregate import display_task
+from brts.report.aggregate import ReportError, display_task
 
 TABLE_COLUMNS = [
     "kind", "arm", "task", "seeds", "problems", "k", "avg", "low", "high", "seed_sd", "pass_at_k",
@@ -77,6 +77,10 @@ def arm_task_table(samples: pd.DataFrame, arms: Sequence[str], baseline: str | N
         by_task = samples[samples["task"] == task]
         matrices = {arm: problem_matrix(by_task[by_task["arm"] == arm]) for arm in arms
                     if (by_task["arm"] == arm).any()}
+        for arm, m in matrices.items():
+            if m.shape[1] == 0:
+                raise ReportError(f"arm {arm!r} on {task}: its seeds share no evaluated problem ids; "
+                                  "evaluate every seed on the same problems")
         for arm, m in matrices.items():
             row = _row("arm", arm, task, m, by_task[by_task["arm"] == arm], cfg)
             if baseline is not None and arm != baseline and baseline in matrices:

@@ -100,3 +100,13 @@ def test_a_problems_csv_with_missing_columns_is_a_user_error(tmp_path):
                                               ("gsm8k", "gsm8k")])
 def test_task_display_names(task, shown):
     assert display_task(task) == shown
+
+
+def test_seeds_without_common_problems_are_a_user_error(small):
+    base, planned = small
+    data = read_runs(_folders(base))
+    samples = data.samples.copy()
+    first = samples["run_id"] == planned[0].run_id
+    samples.loc[first, "problem_id"] = samples.loc[first, "problem_id"] + "-other"
+    with pytest.raises(ReportError, match="share no evaluated problem ids"):
+        arm_task_table(samples, ["opd", "brts"], "opd")
