@@ -18,7 +18,7 @@ import yaml
 SAMPLE_COLUMNS = ["task", "problem_id", "sample", "correct", "extracted", "response_tokens"]
 RUN_COLUMNS = [
     "run_id", "arm", "seed", "status", "usable", "note", "error", "last_step", "planned_steps",
-    "ended", "train_seconds", "teacher_tokens", "teacher_samples", "aux_weight", "teacher_context", "path",
+    "ended", "train_seconds", "teacher_tokens", "teacher_samples", "aux_weight", "teacher_context", "alignment", "path",
 ]
 REFERENCE_ROLES = ("teacher", "student_start")
 
@@ -106,6 +106,7 @@ def _run_row(path: Path, record: dict[str, Any], metrics: Sequence[dict[str, Any
         "teacher_samples": method.get("teacher_samples") if method.get("teacher_context") else None,
         "aux_weight": method.get("aux_weight") if method.get("teacher_context") else None,
         "teacher_context": bool(method.get("teacher_context", False)),
+        "alignment": method.get("alignment") if method.get("teacher_context") else None,
         "path": str(path),
     }
 

@@ -159,7 +159,7 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
         "learning_curves": plots.learning_curves(
             data.metrics, colours, [display_task(t) for t in dict.fromkeys(run_samples["task"])]),
         "selection_tiers": plots.selection_tiers(data.metrics, colours),
-        "alignment": plots.alignment(data.metrics, colours),
+        "alignment": plots.alignment(data.metrics, colours, _scored_arms(usable)),
     }
     blocks = _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline, cfg, figures)
     return Composed(
@@ -168,6 +168,12 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
                 "table": table},
         summary=sentences + caveats,
     )
+
+
+def _scored_arms(usable: pd.DataFrame) -> list[str]:
+    """Arms whose teacher selection ranks by an alignment score (not `first` / `random`)."""
+    scored = usable[usable["alignment"].isin(["teacher_forced", "logprob", "positional"])]
+    return list(dict.fromkeys(scored["arm"]))
 
 
 def _caveats(table: pd.DataFrame, runs: pd.DataFrame, usable: pd.DataFrame, gaps: dict, cfg: StatsSettings) -> list[str]:
@@ -221,7 +227,8 @@ def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline,
     blocks.append(Heading("Training"))
     for key, caption in (("learning_curves", "validation accuracy over steps; band: lowest to highest seed"),
                          ("selection_tiers", "fraction of prompts per selection tier over training"),
-                         ("alignment", "alignment of the selected teacher trajectory per tier")):
+                         ("alignment", "alignment of the selected teacher trajectory per tier (arms that rank "
+                                       "by an alignment score)")):
         if figures.get(key) is not None:
             blocks.append(Figure(key, caption))
     blocks += _reference_blocks(data)

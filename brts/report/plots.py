@@ -174,11 +174,12 @@ def selection_tiers(metrics: pd.DataFrame, colours: dict) -> Figure | None:
     return fig
 
 
-def alignment(metrics: pd.DataFrame, colours: dict) -> Figure | None:
-    """Alignment score of the selected teacher trajectory per tier over training, one panel per arm."""
+def alignment(metrics: pd.DataFrame, colours: dict, scored: Sequence[str]) -> Figure | None:
+    """Alignment score of the selected teacher trajectory per tier over training, one panel per arm in
+    `scored` (arms whose selection uses an alignment score; `first` / `random` log placeholders)."""
     columns = {f"selection/alignment_tier{t}": f"tier {t}" for t in (1, 2, 3)}
     present = [c for c in columns if not metrics.empty and c in metrics.columns]
-    arms = [a for a in colours if any(a in _branch_arms(metrics, c, colours) for c in present)]
+    arms = [a for a in colours if a in scored and any(a in _branch_arms(metrics, c, colours) for c in present)]
     if not arms:
         return None
     fig, axes = facets(len(arms), width=3.0)

@@ -93,23 +93,28 @@ def welch_interval(a: Matrix, b: Matrix, *, level: float = DEFAULT_LEVEL) -> Int
     return Interval(diff, diff - half, diff + half)
 
 
-def widest(first: Interval, second: Interval | None) -> Interval:
-    """The first interval widened, on each side, to cover the second (same estimate assumed)."""
-    if second is None:
-        return first
-    return Interval(first.estimate, min(first.low, second.low), max(first.high, second.high))
+def widest(first: Interval, second: Interval | None, bounds: tuple[float, float] | None = None) -> Interval:
+    """The first interval widened, on each side, to cover the second (same estimate assumed), then cut to
+    `bounds` (the range the quantity can take: a t-interval over three seeds can reach past 100%)."""
+    low, high = first.low, first.high
+    if second is not None:
+        low, high = min(low, second.low), max(high, second.high)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(first.estimate, low, high)
 
 
 def mean_interval(matrix: Matrix, *, n_boot: int = DEFAULT_BOOT, level: float = DEFAULT_LEVEL,
-                  seed: int = 0) -> Interval:
+                  seed: int = 0, bounds: tuple[float, float] | None = None) -> Interval:
     """The grand mean of a (seeds, problems) matrix with the interval of the module docstring."""
     m = _check(matrix)
     problems = bootstrap_mean(m.mean(axis=0), n_boot=n_boot, level=level, seed=seed)
-    return widest(problems, t_interval(m.mean(axis=1), level=level))
+    return widest(problems, t_interval(m.mean(axis=1), level=level), bounds)
 
 
 def paired_difference(a: Matrix, b: Matrix, *, paired_seeds: bool, n_boot: int = DEFAULT_BOOT,
-                      level: float = DEFAULT_LEVEL, seed: int = 0) -> Difference:
+                      level: float = DEFAULT_LEVEL, seed: int = 0,
+                      bounds: tuple[float, float] | None = None) -> Difference:
     """mean(a) - mean(b) over the same problems (columns): paired over problems, and over seeds when
     `paired_seeds` (row s of both is one training seed: same prompts, same teacher samples); otherwise the
     seed term compares the two arms' per-seed means unpaired (Welch)."""
@@ -122,7 +127,7 @@ def paired_difference(a: Matrix, b: Matrix, *, paired_seeds: bool, n_boot: int =
     problems = bootstrap_mean(per_problem, n_boot=n_boot, level=level, seed=seed)
     seeds = (t_interval(a.mean(axis=1) - b.mean(axis=1), level=level) if paired_seeds
              else welch_interval(a.mean(axis=1), b.mean(axis=1), level=level))
-    return Difference(widest(problems, seeds), problems, seeds, wilcoxon_p(per_problem), paired_seeds)
+    return Difference(widest(problems, seeds, bounds), problems, seeds, wilcoxon_p(per_problem), paired_seeds)
 
 
 def wilcoxon_p(differences: Matrix) -> float:

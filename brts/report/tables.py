@@ -49,7 +49,7 @@ def _samples_per_problem(samples: pd.DataFrame) -> int:
 
 def _row(kind: str, arm: str, task: str, m: pd.DataFrame, samples: pd.DataFrame, cfg: StatsSettings) -> dict:
     k = _samples_per_problem(samples)
-    ci = stats.mean_interval(m.to_numpy(), n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
+    ci = stats.mean_interval(m.to_numpy(), n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed, bounds=(0.0, 100.0))
     return {
         "kind": kind, "arm": arm, "task": task, "seeds": m.shape[0], "problems": m.shape[1], "k": k,
         "avg": ci.estimate, "low": ci.low, "high": ci.high, "seed_sd": stats.seed_sd(m.to_numpy()),
@@ -64,7 +64,7 @@ def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, cfg: StatsSettings)
     problems = arm.columns.intersection(base.columns)
     paired = list(arm.index) == list(base.index)
     return stats.paired_difference(arm[problems].to_numpy(), base[problems].to_numpy(), paired_seeds=paired,
-                                   n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed)
+                                   n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed, bounds=(-100.0, 100.0))
 
 
 def arm_task_table(samples: pd.DataFrame, arms: Sequence[str], baseline: str | None,

@@ -134,3 +134,10 @@ def test_bad_matrices_are_refused():
         stats.mean_interval(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="non-empty"):
         stats.mean_interval(np.zeros((0, 3)))
+
+
+def test_intervals_are_cut_to_the_range_of_the_quantity():
+    m = np.array([[5.0] * 10, [95.0] * 10, [50.0] * 10])  # seeds 90 points apart: t over 3 seeds reaches past 0-100
+    assert stats.t_interval(m.mean(axis=1)).low < 0
+    ci = stats.mean_interval(m, bounds=(0.0, 100.0))
+    assert (ci.low, ci.high) == (0.0, 100.0) and ci.estimate == 50.0
