@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 import brts
+from brts.evaluation.spec import EvalSpec
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config
 
 BUILTIN_MODELS = ("builtin:teacher", "builtin:student")
@@ -93,15 +94,6 @@ class TrainSpec(_Spec):
     validation_problems: int = Field(32, ge=1)
     validation_k: int = Field(1, ge=1)
     threads: int = Field(1, ge=1)
-
-
-class EvalSpec(_Spec):
-    splits: tuple[str, ...] = Field(("easy", "medium", "hard"), min_length=1)
-    problems: int | None = Field(None, ge=1, description="problems per split; None = all")
-    k: int = Field(4, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(64, ge=1)
 
 
 class ArmSpec(_Spec):
@@ -256,6 +248,7 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
     except ValidationError as exc:
         raise SpecError(_validation_message(exc, layers)) from None
     _check_local_models(spec, layers)
+    _check_data_dir(spec, layers)
     return spec
 
 
@@ -426,6 +419,14 @@ def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> 
                             f"does not exist; give an existing folder, 'builtin:{role}', or an HF model id")
 
 
+def _check_data_dir(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
+    from brts.evaluation.data import missing_benchmark_file
+
+    problem = missing_benchmark_file(spec.eval)
+    if problem is not None:
+        raise SpecError(f"{_source(layers, ('eval', 'data_dir'))}: eval.data_dir: {problem}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Turning pydantic errors into one line
 
@@ -507,7 +508,7 @@ _TYPE_DETAILS = {
     ("string_too_short",): "expected a non-empty string",
 }
 _OWN_MESSAGES = {"value_error", "assertion_error", "name", "builtin_model", "arm_type", "arm_preset",
-                 "arm_duplicate", "seed_duplicate"}
+                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits"}
 _BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
            "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
 

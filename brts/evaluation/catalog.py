@@ -1,0 +1,67 @@
+"""The evaluation tasks `brts` ships (lm-eval task names) and where each one's problems come from.
+
+Every task reads rows `{"id", "problem", "answer"}`: from `<data dir>/<source>.jsonl` when a data folder is
+given, else (benchmarks only) from its public dataset on the Hugging Face hub, renamed to those fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+PREFIX = "brts_"
+SYNTHETIC_PREFIX = "brts_synthetic_"
+REQUIRED_FIELDS = ("id", "problem", "answer")
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A public dataset on the Hugging Face hub and the names of its fields."""
+
+    path: str
+    split: str
+    problem: str
+    answer: str
+    id: str | None = None
+    url_contains: str | None = None  # keep only rows whose `url` field contains this
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where one of our tasks reads its problems: `<data dir>/<name>.jsonl`, else `hub` when it has one."""
+
+    name: str
+    hub: HubDataset | None = None
+    grader: str = "math_verify"
+
+
+SOURCES: dict[str, TaskSource] = {
+    "brts_aime24": TaskSource("aime24", HubDataset("Maxwell-Jia/AIME_2024", "train", "Problem", "Answer", "ID")),
+    "brts_aime25": TaskSource("aime25", HubDataset("math-ai/aime25", "test", "problem", "answer", "id")),
+    # The AIMO AMC set holds AMC 2022 and 2023; its 2023 rows (by their AoPS url) are AMC 2023's 40 problems.
+    "brts_amc23": TaskSource(
+        "amc23", HubDataset("AI-MO/aimo-validation-amc", "train", "problem", "answer", "id", url_contains="2023")
+    ),
+    "brts_math500": TaskSource("math500", HubDataset("HuggingFaceH4/MATH-500", "test", "problem", "answer", "unique_id")),
+    **{
+        f"{SYNTHETIC_PREFIX}{split}": TaskSource(f"synthetic_{split}", None, grader="integer")
+        for split in ("easy", "medium", "hard")
+    },
+}
+OUR_TASKS = tuple(SOURCES)
+DEFAULT_TASKS = tuple(name for name in OUR_TASKS if name.startswith(SYNTHETIC_PREFIX))
+
+
+def is_ours(task: str) -> bool:
+    return task.startswith(PREFIX)
+
+
+def synthetic_split(task: str) -> str | None:
+    """`easy` for `brts_synthetic_easy`; None for any other task."""
+    return task.removeprefix(SYNTHETIC_PREFIX) if task.startswith(SYNTHETIC_PREFIX) else None
+
+
+def display_name(task: str) -> str:
+    """The short name tables show: `easy` for `brts_synthetic_easy`, `aime24` for `brts_aime24`."""
+    return task.removeprefix(SYNTHETIC_PREFIX).removeprefix(PREFIX)

@@ -1,0 +1,96 @@
+"""The problems each evaluation reads, frozen into its task folder: the synthetic splits written from the task
+generator, benchmark files copied from a local data folder (or, with none, read from the HF hub by lm-eval)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from brts.evaluation.catalog import SOURCES, TASKS_DIR, is_ours, synthetic_split
+from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError, read_rows
+from brts.evaluation.spec import EvalSpec
+from brts.tasks.synthetic import SyntheticTask
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Where one task's problems come from, and a digest of them for the cache key."""
+
+    task: str
+    source: str  # "synthetic:seed=0", a local file path, "hf:<dataset id>", or "lm-eval" (a built-in task)
+    digest: str
+    rows: tuple[str, ...] | None = None  # JSONL lines to freeze into the task folder; None: read elsewhere
+
+
+def benchmark_dir(spec: EvalSpec) -> Path | None:
+    """The local folder of benchmark files: `eval.data_dir`, else `$BRTS_DATA_DIR`, else None (the HF hub)."""
+    chosen = spec.data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def missing_benchmark_file(spec: EvalSpec) -> str | None:
+    """What is missing when `eval.data_dir` is set and lacks a benchmark task's file; None if nothing is."""
+    if spec.data_dir is None:
+        return None
+    folder = Path(spec.data_dir).expanduser()
+    if not folder.is_dir():
+        return f"data folder {spec.data_dir!r} does not exist; give a folder of <task>.jsonl files or leave it unset"
+    for task in spec.tasks:
+        if is_ours(task) and synthetic_split(task) is None and not (folder / f"{SOURCES[task].name}.jsonl").is_file():
+            return f"{task} needs {SOURCES[task].name}.jsonl in {spec.data_dir!r}, which has no such file"
+    return None
+
+
+def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
+    """The data of one task; local rows are read and checked here (raises TaskDataError)."""
+    if not is_ours(task):
+        return TaskData(task, "lm-eval", "lm-eval")
+    name = SOURCES[task].name
+    split = synthetic_split(task)
+    if split is not None:
+        problems = SyntheticTask(seed=task_seed).eval_problems(split)
+        lines = tuple(json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer}) for p in problems)
+        return TaskData(task, f"synthetic:seed={task_seed}", _digest(lines), lines)
+    folder = benchmark_dir(spec)
+    if folder is None:
+        hub = SOURCES[task].hub
+        assert hub is not None  # every non-synthetic task of ours has a hub dataset
+        return TaskData(task, f"hf:{hub.path}", f"hf:{hub.path}:{hub.split}")
+    path = folder / f"{name}.jsonl"
+    lines = tuple(json.dumps(row) for row in read_rows(path, task))
+    return TaskData(task, str(path), _digest(lines), lines)
+
+
+def _digest(lines: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def write_task_folder(folder: Path, data: TaskData, k: int) -> None:
+    """A copy of our lm-eval task folder with `repeats: k`, plus `data/<task>.jsonl` when the rows are local."""
+    shutil.copytree(TASKS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for template in folder.glob("_brts_*_yaml"):
+        template.write_text(re.sub(r"(?m)^repeats: \d+$", f"repeats: {k}", template.read_text()))
+    if data.rows is not None:
+        (folder / "data").mkdir()
+        (folder / "data" / f"{SOURCES[data.task].name}.jsonl").write_text("".join(r + "\n" for r in data.rows))
+
+
+def tasks_version() -> str:
+    """A digest of our task YAMLs and hooks: part of every cache key, so editing them re-evaluates."""
+    hasher = hashlib.sha256()
+    package = TASKS_DIR.parent.parent
+    extra = [TASKS_DIR.parent / "hooks.py", TASKS_DIR.parent / "metrics.py", package / "grading.py",
+             package / "tasks" / "synthetic.py"]
+    for path in sorted([*TASKS_DIR.iterdir(), *extra]):
+        if path.is_file() and path.suffix != ".pyc":
+            hasher.update(path.name.encode() + b"\0" + path.read_bytes())
+    return hasher.hexdigest()[:16]
+
+
+__all__ = ["TaskData", "TaskDataError", "benchmark_dir", "missing_benchmark_file", "task_data",
+           "tasks_version", "write_task_folder"]

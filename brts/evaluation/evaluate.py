@@ -1,0 +1,210 @@
+"""Evaluating one model on a spec's tasks into an `eval/` folder, task by task, with a cache.
+
+Layout (the shared contract, plus what reproduces it):
+
+    eval/summary.json            {"k", "settings", "tasks": {TASK: {"avg@k", "pass@k", "maj@k", "problems", ...}}}
+    eval/problems.csv            task, problem_id, sample, correct, extracted, response_tokens
+    eval/lm_eval_command.txt     the plain `lm_eval` CLI calls (one per task, joined by &&) behind the numbers
+    eval/tasks/<TASK>/           key.json (the cache key), include/ (task YAMLs with `repeats: k` and the data
+                                 they read), results.json and samples.jsonl (lm-eval's), problems.csv, command.txt
+
+A task is evaluated again only when its key changes: the model's files, the task's data, our task YAMLs and
+grader, lm-eval's version, or any evaluation setting. A task's folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import brts
+from brts.evaluation.catalog import display_name, is_ours
+from brts.evaluation.data import TaskData, benchmark_dir, task_data, tasks_version, write_task_folder
+from brts.evaluation.hooks import TaskDataError
+from brts.evaluation.parse import PROBLEM_COLUMNS, problem_rows, summary_entry
+from brts.evaluation.runner import (
+    Backend,
+    EvaluationError,
+    command_line,
+    known_lm_eval_task,
+    load_lm,
+    resolve_backend,
+    run_task,
+    uses_chat_template,
+)
+from brts.evaluation.spec import EvalSpec
+
+EVAL_FORMAT = 1  # bump when the meaning of cached results changes without their key changing
+_HASH_WHOLE_FILES_UP_TO = 64 << 20  # bigger model files are fingerprinted by size and mtime
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one `evaluate_model` call produced: the contract's task entries, and which tasks it (re)ran."""
+
+    tasks: dict[str, dict[str, Any]]
+    evaluated: tuple[str, ...]
+    folder: Path
+
+    def avg_at_k(self) -> dict[str, float]:
+        """`{TASK: avg@k}` in percent: what a run's record keeps under "eval"."""
+        return {task: float(entry["avg@k"]) for task, entry in self.tasks.items()}
+
+
+def settings_digest(spec: EvalSpec) -> str:
+    """A digest of everything but the model that decides an evaluation's results; cheap (no model, no lm-eval)."""
+    folder = benchmark_dir(spec)
+    payload = {"format": EVAL_FORMAT, "spec": spec.model_dump(mode="json"), "tasks": tasks_version(),
+               "data_dir": str(folder) if folder else None, "lm_eval": _version("lm_eval")}
+    return _hash(payload)
+
+
+def model_fingerprint(model: str) -> str:
+    """A digest of a local model folder's files, or `hf:<id>` for a hub id."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return f"hf:{model}"
+    hasher = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        hasher.update(f"{path.relative_to(folder)}\0{stat.st_size}\0".encode())
+        if stat.st_size <= _HASH_WHOLE_FILES_UP_TO:
+            hasher.update(path.read_bytes())
+        else:
+            hasher.update(str(stat.st_mtime_ns).encode())
+    return hasher.hexdigest()[:16]
+
+
+def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0, log: Log | None = None) -> Evaluation:
+    """Evaluate `model` (a local folder or HF id) on every task of `spec` into `out_dir`, reusing cached tasks.
+
+    Raises EvaluationError or TaskDataError (one line each) for what a user can fix; nothing of a failed task
+    is left behind, and the tasks finished before it stay cached.
+    """
+    say = log or (lambda line: None)
+    out_dir = out_dir.resolve()
+    tasks_dir = out_dir / "tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    backend = resolve_backend(spec)
+    fingerprint = model_fingerprint(model)
+    data = {task: task_data(task, spec, task_seed) for task in spec.tasks}
+    keys = {task: _task_key(fingerprint, data[task], spec, backend) for task in spec.tasks}
+    todo = [task for task in spec.tasks if _read_key(tasks_dir / task) != keys[task]]
+    for task in todo:
+        if not is_ours(task) and (problem := known_lm_eval_task(task)) is not None:
+            raise EvaluationError(f"eval.tasks: {problem}")
+    if todo:
+        say(f"loading {model} ({backend.name}, {backend.device})")
+        lm = load_lm(backend, model, spec)
+        chat = uses_chat_template(lm, spec)
+        for task in todo:
+            say(f"evaluating {display_name(task)}: {spec.problems or 'all'} problems x {spec.k} samples")
+            _evaluate_task(lm, model, task, data[task], keys[task], tasks_dir, backend, spec, chat)
+    entries = {task: json.loads((tasks_dir / task / "summary.json").read_text()) for task in spec.tasks}
+    _write_outputs(out_dir, model, fingerprint, spec, backend, entries)
+    return Evaluation(entries, tuple(todo), out_dir)
+
+
+def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tasks_dir: Path, backend: Backend,
+                   spec: EvalSpec, chat: bool) -> None:
+    final, tmp = tasks_dir / task, tasks_dir / f".{task}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_task_folder(tmp / "include", data, spec.k)
+        results = run_task(lm, model, task, tmp / "include", backend, spec, chat)
+        samples = results.pop("samples")[task]
+        entry = {**summary_entry(task, results), "data": data.source, "k": _samples_per_problem(samples)}
+        rows = problem_rows(task, samples, entry["metric"], _token_counter(lm))
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable, ensure_ascii=False))
+        (tmp / "samples.jsonl").write_text(
+            "".join(json.dumps(s, default=_jsonable, ensure_ascii=False) + "\n" for s in samples))
+        (tmp / "problems.csv").write_text(_csv(rows))
+        command = command_line(model, task, final / "include", final / "lm_eval_cli", backend, spec, chat)
+        (tmp / "command.txt").write_text(command + "\n")
+        (tmp / "summary.json").write_text(json.dumps({**entry, "command": command}, indent=2))
+        (tmp / "key.json").write_text(json.dumps({"key": key}))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, backend: Backend,
+                   entries: dict[str, dict[str, Any]]) -> None:
+    from brts.runs.store import write_json_atomic, write_text_atomic
+
+    settings = {
+        "model": model, "model_fingerprint": fingerprint, "backend": backend.name, "device": backend.device,
+        "temperature": spec.temperature, "top_p": spec.top_p, "max_new_tokens": spec.max_new_tokens,
+        "seed": spec.seed, "problems": spec.problems, "batch_size": spec.batch_size,
+        "chat_template": spec.chat_template, "lm_eval": _version("lm_eval"), "brts": brts.__version__,
+        "math_verify": _version("math-verify"),
+    }
+    tasks = {task: {k: v for k, v in entry.items() if k != "command"} for task, entry in entries.items()}
+    commands = [entries[task]["command"] for task in spec.tasks]
+    write_text_atomic(out_dir / "lm_eval_command.txt", " && \\\n".join(commands) + "\n")
+    parts = [(out_dir / "tasks" / task / "problems.csv").read_text() for task in spec.tasks]
+    write_text_atomic(out_dir / "problems.csv", parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]))
+    write_json_atomic(out_dir / "summary.json", {"k": spec.k, "settings": settings, "tasks": tasks})
+
+
+def _task_key(fingerprint: str, data: TaskData, spec: EvalSpec, backend: Backend) -> str:
+    settings = spec.model_dump(mode="json", exclude={"tasks", "backend", "data_dir"})
+    return _hash({"format": EVAL_FORMAT, "model": fingerprint, "task": data.task, "data": data.digest,
+                  "settings": settings, "backend": backend.name, "tasks": tasks_version(),
+                  "lm_eval": _version("lm_eval"), "math_verify": _version("math-verify")})
+
+
+def _read_key(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / "key.json").read_text())["key"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _samples_per_problem(samples: list[dict[str, Any]]) -> int:
+    return len(samples[0]["resps"][0]) if samples else 0
+
+
+def _token_counter(lm: Any) -> Callable[[str], int]:
+    tokenizer = lm.tokenizer
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PROBLEM_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _jsonable(value: Any) -> Any:
+    from lm_eval.utils import handle_non_serializable
+
+    return handle_non_serializable(value)
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+__all__ = ["Evaluation", "EvaluationError", "TaskDataError", "evaluate_model", "model_fingerprint",
+           "settings_digest"]

@@ -1,0 +1,166 @@
+"""The functions our lm-eval task YAMLs call (through `tasks/utils.py`): data loading, prompts, answer
+extraction and scoring. They run inside lm-eval, from `brts` or from the plain `lm_eval` CLI alike."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from brts.evaluation.catalog import REQUIRED_FIELDS, SOURCES, HubDataset
+from brts.evaluation.metrics import problem_metrics
+from brts.grading import Grader, IntegerGrader, MathGrader, extract_boxed
+from brts.tasks.synthetic import format_prompt
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+DATA_DIR_ENV = "BRTS_DATA_DIR"
+
+
+class TaskDataError(ValueError):
+    """A task's data cannot be read: a missing file or folder, or rows without the expected fields."""
+
+
+def resolve_data_dir(task: str, data_dir: str | None, beside: Path | None) -> Path | None:
+    """The folder a task reads `<source>.jsonl` from: `data_dir` (lm-eval `--metadata`), else a `data/` folder
+    beside the task YAMLs that holds the file (a frozen evaluation folder), else `$BRTS_DATA_DIR`, else None
+    (the HF hub)."""
+    name = SOURCES[task].name
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if beside is not None and (beside / f"{name}.jsonl").is_file():
+        return beside
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser() if env else None
+
+
+def read_rows(path: Path, task: str) -> list[dict[str, str]]:
+    """The `{"id", "problem", "answer"}` rows of a local JSONL file (answers and ids as text)."""
+    if not path.is_file():
+        where = "folder" if not path.parent.is_dir() else "file"
+        missing = path.parent if where == "folder" else path
+        raise TaskDataError(f"{task}: data {where} {missing} not found; give a folder with {path.name} "
+                            f"(eval.data_dir or ${DATA_DIR_ENV}) or leave both unset to use the HF hub")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskDataError(f"{task}: {path}: line {number} is not JSON ({exc.msg})") from None
+        missing_fields = [f for f in REQUIRED_FIELDS if not isinstance(row, dict) or f not in row]
+        if missing_fields:
+            raise TaskDataError(f"{task}: {path}: line {number} lacks field(s) {', '.join(missing_fields)}; "
+                                f"every row needs {', '.join(REQUIRED_FIELDS)}")
+        rows.append({"id": str(row["id"]), "problem": str(row["problem"]), "answer": _answer_text(row["answer"])})
+    if not rows:
+        raise TaskDataError(f"{task}: {path} holds no problems")
+    return rows
+
+
+def hub_rows(task: str, hub: HubDataset) -> list[dict[str, str]]:
+    """The rows of a task's public HF hub dataset, renamed to `id`, `problem`, `answer`."""
+    import datasets
+
+    try:
+        table = datasets.load_dataset(hub.path, split=hub.split)
+    except Exception as exc:  # offline, unknown id, no access: one line that says what to do instead
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TaskDataError(f"{task}: cannot load {hub.path} from the HF hub ({first}); give a local folder "
+                            f"with {SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}") from None
+    fields = [f for f in (hub.problem, hub.answer, hub.id, "url" if hub.url_contains else None) if f]
+    missing = [f for f in fields if f not in table.column_names]
+    if missing:
+        raise TaskDataError(f"{task}: {hub.path} has no field(s) {', '.join(missing)} (it has "
+                            f"{', '.join(table.column_names)}); give a local JSONL folder instead")
+    rows = []
+    for i, row in enumerate(table):
+        if hub.url_contains and hub.url_contains not in str(row["url"]):
+            continue
+        rows.append({"id": str(row[hub.id]) if hub.id else f"{SOURCES[task].name}-{i:03d}",
+                     "problem": str(row[hub.problem]), "answer": _answer_text(row[hub.answer])})
+    return rows
+
+
+def _answer_text(value: Any) -> str:
+    # Some hub sets store integer answers as floats (27.0): the gold text is "27".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def load_docs(brts_task: str, data_dir: str | None = None, beside: Path | None = None, **_: Any) -> Any:
+    """lm-eval `custom_dataset`: a DatasetDict with one `test` split of `{"id", "problem", "answer"}` rows.
+
+    lm-eval passes the task's `dataset_kwargs` (`brts_task`) and the run's `--metadata` (`data_dir`, and
+    whatever else it carries, ignored here); `tasks/utils.py` adds `beside`, the `data/` folder next to it.
+    """
+    import datasets
+
+    source = SOURCES[brts_task]
+    folder = resolve_data_dir(brts_task, data_dir, beside)
+    if folder is not None:
+        rows = read_rows(folder / f"{source.name}.jsonl", brts_task)
+    elif source.hub is not None:
+        rows = hub_rows(brts_task, source.hub)
+    else:
+        raise TaskDataError(f"{brts_task}: no data folder given; `brts` writes synthetic_*.jsonl into the "
+                            f"evaluation folder's tasks/data/, or pass --metadata '{{\"data_dir\": ...}}'")
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def synthetic_prompt(doc: dict[str, str]) -> str:
+    """The synthetic task's prompt (`Q:7 +3 *2   ...` and a newline), exactly as in training."""
+    return format_prompt(doc["problem"])
+
+
+def math_prompt(doc: dict[str, str]) -> str:
+    """METHOD.md section 7: `<problem> Please reason step by step, and put your final answer within \\boxed{}.`"""
+    return f"{doc['problem']} {MATH_INSTRUCTION}"
+
+
+def extract_answers(resps: list[list[str]], docs: list[dict[str, str]]) -> list[list[str | None]]:
+    """lm-eval filter: each sample's last `\\boxed{}` content (None when it has none)."""
+    return [[extract_boxed(r) for r in samples] for samples in resps]
+
+
+_GRADERS: dict[str, Grader] = {}
+
+
+def reset_graders() -> None:
+    """Fresh graders (and timeout counts) for the next task."""
+    _GRADERS.clear()
+
+
+def _grader(name: str) -> Grader:
+    if name not in _GRADERS:
+        _GRADERS[name] = IntegerGrader() if name == "integer" else MathGrader()
+    return _GRADERS[name]
+
+
+def _process(doc: dict[str, str], extracted: list[str | None], grader: Grader) -> dict[str, Any]:
+    correct = [answer is not None and _grade_extracted(grader, answer, doc["answer"]) for answer in extracted]
+    return {**problem_metrics(extracted, correct), "correct": [int(c) for c in correct]}
+
+
+def _grade_extracted(grader: Grader, extracted: str, answer: str) -> bool:
+    if isinstance(grader, MathGrader):
+        return grader.equivalent(extracted, answer)
+    return grader.grade(f"\\boxed{{{extracted}}}", answer)
+
+
+def process_synthetic(doc: dict[str, str], results: list[list[str | None]]) -> dict[str, Any]:
+    """lm-eval `process_results` of the synthetic splits: exact integer match."""
+    return _process(doc, results[0], _grader("integer"))
+
+
+def process_math(doc: dict[str, str], results: list[list[str | None]]) -> dict[str, Any]:
+    """lm-eval `process_results` of the math benchmarks: math-verify under a time limit."""
+    return _process(doc, results[0], _grader("math_verify"))
+
+
+def sample_mean(items: list[list[int]]) -> float:
+    """lm-eval aggregation of the per-sample `correct` lists: the fraction of all samples graded correct."""
+    flat = [c for item in items for c in item]
+    return sum(flat) / len(flat) if flat else 0.0

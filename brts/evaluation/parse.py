@@ -1,0 +1,61 @@
+"""lm-eval's results and sample log of one task -> the contract's summary entry and per-sample rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from brts.evaluation.catalog import is_ours
+
+PROBLEM_COLUMNS = ("task", "problem_id", "sample", "correct", "extracted", "response_tokens")
+OUR_FILTER = "boxed"
+_NOT_METRICS = {"alias", "name", "sample_len", "samples"}
+
+
+def primary_metric(task: str, task_results: dict[str, Any]) -> str:
+    """`avg@k,boxed` for our tasks; for a built-in task its first reported metric (e.g. `exact_match,strict-match`)."""
+    if is_ours(task):
+        return f"avg@k,{OUR_FILTER}"
+    for key, value in task_results.items():
+        if key not in _NOT_METRICS and "_stderr" not in key and isinstance(value, (int, float)):
+            return str(key)
+    raise ValueError(f"lm-eval reported no numeric metric for {task!r}")
+
+
+def summary_entry(task: str, results: dict[str, Any]) -> dict[str, Any]:
+    """The contract's `tasks[TASK]` entry: avg@k, pass@k and maj@k in percent, and the number of problems.
+
+    A built-in task reports its own primary metric as avg@k (and no pass@k or maj@k: its samples are its own).
+    """
+    own = results["results"][task]
+    problems = int(results.get("n-samples", {}).get(task, {}).get("effective", own.get("sample_len", 0)))
+    metric = primary_metric(task, own)
+    if is_ours(task):
+        scores = {name: 100.0 * float(own[f"{name},{OUR_FILTER}"]) for name in ("avg@k", "pass@k", "maj@k")}
+    else:
+        scores = {"avg@k": 100.0 * float(own[metric]), "pass@k": None, "maj@k": None}
+    return {**scores, "problems": problems, "metric": metric}
+
+
+def problem_rows(task: str, samples: list[dict[str, Any]], metric: str,
+                 count_tokens: Callable[[str], int]) -> list[dict[str, Any]]:
+    """One row per (problem, sample) with the columns of PROBLEM_COLUMNS, in problem order."""
+    rows = []
+    for entry in sorted(samples, key=lambda e: int(e["doc_id"])):
+        doc = entry["doc"] if isinstance(entry.get("doc"), dict) else {}
+        problem_id = str(doc.get("id", entry["doc_id"]))
+        responses = [str(r) for r in entry["resps"][0]]
+        if is_ours(task):
+            extracted = entry["filtered_resps"][0]
+            correct = entry["correct"]
+        else:  # a built-in task: its per-problem metric, on each of its samples
+            filtered = entry["filtered_resps"][0]
+            extracted = filtered if isinstance(filtered, list) else [filtered] * len(responses)
+            correct = [entry[metric.split(",")[0]]] * len(responses)
+        for j, response in enumerate(responses):
+            answer = extracted[j] if j < len(extracted) else None
+            rows.append({
+                "task": task, "problem_id": problem_id, "sample": j, "correct": int(bool(correct[j])),
+                "extracted": "" if answer is None else str(answer), "response_tokens": count_tokens(response),
+            })
+    return rows
