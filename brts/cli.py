@@ -16,7 +16,7 @@ from rich.table import Table
 
 from brts.spec import ExperimentSpec, SpecError, list_specs, load_spec, resolved_yaml
 
-app = typer.Typer(help="On-policy distillation with Best-of-N teacher rollout selection: run, sweep, report.",
+app = typer.Typer(help="On-policy distillation with Best-of-N teacher rollout selection: run, evaluate, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 exp_app = typer.Typer(help="Experiments: declarative grids of arms x seeds.", no_args_is_help=True)
 models_app = typer.Typer(help="The tiny built-in teacher and student.", no_args_is_help=True)
@@ -40,12 +40,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line and exit status 2."""
+    from brts.evaluation.hooks import TaskDataError
+    from brts.evaluation.runner import EvaluationError
+    from brts.grading import GraderTimeoutStorm
     from brts.models import IncompatibleModelsError, ModelLoadError
     from brts.runs.store import StoreError
 
     try:
         yield
-    except (SpecError, StoreError, ModelLoadError, IncompatibleModelsError) as exc:
+    except (SpecError, StoreError, ModelLoadError, IncompatibleModelsError, EvaluationError, TaskDataError,
+            GraderTimeoutStorm) as exc:
         fail(str(exc))
 
 
@@ -111,6 +115,7 @@ def exp_run(
     """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
     from brts.runs.executor import execute
     from brts.runs.plan import plan
+    from brts.runs.reference import evaluate_references
     from brts.runs.store import RunStore
     from brts.runs.summary import collect, render
 
@@ -130,11 +135,22 @@ def exp_run(
     err.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
     for o in outcomes:
         if o.action in ("failed", "skipped-failed"):
-            err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}): "
+            stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
+                if o.record.get("failed_stage") == "eval" else ""
+            err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
                       f"{o.record.get('error')}", highlight=False)
+    try:
+        references = evaluate_references(spec, runs.root, log=lambda line: err.print(line, highlight=False))
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again to resume where it stopped", code=130)
+    for role, record in references.items():
+        if record.get("status") == "failed":
+            err.print(f"[red]failed[/red] reference {role}: {record.get('error')}", highlight=False)
     frame = collect(planned, runs)
-    out.print(render(frame, [a.name for a in spec.arms], list(spec.eval.splits), title=spec.name))
-    if any(o.action in ("failed", "skipped-failed", "locked") for o in outcomes):
+    out.print(render(frame, [a.name for a in spec.arms], list(spec.eval.tasks), title=spec.name,
+                     references=references))
+    failed_refs = any(r.get("status") == "failed" for r in references.values())
+    if failed_refs or any(o.action in ("failed", "skipped-failed", "locked") for o in outcomes):
         raise typer.Exit(1)
 
 
@@ -147,16 +163,83 @@ def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
     with user_errors():
         spec = _load(name, set_)
         planned = plan(spec)
+    from brts.evaluation.catalog import display_name
+
     runs = RunStore(store_root(store))
-    table = Table("run id", "arm", "seed", "status", "step", *spec.eval.splits, "error", title=spec.name)
+    tasks = spec.eval.tasks
+    table = Table("run id", "arm", "seed", "status", "step", *map(display_name, tasks), "error", title=spec.name)
     for p in planned:
         record = runs.folder(p.experiment, p.run_id).record()
         evals = record.get("eval", {})
         step = _last_step(runs.folder(p.experiment, p.run_id).metrics_path)
-        table.add_row(p.run_id, p.arm, str(p.seed), record.get("status", "planned"), f"{step}/{p.config.train.steps}",
-                      *[f"{100 * evals[s]:.1f}" if s in evals else "" for s in spec.eval.splits],
+        status = record.get("status", "planned")
+        status += " (eval)" if record.get("failed_stage") == "eval" else ""
+        table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",
+                      *[f"{evals[t]:.1f}" if t in evals else "" for t in tasks],
                       (record.get("error") or "")[:80])
     out.print(table)
+
+
+TasksOpt = Annotated[list[str] | None, typer.Option(
+    "--tasks", help="lm-eval task names, comma-separated or repeated (brts_aime24, brts_synthetic_easy, gsm8k, ...)")]
+
+
+@app.command("eval")
+def eval_command(
+    target: Annotated[str, typer.Argument(help="a model folder, an HF model id, builtin:teacher|student, or a run "
+                                               "(folder, or id in the store)")],
+    tasks: TasksOpt = None,
+    k: Annotated[int | None, typer.Option(help="samples per problem")] = None,
+    problems: Annotated[int | None, typer.Option(help="problems per task (default: all)")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens")] = None,
+    seed: Annotated[int | None, typer.Option(help="lm-eval seed")] = None,
+    backend: Annotated[str | None, typer.Option(help="hf, vllm or auto")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="folder of <task>.jsonl benchmark files")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="results folder (default: ./evals/<name>)")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Evaluate a model through lm-eval and print avg@k, pass@k and maj@k per task (defaults: a run's own
+    evaluation settings, else the spec defaults). Results are cached in the output folder."""
+    from pydantic import ValidationError
+
+    from brts.evaluation.catalog import display_name
+    from brts.evaluation.evaluate import check_settings, evaluate_model
+    from brts.evaluation.spec import EvalSpec
+    from brts.evaluation.target import resolve_target
+
+    given = {"k": k, "problems": problems, "temperature": temperature, "top_p": top_p,
+             "max_new_tokens": max_new_tokens, "seed": seed, "backend": backend, "batch_size": batch_size,
+             "data_dir": data_dir}
+    overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    if tasks:
+        overrides["tasks"] = [t.strip() for item in tasks for t in item.split(",") if t.strip()]
+    with user_errors():
+        found = resolve_target(target, store_root(store))
+        base = {key: value for key, value in found.base.items() if key not in overrides}
+        try:
+            spec = EvalSpec.model_validate({**base, **overrides})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "options"
+            fail(f"{option}: {error['msg'].removeprefix('Value error, ')}")
+        check_settings(spec, found.task_seed)
+        folder = out_dir or Path("evals") / found.name
+        evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+                                    log=lambda line: err.print(line, highlight=False))
+    table = Table("task", title=f"{found.name}: percent")
+    for column in (f"avg@{spec.k}", f"pass@{spec.k}", f"maj@{spec.k}", "problems", "samples"):
+        table.add_column(column, justify="right")
+    for task in spec.tasks:
+        entry = evaluation.tasks[task]
+        cells = [f"{entry[m]:.1f}" if entry.get(m) is not None else "–" for m in ("avg@k", "pass@k", "maj@k")]
+        table.add_row(display_name(task), *cells, str(entry["problems"]), str(entry["k"]))
+    out.print(table)
+    cached = len(spec.tasks) - len(evaluation.evaluated)
+    err.print(f"{len(evaluation.evaluated)} evaluated, {cached} cached; results in {evaluation.folder}; "
+              f"reproduce with: sh {evaluation.folder / 'lm_eval_command.txt'}", highlight=False, soft_wrap=True)
 
 
 def _last_step(path: Path) -> int:
@@ -167,10 +250,13 @@ def _last_step(path: Path) -> int:
 
 
 def _ensure_models(spec: ExperimentSpec) -> None:
-    """Build the built-in models once, in this process, and check the pair before any worker starts."""
+    """Build the built-in models once, in this process, and check the pair and the evaluation settings before
+    any worker starts."""
+    from brts.evaluation.evaluate import check_settings
     from brts.runs.run import preflight
 
     preflight(spec.models)
+    check_settings(spec.eval, task_seed=spec.task.seed)
 
 
 @app.command("report")

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import brts
-from brts.evaluation.catalog import display_name, is_ours
+from brts.evaluation.catalog import SOURCES, display_name, is_ours
 from brts.evaluation.data import TaskData, benchmark_dir, task_data, tasks_version, write_task_folder
-from brts.evaluation.hooks import TaskDataError
+from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError
 from brts.evaluation.parse import PROBLEM_COLUMNS, problem_rows, summary_entry
 from brts.evaluation.runner import (
     Backend,
@@ -38,6 +39,7 @@ from brts.evaluation.runner import (
     load_lm,
     resolve_backend,
     run_task,
+    silenced_progress,
     uses_chat_template,
 )
 from brts.evaluation.spec import EvalSpec
@@ -85,8 +87,26 @@ def model_fingerprint(model: str) -> str:
     return hasher.hexdigest()[:16]
 
 
-def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0, log: Log | None = None) -> Evaluation:
+def check_settings(spec: EvalSpec, task_seed: int = 0) -> None:
+    """Refuse, before anything runs, what would fail every evaluation: an unknown lm-eval task name, an
+    unavailable backend, a missing data file or rows without the expected fields (raises with one line)."""
+    resolve_backend(spec)
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+    for task in spec.tasks:
+        data = task_data(task, spec, task_seed)
+        if offline and data.source.startswith("hf:"):
+            raise TaskDataError(f"{task}: reads {data.source[3:]} from the HF hub, but the hub is switched off "
+                                f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); give a local folder with "
+                                f"{SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}")
+        if not is_ours(task) and (problem := known_lm_eval_task(task)) is not None:
+            raise EvaluationError(f"eval.tasks: {problem}")
+
+
+def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0, log: Log | None = None,
+                   quiet: bool = False) -> Evaluation:
     """Evaluate `model` (a local folder or HF id) on every task of `spec` into `out_dir`, reusing cached tasks.
+
+    `quiet` hides lm-eval's progress bars (for callers that show their own).
 
     Raises EvaluationError or TaskDataError (one line each) for what a user can fix; nothing of a failed task
     is left behind, and the tasks finished before it stay cached.
@@ -109,7 +129,8 @@ def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0
         chat = uses_chat_template(lm, spec)
         for task in todo:
             say(f"evaluating {display_name(task)}: {spec.problems or 'all'} problems x {spec.k} samples")
-            _evaluate_task(lm, model, task, data[task], keys[task], tasks_dir, backend, spec, chat)
+            with silenced_progress(quiet):
+                _evaluate_task(lm, model, task, data[task], keys[task], tasks_dir, backend, spec, chat)
     entries = {task: json.loads((tasks_dir / task / "summary.json").read_text()) for task in spec.tasks}
     _write_outputs(out_dir, model, fingerprint, spec, backend, entries)
     return Evaluation(entries, tuple(todo), out_dir)
@@ -206,5 +227,5 @@ def _version(package: str) -> str | None:
         return None
 
 
-__all__ = ["Evaluation", "EvaluationError", "TaskDataError", "evaluate_model", "model_fingerprint",
+__all__ = ["Evaluation", "EvaluationError", "TaskDataError", "check_settings", "evaluate_model", "model_fingerprint",
            "settings_digest"]

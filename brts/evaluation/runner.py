@@ -8,6 +8,8 @@ import json
 import logging
 import random
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,31 @@ def uses_chat_template(lm: Any, spec: EvalSpec) -> bool:
     if spec.chat_template != "auto":
         return spec.chat_template == "on"
     return getattr(getattr(lm, "tokenizer", None), "chat_template", None) is not None
+
+
+@contextmanager
+def silenced_progress(quiet: bool) -> Iterator[None]:
+    """With `quiet`, lm-eval's tqdm bars are off (they would tear `brts exp run`'s own progress display).
+
+    tqdm reads TQDM_DISABLE only when first imported, so the bars are switched off where lm-eval made them.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    def off(*args: Any, **kwargs: Any) -> Any:
+        return tqdm(*args, **{**kwargs, "disable": True})
+
+    names = ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface", "lm_eval.models.vllm_causallms")
+    modules = [sys.modules[n] for n in names if quiet and n in sys.modules and hasattr(sys.modules[n], "tqdm")]
+    saved = [m.tqdm for m in modules]  # type: ignore[attr-defined]
+    for module in modules:
+        module.tqdm = off  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.tqdm = original  # type: ignore[attr-defined]
 
 
 def run_task(lm: Any, model: str, task: str, include: Path, backend: Backend, spec: EvalSpec,

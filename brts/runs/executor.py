@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from brts.evaluation.evaluate import settings_digest
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
 from brts.runs.store import RunLocked, RunStore
@@ -23,7 +24,7 @@ class Outcome:
     """What happened to one planned run in this invocation."""
 
     planned: PlannedRun
-    action: str  # "cached", "ran", "failed", "skipped-failed", "locked"
+    action: str  # "cached", "ran", "evaluated" (trained before; evaluated now), "failed", "skipped-failed", "locked"
     record: dict[str, Any]
 
 
@@ -45,19 +46,27 @@ def execute(
     retry_failed: bool = False,
     console: Console | None = None,
 ) -> list[Outcome]:
-    """Execute every run of `plan` that is not finished; a failed run is retried only with `retry_failed`."""
+    """Execute every run of `plan` that is not finished with the current evaluation settings.
+
+    A run that failed in training is retried only with `retry_failed`; one that failed in its evaluation (its
+    checkpoint is kept) is evaluated again every time, and a finished run whose evaluation settings changed is
+    evaluated again; neither is trained again.
+    """
     console = console or Console(stderr=True)
     outcomes: dict[str, Outcome] = {}
     todo: list[PlannedRun] = []
+    trained: set[str] = set()
     for planned in plan:
         run = store.folder(planned.experiment, planned.run_id)
         record = run.record()
-        if record.get("status") == "finished":
+        if record.get("status") == "finished" and record.get("eval_key") == settings_digest(planned.config.eval):
             outcomes[planned.run_id] = Outcome(planned, "cached", record)
-        elif record.get("status") == "failed" and not retry_failed:
+        elif record.get("status") == "failed" and record.get("failed_stage") != "eval" and not retry_failed:
             outcomes[planned.run_id] = Outcome(planned, "skipped-failed", record)
         else:
             todo.append(planned)
+            if (run.path / "final").exists():
+                trained.add(planned.run_id)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bars:
@@ -74,7 +83,8 @@ def execute(
             if status == "locked":
                 outcomes[planned.run_id] = Outcome(planned, "locked", {"status": "running"})
             else:
-                action = "ran" if record.get("status") == "finished" else "failed"
+                done = "evaluated" if planned.run_id in trained else "ran"
+                action = done if record.get("status") == "finished" else "failed"
                 outcomes[planned.run_id] = Outcome(planned, action, record)
                 if action == "failed":
                     console.print(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {record.get('error')}")

@@ -10,7 +10,7 @@ import brts
 from brts.spec import ExperimentSpec, RunConfig
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,12 @@ def run_id(config: RunConfig) -> str:
     """12 hex digits of sha256 over the canonical JSON of the config, brts.__version__ and RUN_FORMAT.
 
     Labels (experiment name, arm name) are not part of it: equal configs share a run id wherever they come from.
+    Of `eval`, only what training reads is (EvalSpec.training_view): the final evaluation is cached apart, so
+    changing k or the task list re-evaluates a finished run instead of training it again.
     """
-    payload = {"brts": brts.__version__, "format": RUN_FORMAT, "config": config.model_dump(mode="json")}
+    data = config.model_dump(mode="json")
+    data["eval"] = config.eval.training_view()
+    payload = {"brts": brts.__version__, "format": RUN_FORMAT, "config": data}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 

@@ -1,29 +1,24 @@
-"""Executing one planned run in its folder: load, train (resuming), evaluate, record."""
+"""Executing one planned run in its folder: load, train (resuming), save `final/`, evaluate it, record."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers.utils import logging as hf_logging
 
-from brts.grading import extract_boxed
+from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
 from brts.models import ModelLoadError, check_compatible, load_model
-from brts.rollout.base import SamplingSettings
-from brts.rollout.hf import HFGenerator
 from brts.runs.plan import PlannedRun
-from brts.runs.store import RunFolder, RunStore, environment, now, write_json_atomic
+from brts.runs.store import RunFolder, RunStore, environment, now
 from brts.spec import ModelsSpec, RunConfig
 from brts.tasks.registry import make_task
-from brts.train import ModelPair, Trainer, stream_seed
-from brts.validation import sample_accuracy
+from brts.train import ModelPair, Trainer
 from brts.zoo import build_default_models, default_cache_root
 
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
@@ -66,60 +61,52 @@ def load_pair(cfg: RunConfig, cache_root: Path | None = None) -> ModelPair:
     return ModelPair(student=student, teacher=teacher, tokenizer=tokenizer)
 
 
-def final_evaluation(cfg: RunConfig, pair: ModelPair, out_dir: Path) -> dict[str, float]:
-    """avg@k of the trained student on every evaluation split; per-sample rows in `eval/samples.jsonl`."""
-    task = make_task(cfg.task)
-    gen = HFGenerator(pair.student, pair.tokenizer)
-
-    def encode(text: str) -> list[int]:
-        return list(pair.tokenizer(text)["input_ids"])
-
-    summary: dict[str, float] = {}
-    rows: list[dict[str, Any]] = []
-    for split in cfg.eval.splits:
-        problems = task.eval_problems(split)
-        problems = problems[: cfg.eval.problems] if cfg.eval.problems else problems
-        settings = SamplingSettings(
-            n=cfg.eval.k, temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
-            max_new_tokens=cfg.eval.max_new_tokens, seed=stream_seed(cfg.seed, 0, f"eval/{split}"),
-        )
-        acc, samples = sample_accuracy(gen, encode, task, problems, settings, extract_boxed)
-        summary[split] = acc
-        rows += [{"task": split, **asdict(s)} for s in samples]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write_json_atomic(out_dir / "summary.json", {"avg@k": summary, "k": cfg.eval.k, "grader": task.grader.name})
-    return summary
+def evaluate_checkpoint(cfg: RunConfig, run: RunFolder) -> Evaluation:
+    """The final evaluation of a run's saved checkpoint through lm-eval, cached in `eval/` (see brts.evaluation)."""
+    return evaluate_model(str(run.path / "final"), cfg.eval, run.path / "eval", task_seed=cfg.task.seed, quiet=True)
 
 
 def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Train and evaluate one run under its lock; returns its final record. Failures are recorded, not raised."""
+    """Train and evaluate one run under its lock; returns its final record. Failures are recorded, not raised.
+
+    A trained run (its `final/` checkpoint saved) is never trained again: when only its evaluation failed, or
+    the evaluation settings changed, running it again evaluates the checkpoint and nothing else.
+    """
     store = RunStore(store_root)
     run = store.prepare(planned)
+    cfg = planned.config
+    eval_key = settings_digest(cfg.eval)
     with run.lock():
         record = run.record()
-        if record.get("status") == "finished":
+        if record.get("status") == "finished" and record.get("eval_key") == eval_key:
             return record
-        torch.set_num_threads(planned.config.train.threads)
-        started = time.perf_counter()
+        torch.set_num_threads(cfg.train.threads)
         run.update_record(
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
-            environment=environment(), error=None,
+            environment=environment(), error=None, failed_stage=None,
         )
+        stage = "train"
         try:
-            summary = _train_and_evaluate(planned, run, progress)
+            if not (run.path / "final").exists():
+                started = time.perf_counter()
+                last_step = _train(planned, run, progress)
+                run.update_record(last_step=last_step, trained=now(), train_seconds=round(
+                    float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
+            stage = "eval"
+            started = time.perf_counter()
+            evaluation = evaluate_checkpoint(cfg, run)
         except Exception as exc:  # a failed run is recorded; the grid goes on
             line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             (run.path / "error.log").write_text(traceback.format_exc())
-            return run.update_record(status="failed", error=line, ended=now())
-        elapsed = time.perf_counter() - started
+            return run.update_record(status="failed", failed_stage=stage, error=line, ended=now())
         return run.update_record(
-            status="finished", ended=now(), eval=summary,
-            train_seconds=round(float(record.get("train_seconds", 0.0)) + elapsed, 2),
+            status="finished", ended=now(), eval=evaluation.avg_at_k(), eval_key=eval_key,
+            eval_seconds=round(time.perf_counter() - started, 2),
         )
 
 
-def _train_and_evaluate(planned: PlannedRun, run: RunFolder, progress: ProgressFn | None) -> dict[str, float]:
+def _train(planned: PlannedRun, run: RunFolder, progress: ProgressFn | None) -> int:
+    """Train to the last step (resuming) and save the student as `final/`; returns the last step."""
     cfg = planned.config
     pair = load_pair(cfg)
     trainer = Trainer(cfg, pair, make_task(cfg.task), run.path)
@@ -129,13 +116,9 @@ def _train_and_evaluate(planned: PlannedRun, run: RunFolder, progress: ProgressF
             progress(planned.run_id, step, cfg.train.steps, record)
 
     metrics = trainer.run(on_step)
-    final = run.path / "final"
-    if not final.exists():
-        tmp = run.path / ".final-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        pair.student.save_pretrained(tmp)
-        pair.tokenizer.save_pretrained(tmp)
-        tmp.rename(final)
-    summary = final_evaluation(cfg, pair, run.path / "eval")
-    run.update_record(last_step=metrics[-1]["step"] if metrics else 0)
-    return summary
+    tmp = run.path / ".final-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pair.student.save_pretrained(tmp)
+    pair.tokenizer.save_pretrained(tmp)
+    tmp.rename(run.path / "final")
+    return int(metrics[-1]["step"]) if metrics else 0

@@ -144,11 +144,14 @@ class RunStore:
         return RunFolder(self.root / experiment / run_id)
 
     def prepare(self, planned: PlannedRun) -> RunFolder:
-        """The run's folder, created with `config.yaml` and a record the first time."""
+        """The run's folder, created with a record the first time; `config.yaml` is the current resolved config
+        (only its evaluation settings can differ from an earlier invocation's: the run id covers the rest)."""
         run = self.folder(planned.experiment, planned.run_id)
         run.path.mkdir(parents=True, exist_ok=True)
-        if not (run.path / "config.yaml").exists():
-            write_text_atomic(run.path / "config.yaml", resolved_yaml(planned.config))
+        config = resolved_yaml(planned.config)
+        path = run.path / "config.yaml"
+        if not path.exists() or path.read_text() != config:
+            write_text_atomic(path, config)
         if not run.record_path.exists():
             run.update_record(
                 status="planned", run_id=planned.run_id, experiment=planned.experiment,
