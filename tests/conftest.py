@@ -8,6 +8,17 @@ import pytest
 
 from brts.zoo import BuildSettings, BuiltModels, build_default_models
 
+# The public AIME 2024/2025, AMC 2023 and MATH-500 files ({"id", "problem", "answer"} per line) beside the repo.
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    if not (BENCHMARKS / "aime24.jsonl").is_file():
+        pytest.skip(f"the benchmark JSONL files are not at {BENCHMARKS}")
+    return BENCHMARKS
+
+
 TINY = BuildSettings(
     hidden_size=32, layers=1, heads=2, intermediate_size=64, teacher_steps=30, student_steps=20,
     batch_size=16, warmup_steps=2, eval_problems=4, eval_samples=1,

@@ -161,8 +161,15 @@ def run_task(lm: Any, model: str, task: str, include: Path, backend: Backend, sp
 
 def command_line(model: str, task: str, include: Path, output: Path, backend: Backend, spec: EvalSpec,
                  chat: bool) -> str:
-    """The plain `lm_eval` CLI call that reproduces `run_task` (same samples, same numbers)."""
-    args = ["lm_eval", "run", "--model", backend.name, "--model_args", _key_values(model_args(backend, model, spec)),
+    """The plain `lm_eval` CLI call that reproduces `run_task` (same samples, same numbers).
+
+    On CPU it pins torch's thread count to this process's: sums split over other thread counts can round
+    differently, and one flipped sample changes avg@k.
+    """
+    import torch
+
+    env = [f"OMP_NUM_THREADS={torch.get_num_threads()}"] if backend.device == "cpu" else []
+    args = [*env, "lm_eval", "run", "--model", backend.name, "--model_args", _key_values(model_args(backend, model, spec)),
             "--tasks", task, "--include_path", str(include), "--batch_size", str(batch_size(backend, spec)),
             "--device", backend.device, "--gen_kwargs", json.dumps(gen_kwargs(backend, spec)),
             "--seed", str(spec.seed)]

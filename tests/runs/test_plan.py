@@ -74,9 +74,16 @@ def bumped(value: Any) -> Any:
     raise TypeError(value)
 
 
+EVAL_ONLY = {"problems", "k", "seed", "backend", "batch_size", "chat_template", "data_dir"}
+
+
 def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    """One changed config per field that training reads (every field but the evaluation-only ones)."""
     changes = [("seed", config.model_copy(update={"seed": config.seed + 1}))]
-    for section in ("task", "models", "train", "eval", "method"):
+    changes += [(f"eval.{field}", config.model_copy(update={"eval": config.eval.model_copy(update={field: value})}))
+                for field, value in (("temperature", 0.5), ("top_p", 0.5), ("max_new_tokens", 7),
+                                     ("tasks", ("brts_synthetic_hard",)))]
+    for section in ("task", "models", "train", "method"):
         part: BaseModel = getattr(config, section)
         for field in type(part).model_fields:
             changed = part.model_copy(update={field: bumped(getattr(part, field))})
@@ -91,6 +98,18 @@ def test_changing_any_field_changes_run_id() -> None:
     original = run_id(config)
     for where, changed in changes:
         assert run_id(changed) != original, where
+
+
+def test_evaluation_only_settings_leave_the_run_id_alone() -> None:
+    config = base_config()
+    original = run_id(config)
+    bumps = {"problems": 7, "k": 16, "seed": 3, "backend": "hf", "batch_size": 8, "chat_template": "off",
+             "data_dir": "/data", "tasks": (*config.eval.tasks, "brts_aime24", "gsm8k")}
+    assert set(bumps) == EVAL_ONLY | {"tasks"}
+    assert set(type(config.eval).model_fields) == EVAL_ONLY | {"tasks", "temperature", "top_p", "max_new_tokens"}
+    for field, value in bumps.items():
+        changed = config.model_copy(update={"eval": config.eval.model_copy(update={field: value})})
+        assert run_id(changed) == original, field
 
 
 def test_run_id_includes_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
