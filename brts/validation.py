@@ -1,4 +1,5 @@
-"""Sampled accuracy of a model on a set of problems (validation during training, the final table)."""
+"""Sampled accuracy of a model on a set of problems: the fast validation during training (the final table
+comes from lm-eval, brts/evaluation)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_sigkill_then_rerun_finishes_and_matches_an_uninterrupted_grid(tmp_path,
     assert clean.returncode == 0, clean_err
     assert out == clean_out  # the same final table
 
-    for run in killed_store.glob("tiny/*"):
+    for run in (record.parent for record in killed_store.glob("tiny/*/record.json")):
         twin = clean_store / "tiny" / run.name
         strip = lambda p: [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}  # noqa: E731
                            for x in p.read_text().splitlines()]
