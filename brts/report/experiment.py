@@ -93,8 +93,14 @@ def load(store: Path, name: str, progress: Progress) -> tuple[RunData, list[str]
     return data, arm_order(data.runs, planned), planned
 
 
+_STATUS_ORDER = ("failed", "running", "not started")
+
+
 def _status_counts(runs: pd.DataFrame) -> str:
-    return ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
+    # A fixed order, not the order runs happen to be listed in (which follows their hashed ids).
+    counts = runs["status"].value_counts()
+    order = sorted(counts.index, key=lambda s: (_STATUS_ORDER.index(s) if s in _STATUS_ORDER else 99, str(s)))
+    return ", ".join(f"{counts[s]} {s}" for s in order)
 
 
 def _fmt(x: float, digits: int = 1) -> str:
