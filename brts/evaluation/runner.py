@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -195,14 +196,19 @@ def quiet_lm_eval() -> None:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
 
+@lru_cache(maxsize=1)
+def _lm_eval_task_names() -> frozenset[str]:
+    quiet_lm_eval()
+    from lm_eval.tasks import TaskManager
+
+    return frozenset(TaskManager(include_defaults=True).all_tasks)  # seconds: it indexes every task YAML
+
+
 def known_lm_eval_task(name: str) -> str | None:
     """None when lm-eval knows `name`; else a one-line reason with the closest names it knows."""
     import difflib
 
-    quiet_lm_eval()
-    from lm_eval.tasks import TaskManager
-
-    known = set(TaskManager(include_defaults=True).all_tasks)
+    known = _lm_eval_task_names()
     if name in known:
         return None
     close = difflib.get_close_matches(name, sorted(known), n=3)
