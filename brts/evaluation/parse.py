@@ -30,6 +30,7 @@ def summary_entry(task: str, results: dict[str, Any]) -> dict[str, Any]:
     own = results["results"][task]
     problems = int(results.get("n-samples", {}).get(task, {}).get("effective", own.get("sample_len", 0)))
     metric = primary_metric(task, own)
+    scores: dict[str, float | None]
     if is_ours(task):
         scores = {name: 100.0 * float(own[f"{name},{OUR_FILTER}"]) for name in ("avg@k", "pass@k", "maj@k")}
     else:

@@ -103,7 +103,7 @@ def silenced_progress(quiet: bool) -> Iterator[None]:
 
     names = ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface", "lm_eval.models.vllm_causallms")
     modules = [sys.modules[n] for n in names if quiet and n in sys.modules and hasattr(sys.modules[n], "tqdm")]
-    saved = [m.tqdm for m in modules]  # type: ignore[attr-defined]
+    saved = [getattr(m, "tqdm") for m in modules]  # noqa: B009
     for module in modules:
         module.tqdm = off  # type: ignore[attr-defined]
     try:

@@ -33,7 +33,8 @@ def resolve_target(target: str, store_root: Path) -> Target:
 
         if target not in ("builtin:teacher", "builtin:student"):
             raise EvaluationError(f"unknown built-in model {target!r}; expected builtin:teacher or builtin:student")
-        return Target(resolve_model(target, ModelsSpec(), progress=True), target.split(":")[1], {})
+        models = ModelsSpec.model_validate({})
+        return Target(resolve_model(target, models, progress=True), target.split(":")[1], {})
     path = Path(target).expanduser()
     if not path.exists() and _RUN_ID.fullmatch(target):
         found = sorted(store_root.glob(f"*/{target}"))
