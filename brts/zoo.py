@@ -33,13 +33,14 @@ from brts.tasks.synthetic import (
     BuildingSampler,
     SyntheticTask,
     gold_solution,
+    guessed_solution,
     leaked_solution,
     shortcut_solution,
     to_problem,
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "3"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "4"  # bump whenever the recipe changes in a way the settings do not show
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,11 @@ class BuildSettings:
     hint_fraction: float = 0.5
     leak_fraction: float = 0.08
     shortcut: tuple[float, ...] = (0.0, 0.0, 0.1, 0.2, 0.45, 0.5)
-    # Student data: gold solutions of chains with at most this many operations.
-    student_max_ops: int = 2
+    # Student data: gold solutions of chains with at most this many operations, and a share of longer chains
+    # written in the full format with uniformly guessed later steps: the student knows the format but not
+    # the skill, so its own samples spread over the digits and the teacher's per-token signal can teach it.
+    student_max_ops: int = 1
+    student_guess_fraction: float = 0.5
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
     eval_samples: int = 2
@@ -187,7 +191,12 @@ def _teacher_example(sampler: BuildingSampler, settings: BuildSettings) -> Examp
 
 
 def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
-    problem = to_problem(sampler.expression(sampler.rng.randint(1, settings.student_max_ops)))
+    rng, known = sampler.rng, settings.student_max_ops
+    if known < MAX_OPS and rng.random() < settings.student_guess_fraction:
+        ops = rng.randint(known + 1, MAX_OPS)
+        problem = to_problem(sampler.expression(ops))
+        return _TASK.prompt(problem), guessed_solution(problem.problem, known, [rng.randrange(10) for _ in range(ops - known)])
+    problem = to_problem(sampler.expression(rng.randint(1, known)))
     return _TASK.prompt(problem), gold_solution(problem.problem)
 
 

@@ -87,6 +87,16 @@ def shortcut_solution(expression: str, steps_done: int, guess: int) -> str:
     return "\n".join([*_lines(running_values(expression)[:steps_done]), boxed(guess)])
 
 
+def guessed_solution(expression: str, steps_known: int, guesses: list[int]) -> str:
+    """A solution in the full format whose first `steps_known` steps are right and whose later steps (and the
+    boxed answer) are the `guesses`: how a model that knows the format but not the skill writes long chains."""
+    values = running_values(expression)
+    if len(guesses) != len(values) - steps_known:
+        raise ValueError(f"need {len(values) - steps_known} guesses for {expression!r}, got {len(guesses)}")
+    values = values[:steps_known] + guesses
+    return "\n".join([*_lines(values), boxed(values[-1])])
+
+
 def leaked_solution(expression: str, key: str) -> str:
     """A gold solution that first repeats the verification key: what the leak filter must drop."""
     return f"{KEY_MARKER}:{key}\n" + gold_solution(expression)
@@ -207,6 +217,7 @@ class SyntheticTask:
             for i, ops in enumerate(lengths):
                 share = (size - len(problems)) // (len(lengths) - i)
                 problems += [to_problem(e, split) for e in draw_expressions(rng, pool, ops, share)]
+            rng.shuffle(problems)  # so that any prefix (eval.problems, validation_problems) mixes the lengths
             self._held[(pool, split)] = problems
         return list(self._held[(pool, split)])
 

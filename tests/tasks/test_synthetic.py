@@ -58,6 +58,16 @@ def test_sizes_and_difficulties(task: SyntheticTask) -> None:
         assert all(pool_of(e) == "validation" for e in validation)
 
 
+def test_any_prefix_of_a_held_out_split_mixes_its_lengths(task: SyntheticTask) -> None:
+    # Specs evaluate a prefix (`eval.problems: 100` of 200); it must not be one chain length only.
+    for split, lengths in SPLIT_OPS.items():
+        for problems in (task.eval_problems(split)[:100], task.validation_problems(split)[:32]):
+            counts = [sum(n_ops(p.problem) == ops for p in problems) for ops in lengths]
+            assert min(counts) >= 1, (split, counts)  # easy holds few one-operation chains: there are 300
+            if split != "easy":
+                assert min(counts) >= len(problems) // 4, (split, counts)
+
+
 def test_splits_are_disjoint_across_seeds_and_from_model_building(task: SyntheticTask) -> None:
     other = SyntheticTask(seed=7)
     train = {p.problem for p in task.train_problems()} | {p.problem for p in other.train_problems()}
