@@ -96,6 +96,23 @@ class TrainSpec(_Spec):
     threads: int = Field(1, ge=1)
 
 
+class RolloutSpec(_Spec):
+    """How samples are generated: `hf` (transformers, the keyed decode loop of brts.rollout.keyed) or `vllm`
+    (`pip install -e .[vllm]`; its samples differ from `hf`'s, so the backend is part of the run id)."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    vllm_memory_fraction: float = Field(0.3, gt=0, le=1, description="GPU memory share of each vLLM engine")
+
+
+class PoolSpec(_Spec):
+    """The shared teacher sample pool (brts.rollout.pool). It changes no result, so it is not in run ids."""
+
+    enabled: bool = Field(True, description="false: every run draws its teacher samples afresh")
+    path: str | None = Field(None, description="pool file; default <store>/.pool/teacher-samples.sqlite")
+    max_gb: float = Field(4.0, gt=0, description="size cap; the oldest samples are evicted past it")
+    prefill: bool = Field(False, description="draw every teacher sample of the experiment before training")
+
+
 class ArmSpec(_Spec):
     """One arm: a named preset plus MethodConfig overrides. In YAML a bare string `s` means name = preset = s."""
 
@@ -137,6 +154,8 @@ class ExperimentSpec(_Spec):
     models: ModelsSpec = _default(ModelsSpec)
     train: TrainSpec = _default(TrainSpec)
     eval: EvalSpec = _default(EvalSpec)
+    rollout: RolloutSpec = _default(RolloutSpec)
+    pool: PoolSpec = _default(PoolSpec)
     method: dict[str, Any] = Field(default_factory=dict, description="MethodConfig overrides shared by every arm")
     arms: tuple[ArmSpec, ...] = Field(min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
@@ -184,6 +203,7 @@ class RunConfig(_Spec):
     models: ModelsSpec
     train: TrainSpec
     eval: EvalSpec
+    rollout: RolloutSpec = _default(RolloutSpec)
     method: MethodConfig
     seed: int
 

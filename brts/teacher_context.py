@@ -16,7 +16,8 @@ from transformers import PreTrainedModel
 from brts.method import alignment as align
 from brts.method.config import MethodConfig
 from brts.method.selection import Candidate, Selection, needs_recovery, select
-from brts.rollout.base import Completion, Generator, SamplingSettings
+from brts.rollout.base import Completion, SamplingSettings
+from brts.rollout.teacher import DrawRequest, DrawStats, TeacherSampler
 from brts.scoring import ResponseBatch, build_batch, response_logprobs
 from brts.tasks.base import Problem, Task
 
@@ -35,7 +36,8 @@ class BranchResult:
     retries: int = 0
     recovered: int = 0
     leaks_dropped: int = 0
-    teacher_tokens: int = 0
+    teacher_tokens: int = 0  # tokens of every teacher sample the step used, drawn here or taken from the pool
+    stats: DrawStats = field(default_factory=DrawStats)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,32 @@ class _StudentScores:
     forced: Tensor  # teacher-forced alignment per candidate
     logprob: Tensor  # mean log-prob per candidate
     batch: ResponseBatch
+
+
+def teacher_settings(cfg: MethodConfig, max_new_tokens: int) -> SamplingSettings:
+    """How Tier-1 and Tier-2 teacher samples are drawn (METHOD.md section 2)."""
+    return SamplingSettings(1, cfg.teacher_temperature, cfg.teacher_top_p, max_new_tokens, 0)
+
+
+def tier1_requests(
+    problems: Sequence[Problem], prompt_ids: Sequence[Sequence[int]], cfg: MethodConfig, stream: str
+) -> list[DrawRequest]:
+    """N unconditioned samples of each prompt."""
+    return [DrawRequest(tuple(ids), p.answer, "tier1", cfg.teacher_samples, stream)
+            for p, ids in zip(problems, prompt_ids, strict=True)]
+
+
+def tier2_requests(
+    problems: Sequence[Problem], task: Task, encode: Encode, cfg: MethodConfig, stream: str
+) -> list[DrawRequest]:
+    """M samples of each problem with its answer in the prompt as a silent verification key."""
+    return [DrawRequest(tuple(encode(task.prompt(p, hint=p.answer))), p.answer, "tier2", cfg.recovery_samples, stream)
+            for p in problems]
+
+
+def retry_prompts(graded: Sequence[Sequence[bool]], cfg: MethodConfig) -> list[int]:
+    """Indices of the prompts that get Tier-2 hinted samples, from their Tier-1 grades alone."""
+    return [i for i, row in enumerate(graded) if needs_recovery([Candidate(c, 0.0, 0.0) for c in row], cfg)]
 
 
 def _student_scores(
@@ -94,37 +122,40 @@ def run_branch(
     prompt_ids: Sequence[list[int]],
     student_own: Sequence[tuple[Tensor, Tensor]],
     student: PreTrainedModel,
-    teacher_generator: Generator,
+    teacher: TeacherSampler,
     task: Task,
     encode: Encode,
     cfg: MethodConfig,
     max_new_tokens: int,
+    stream: str,
     seed: int,
     pad_id: int,
 ) -> BranchResult:
     """Tiered selection for every prompt of the step (or for every student response, per `selection_scope`).
 
-    `student_own[i]` holds the student's log-probs and mask along prompt i's own sampled responses
-    ([n, R, V], [n, R]); only the `positional` alignment reads it.
+    Teacher samples are the keyed samples of `stream` (see `brts.rollout.teacher`); `seed` drives the
+    `random` alignment only. `student_own[i]` holds the student's log-probs and mask along prompt i's own
+    sampled responses ([n, R, V], [n, R]); only the `positional` alignment reads it.
     """
     result = BranchResult()
-    def sampling(n: int, seed: int) -> SamplingSettings:
-        return SamplingSettings(n, cfg.teacher_temperature, cfg.teacher_top_p, max_new_tokens, seed)
-
-    tier1 = teacher_generator.generate(prompt_ids, sampling(cfg.teacher_samples, seed))
-    graded = [[task.grader.grade(c.text, p.answer) for c in row] for p, row in zip(problems, tier1, strict=True)]
+    settings = teacher_settings(cfg, max_new_tokens)
+    tier1_draws, stats = teacher.draw(tier1_requests(problems, prompt_ids, cfg, stream), settings)
+    result.stats.add(stats)
+    tier1 = [[d.completion for d in row] for row in tier1_draws]
+    graded = [[d.correct for d in row] for row in tier1_draws]
     result.tier1_any_correct = sum(any(row) for row in graded)
-    result.teacher_tokens += sum(len(c.token_ids) for row in tier1 for c in row)
 
     # Tier 2 depends on correctness alone, so every hinted retry of the step is drawn in one batch.
-    retry = [i for i, row in enumerate(graded) if needs_recovery([Candidate(c, 0.0, 0.0) for c in row], cfg)]
+    retry = retry_prompts(graded, cfg)
     hinted: dict[int, list[Completion]] = {}
+    hinted_graded: dict[int, list[bool]] = {}
     if retry:
-        hinted_prompts = [encode(task.prompt(problems[i], hint=problems[i].answer)) for i in retry]
-        drawn = teacher_generator.generate(hinted_prompts, sampling(cfg.recovery_samples, seed + 1))
-        hinted = dict(zip(retry, drawn, strict=True))
+        drawn, stats = teacher.draw(tier2_requests([problems[i] for i in retry], task, encode, cfg, stream), settings)
+        result.stats.add(stats)
+        hinted = {i: [d.completion for d in row] for i, row in zip(retry, drawn, strict=True)}
+        hinted_graded = {i: [d.correct for d in row] for i, row in zip(retry, drawn, strict=True)}
         result.retries = len(retry)
-        result.teacher_tokens += sum(len(c.token_ids) for row in drawn for c in row)
+    result.teacher_tokens = result.stats.generated_tokens + result.stats.pool_tokens
 
     # Every candidate, hinted or not, is scored under the unhinted prompt it will be trained under.
     pool: list[tuple[int, str, int]] = []
@@ -145,7 +176,7 @@ def run_branch(
         views = [(own_logp[j : j + 1], own_mask[j : j + 1]) for j in range(own_logp.shape[0])]
         views = views if per_response else [(own_logp, own_mask)]
         hinted_leaked = [task.leaks(c.text, problem.answer) for c in hinted.get(i, [])]
-        hinted_correct = [task.grader.grade(c.text, problem.answer) for c in hinted.get(i, [])]
+        hinted_correct = hinted_graded.get(i, [])
         result.leaks_dropped += sum(hinted_leaked)
         unhinted_rows = [row_of[(i, "unhinted", j)] for j in range(len(tier1[i]))]
         hinted_rows = [row_of[(i, "hinted", j)] for j in range(len(hinted.get(i, [])))]

@@ -24,8 +24,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from brts import checkpoint
 from brts.grading import extract_boxed
 from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss, total_loss
-from brts.rollout.base import Completion, Generator, SamplingSettings
-from brts.rollout.hf import HFGenerator
+from brts.rollout.backends import make_generators
+from brts.rollout.base import SamplingSettings
+from brts.rollout.pool import SamplePool
+from brts.rollout.teacher import TeacherSampler, model_identity, stream_name
 from brts.scoring import build_batch, response_logprobs
 from brts.spec import RunConfig
 from brts.tasks.base import Problem, Task
@@ -89,21 +91,14 @@ class Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-class TimedGenerator:
-    """Wraps a generator to charge its time to one phase."""
-
-    def __init__(self, inner: Generator, timer: Timer, phase: str) -> None:
-        self.inner, self.timer, self.phase = inner, timer, phase
-
-    def generate(self, prompts: Sequence[Sequence[int]], settings: SamplingSettings) -> list[list[Completion]]:
-        with self.timer(self.phase):
-            return self.inner.generate(prompts, settings)
+def step_epoch(pool_size: int, step: int, size: int) -> tuple[int, int]:
+    """(epoch, slice index within the epoch) of a step: which pass over the train pool it belongs to."""
+    return divmod(step - 1, max(1, pool_size // size))
 
 
 def step_problems(pool: Sequence[Problem], seed: int, step: int, size: int) -> list[Problem]:
     """The prompts of one step: consecutive slices of a per-epoch shuffle of the train pool."""
-    per_epoch = max(1, len(pool) // size)
-    epoch, offset = divmod(step - 1, per_epoch)
+    epoch, offset = step_epoch(len(pool), step, size)
     order = list(range(len(pool)))
     random.Random(stream_seed(seed, epoch, "epoch")).shuffle(order)
     return [pool[i] for i in order[offset * size : (offset + 1) * size]]
@@ -141,14 +136,20 @@ def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str
 
 
 class Trainer:
-    """One run's training: owns the optimiser, the generators and the metrics log of `run_dir`."""
+    """One run's training: owns the optimiser, the generators and the metrics log of `run_dir`.
 
-    def __init__(self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path) -> None:
+    With `pool`, teacher samples are read from and added to that shared pool; without, every one is drawn
+    here. Either way a run's results are the same (the samples are keyed; see `brts.rollout.teacher`).
+    """
+
+    def __init__(
+        self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path, pool: SamplePool | None = None
+    ) -> None:
         self.cfg, self.models, self.task, self.run_dir = cfg, models, task, run_dir
         tok = models.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        self.student_gen = HFGenerator(models.student, tok)
-        self.teacher_gen = HFGenerator(models.teacher, tok)
+        self.student_gen, teacher_gen = make_generators(cfg.rollout, models.student, models.teacher, tok)
+        self.teacher = TeacherSampler(teacher_gen, model_identity(models.teacher, tok), task.grader, pool)
         self.optimizer = torch.optim.AdamW(
             models.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )
@@ -187,6 +188,7 @@ class Trainer:
             state = checkpoint.load(found, self.models.student, self.optimizer)
             start, self.counters = state.step, dict(state.counters or self.counters)
         self.log.truncate_after(start)
+        self._sync_student()
         if start == 0:
             self.log.write(self.validate(0))
         for step in range(start + 1, tc.steps + 1):
@@ -202,12 +204,19 @@ class Trainer:
                 on_step(step, record)
         return self.log.read()
 
+    def _sync_student(self) -> None:
+        """Give a backend that holds its own copy of the student (vLLM) the current weights."""
+        load_weights = getattr(self.student_gen, "load_weights", None)
+        if load_weights is not None:
+            load_weights(self.models.student)
+
     def step(self, step: int) -> dict[str, Any]:
         """One optimiser step; returns its metrics."""
         cfg, tc, method = self.cfg, self.cfg.train, self.cfg.method
         student, teacher = self.models.student, self.models.teacher
         timer = Timer()
         problems = step_problems(self.train_pool, cfg.seed, step, tc.prompts_per_step)
+        epoch, _ = step_epoch(len(self.train_pool), step, tc.prompts_per_step)
         prompt_ids = [self.encode(self.task.prompt(p)) for p in problems]
 
         with timer("student_sample"):
@@ -237,11 +246,13 @@ class Trainer:
             with timer("select"):
                 branch = run_branch(
                     problems=problems, prompt_ids=prompt_ids, student_own=student_own, student=student,
-                    teacher_generator=TimedGenerator(self.teacher_gen, timer, "teacher_sample"), task=self.task,
-                    encode=self.encode, cfg=method, max_new_tokens=tc.max_new_tokens,
+                    teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
+                    max_new_tokens=tc.max_new_tokens, stream=stream_name(cfg.seed, epoch),
                     seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id,
                 )
-            self.counters["teacher/tokens_generated"] += branch.teacher_tokens
+            timer.seconds["teacher_sample"] = branch.stats.seconds
+            self.counters["teacher/tokens_generated"] += branch.stats.generated_tokens
+            self.counters["teacher/tokens_from_pool"] += branch.stats.pool_tokens
             metrics.update(selection_metrics(branch, len(problems)))
             if branch.aux_trajectories:
                 aux_batch = build_batch(branch.aux_prompts, branch.aux_trajectories, self.pad_id)
@@ -262,6 +273,7 @@ class Trainer:
             loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
             self.optimizer.step()
+            self._sync_student()
         # The branch's time includes its teacher sampling; report selection work alone.
         timer.seconds["select"] = timer.seconds.get("select", 0.0) - timer.seconds.get("teacher_sample", 0.0)
         seconds = {k: timer.seconds.get(k, 0.0) for k in TIME_KEYS}

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 
 from brts.method.config import arm_config
 from brts.rollout.base import Completion, SamplingSettings
+from brts.rollout.teacher import TeacherSampler
 from brts.tasks.synthetic import SyntheticTask
 from brts.teacher_context import run_branch
 from brts.tokenizer import build_char_tokenizer
 
 
 class ScriptedGenerator:
-    """Returns fixed texts per prompt, and records every call (a Generator)."""
+    """Returns fixed texts per prompt (the k-th request of a prompt in a call gets its k-th text), and records
+    every call as (prompts, samples) (a KeyedGenerator)."""
+
+    sampler = "scripted"
 
     def __init__(self, tokenizer, script):
         self.tokenizer, self.script, self.calls = tokenizer, script, []
 
-    def generate(self, prompts, settings: SamplingSettings):
-        self.calls.append((len(prompts), settings.n))
+    def sample(self, requests, settings: SamplingSettings):
+        self.calls.append((len({r.prompt for r in requests}), len(requests)))
+        seen = Counter()
         out = []
-        for ids in prompts:
-            texts = self.script[self.tokenizer.decode(ids, skip_special_tokens=True)][: settings.n]
-            out.append([Completion(tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"]), t, "stop")
-                        for t in texts])
+        for r in requests:
+            text = self.script[self.tokenizer.decode(r.prompt, skip_special_tokens=True)][seen[r.prompt]]
+            seen[r.prompt] += 1
+            out.append(Completion(tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]), text, "stop"))
         return out
 
 
@@ -38,8 +45,8 @@ def _setup(script, **overrides):
     own = (torch.zeros(1, 3, len(tok)), torch.ones(1, 3, dtype=torch.bool))
     result = run_branch(
         problems=problems, prompt_ids=[encode(task.prompt(p)) for p in problems], student_own=[own, own],
-        student=None, teacher_generator=gen, task=task, encode=encode, cfg=cfg, max_new_tokens=32, seed=0,
-        pad_id=tok.pad_token_id,
+        student=None, teacher=TeacherSampler(gen, "scripted-teacher", task.grader), task=task, encode=encode,
+        cfg=cfg, max_new_tokens=32, stream="seed0/epoch0", seed=0, pad_id=tok.pad_token_id,
     )
     return problems, result, gen, tok
 
@@ -58,7 +65,7 @@ def test_correct_first_then_recovery_with_leak_filter():
         (p1.id, p1.answer): ["key:" + p1.answer + _box(p1.answer)],  # leaks: dropped
     }
     problems, result, gen, tok = _setup(script, recovery_samples=1)
-    assert gen.calls == [(2, 4), (1, 1)]  # tier 1 for both prompts, one batched hinted retry
+    assert gen.calls == [(2, 8), (1, 1)]  # tier 1 for both prompts, one batched hinted retry
     assert [s.tier for s in result.selections] == [1, 3]
     assert result.selections[0].index == 1  # first correct sample under `first` alignment
     assert result.leaks_dropped == 1 and result.retries == 1 and result.recovered == 0

@@ -1,5 +1,5 @@
 """Generation backends behind one protocol."""
 
-from brts.rollout.base import Completion, Generator, SamplingSettings
+from brts.rollout.base import Completion, Generator, KeyedGenerator, Request, SamplingSettings
 
-__all__ = ["Completion", "Generator", "SamplingSettings"]
+__all__ = ["Completion", "Generator", "KeyedGenerator", "Request", "SamplingSettings"]

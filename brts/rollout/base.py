@@ -36,3 +36,20 @@ class Generator(Protocol):
     def generate(
         self, prompts: Sequence[Sequence[int]], settings: SamplingSettings
     ) -> list[list[Completion]]: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """One row to sample: the prompt's token ids and the seed that row's randomness is drawn from."""
+
+    prompt: tuple[int, ...]
+    seed: int
+
+
+class KeyedGenerator(Protocol):
+    """Samples one completion per request, each a function of (model, request, settings) alone: not of the
+    other requests in the call. `sampler` names the algorithm (samples of different samplers differ)."""
+
+    sampler: str
+
+    def sample(self, requests: Sequence[Request], settings: SamplingSettings) -> list[Completion]: ...

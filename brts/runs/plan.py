@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import brts
-from brts.spec import ExperimentSpec, RunConfig
+from brts.spec import ExperimentSpec, PoolSpec, RunConfig
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
-RUN_FORMAT = 2
+RUN_FORMAT = 3  # 3: keyed teacher and student sampling (brts.rollout.keyed)
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class PlannedRun:
     seed: int
     config: RunConfig
     run_id: str
+    pool: PoolSpec = field(default_factory=PoolSpec)  # how teacher samples are shared; not part of the run id
 
 
 def run_id(config: RunConfig) -> str:
@@ -43,7 +44,7 @@ def plan(spec: ExperimentSpec) -> list[PlannedRun]:
         method = spec.method_for(arm)
         for seed in spec.seeds:
             config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
-                               method=method, seed=seed)
+                               rollout=spec.rollout, method=method, seed=seed)
             runs.append(PlannedRun(experiment=spec.name, arm=arm.name, seed=seed, config=config,
-                                   run_id=run_id(config)))
+                                   run_id=run_id(config), pool=spec.pool))
     return runs

@@ -14,9 +14,10 @@ from transformers.utils import logging as hf_logging
 
 from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
 from brts.models import ModelLoadError, check_compatible, load_model
+from brts.rollout.pool import SamplePool
 from brts.runs.plan import PlannedRun
 from brts.runs.store import RunFolder, RunStore, environment, now
-from brts.spec import ModelsSpec, RunConfig
+from brts.spec import ModelsSpec, PoolSpec, RunConfig
 from brts.tasks.registry import make_task
 from brts.train import ModelPair, Trainer
 from brts.zoo import build_default_models, default_cache_root
@@ -51,6 +52,21 @@ def preflight(models: ModelsSpec, cache_root: Path | None = None) -> None:
             raise ModelLoadError(f"cannot load model {source!r}: {first}") from error
     (teacher_tok, teacher_cfg), (student_tok, student_cfg) = loaded
     check_compatible(teacher_tok, student_tok, teacher_cfg.vocab_size, student_cfg.vocab_size)
+
+
+POOL_FILE = Path(".pool") / "teacher-samples.sqlite"
+
+
+def pool_path(spec: PoolSpec, store_root: Path) -> Path:
+    """The pool file: the spec's `pool.path`, else `<store>/.pool/teacher-samples.sqlite`."""
+    return Path(spec.path).expanduser() if spec.path else store_root / POOL_FILE
+
+
+def open_pool(spec: PoolSpec, store_root: Path) -> SamplePool | None:
+    """The experiment's teacher sample pool, or None when `pool.enabled` is false."""
+    if not spec.enabled:
+        return None
+    return SamplePool(pool_path(spec, store_root), max_bytes=int(spec.max_gb * 1024**3))
 
 
 def load_pair(cfg: RunConfig, cache_root: Path | None = None) -> ModelPair:
@@ -89,7 +105,7 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         try:
             if not (run.path / "final").exists():
                 started = time.perf_counter()
-                last_step = _train(planned, run, progress)
+                last_step = _train(planned, run, store_root, progress)
                 run.update_record(last_step=last_step, trained=now(), train_seconds=round(
                     float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
             stage = "eval"
@@ -105,17 +121,22 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         )
 
 
-def _train(planned: PlannedRun, run: RunFolder, progress: ProgressFn | None) -> int:
+def _train(planned: PlannedRun, run: RunFolder, store_root: Path, progress: ProgressFn | None) -> int:
     """Train to the last step (resuming) and save the student as `final/`; returns the last step."""
     cfg = planned.config
     pair = load_pair(cfg)
-    trainer = Trainer(cfg, pair, make_task(cfg.task), run.path)
+    pool = open_pool(planned.pool, store_root)
+    trainer = Trainer(cfg, pair, make_task(cfg.task), run.path, pool=pool)
 
     def on_step(step: int, record: dict[str, Any]) -> None:
         if progress is not None:
             progress(planned.run_id, step, cfg.train.steps, record)
 
-    metrics = trainer.run(on_step)
+    try:
+        metrics = trainer.run(on_step)
+    finally:
+        if pool is not None:
+            pool.close()
     tmp = run.path / ".final-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pair.student.save_pretrained(tmp)
