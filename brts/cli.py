@@ -20,8 +20,10 @@ app = typer.Typer(help="On-policy distillation with Best-of-N teacher rollout se
                   no_args_is_help=True, pretty_exceptions_enable=False)
 exp_app = typer.Typer(help="Experiments: declarative grids of arms x seeds.", no_args_is_help=True)
 models_app = typer.Typer(help="The tiny built-in teacher and student.", no_args_is_help=True)
+pool_app = typer.Typer(help="The shared teacher sample pool: show, fill for an experiment, clear.", no_args_is_help=True)
 app.add_typer(exp_app, name="exp")
 app.add_typer(models_app, name="models")
+app.add_typer(pool_app, name="pool")
 
 out = Console()
 err = Console(stderr=True)
@@ -30,6 +32,10 @@ StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a spec field: dotted.key=value")]
+PoolPathOpt = Annotated[
+    Path | None, typer.Option("--path", help="pool file (default: <store>/.pool/teacher-samples.sqlite)",
+                              show_default=False)
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -125,6 +131,8 @@ def exp_run(
         runs = RunStore(store_root(store))
         runs.check_writable()
         _ensure_models(spec)
+    if spec.pool.enabled and spec.pool.prefill:
+        _prefill(spec, planned, runs.root)
     try:
         outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err)
     except KeyboardInterrupt:
@@ -285,6 +293,86 @@ def report(
     pages = [str(result.out / f"index.{f}") for f in chosen]
     out.print(f"{result.kind} report written in {result.seconds:.1f} s: {', '.join(pages)}", highlight=False,
               soft_wrap=True)
+
+
+def _prefill(spec: ExperimentSpec, planned: list[Any], root: Path) -> Any:
+    """Draw every teacher sample of `planned` into the experiment's pool, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from brts.runs.prefill import plan_demand
+    from brts.runs.run import open_pool
+
+    pool = open_pool(spec.pool, root)
+    columns = (TextColumn("pre-filling teacher samples (steps)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task("fill", total=None)
+            demand = plan_demand(planned, pool, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        if pool is not None:
+            pool.close()
+    return demand
+
+
+def _pool_file(store: Path | None, path: Path | None) -> Path:
+    from brts.runs.run import POOL_FILE
+
+    return path or store_root(store) / POOL_FILE
+
+
+@pool_app.command("show")
+def pool_show(store: StoreOpt = None, path: PoolPathOpt = None) -> None:
+    """Size of the teacher sample pool: samples, tokens, bytes on disk, samples per teacher."""
+    from brts.rollout.pool import SamplePool
+
+    file = _pool_file(store, path)
+    if not file.exists():
+        out.print(f"no pool at {file} (it is created by the first run that draws teacher samples)", highlight=False)
+        return
+    stats = SamplePool(file).stats()
+    table = Table("pool", "samples", "tokens", "on disk", title="teacher sample pool")
+    table.add_row(str(stats.path), str(stats.samples), str(stats.tokens), f"{stats.file_bytes / 2**20:.1f} MiB")
+    out.print(table)
+    for teacher, count in sorted(stats.teachers.items()):
+        out.print(f"  teacher {teacher}: {count} samples", highlight=False)
+
+
+@pool_app.command("clear")
+def pool_clear(
+    store: StoreOpt = None, path: PoolPathOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Delete every sample of the pool (runs then draw their teacher samples again, identically)."""
+    from brts.rollout.pool import SamplePool
+
+    file = _pool_file(store, path)
+    if not file.exists():
+        out.print(f"no pool at {file}", highlight=False)
+        return
+    if not yes and not typer.confirm(f"delete every teacher sample in {file}?"):
+        raise typer.Exit(1)
+    out.print(f"deleted {SamplePool(file).clear()} samples from {file}", highlight=False)
+
+
+@pool_app.command("fill")
+def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+    """Draw every teacher sample an experiment's runs will use into its pool, in large batches, before
+    training; print the teacher tokens its runs need with and without the pool."""
+    from brts.runs.plan import plan
+    from brts.runs.prefill import totals
+    from brts.runs.store import RunStore
+
+    with user_errors():
+        spec = _load(name, set_)
+        if not spec.pool.enabled:
+            fail(f"{name}: pool.enabled is false; set pool.enabled: true (or --set pool.enabled=true) to fill it")
+        planned = plan(spec)
+        runs = RunStore(store_root(store))
+        runs.check_writable()
+        _ensure_models(spec)
+    counted = totals(_prefill(spec, planned, runs.root))
+    out.print(f"{counted.samples} distinct teacher samples; teacher tokens the runs need: "
+              f"{counted.with_pool} with the pool, {counted.without_pool} without", highlight=False)
 
 
 @models_app.command("build")

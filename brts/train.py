@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from brts import checkpoint
 from brts.grading import extract_boxed
 from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss, total_loss
-from brts.rollout.backends import make_generators
+from brts.rollout.backends import student_generator, teacher_generator
 from brts.rollout.base import SamplingSettings
 from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import TeacherSampler, model_identity, stream_name
@@ -148,8 +148,10 @@ class Trainer:
         self.cfg, self.models, self.task, self.run_dir = cfg, models, task, run_dir
         tok = models.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        self.student_gen, teacher_gen = make_generators(cfg.rollout, models.student, models.teacher, tok)
-        self.teacher = TeacherSampler(teacher_gen, model_identity(models.teacher, tok), task.grader, pool)
+        self.student_gen = student_generator(cfg.rollout, models.student, tok)
+        self.teacher = TeacherSampler(
+            teacher_generator(cfg.rollout, models.teacher, tok), model_identity(models.teacher, tok), task.grader, pool
+        )
         self.optimizer = torch.optim.AdamW(
             models.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )

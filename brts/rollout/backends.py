@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from brts.rollout.base import Generator, KeyedGenerator
@@ -11,24 +9,23 @@ from brts.rollout.keyed import KeyedHFGenerator
 from brts.spec import RolloutSpec
 
 
-class StudentGenerator(Generator, Protocol):
-    """A generator whose engine holds its own copy of the student's weights and must be told of updates."""
-
-    def load_weights(self, model: PreTrainedModel) -> None: ...
-
-
-def make_generators(
-    spec: RolloutSpec, student: PreTrainedModel, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
-) -> tuple[Generator, KeyedGenerator]:
-    """(student generator, teacher generator) for a run. `hf` samples from the models in memory; `vllm` loads
-    each model's folder (`name_or_path`) into its own engine."""
+def teacher_generator(spec: RolloutSpec, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> KeyedGenerator:
+    """The teacher's keyed generator: `hf` samples from the model in memory; `vllm` loads its folder into an
+    engine (frozen, so never synced)."""
     if spec.backend == "vllm":
         from brts.rollout.vllm import VLLMGenerator
 
-        memory = spec.vllm_memory_fraction
-        # The student's weights change every step: a prefix cache would serve keys of the old weights.
-        return (
-            VLLMGenerator(str(student.name_or_path), tokenizer, memory_fraction=memory, enable_prefix_caching=False),
-            VLLMGenerator(str(teacher.name_or_path), tokenizer, memory_fraction=memory),
-        )
-    return KeyedHFGenerator(student, tokenizer), KeyedHFGenerator(teacher, tokenizer)
+        return VLLMGenerator(str(teacher.name_or_path), tokenizer, memory_fraction=spec.vllm_memory_fraction)
+    return KeyedHFGenerator(teacher, tokenizer)
+
+
+def student_generator(spec: RolloutSpec, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Generator:
+    """The student's generator. A `vllm` engine holds its own copy of the weights, which the trainer refreshes
+    through its `load_weights` after every optimiser step."""
+    if spec.backend == "vllm":
+        from brts.rollout.vllm import VLLMGenerator
+
+        # The weights change every step: a prefix cache would serve keys computed with the old ones.
+        return VLLMGenerator(str(student.name_or_path), tokenizer, memory_fraction=spec.vllm_memory_fraction,
+                             enable_prefix_caching=False)
+    return KeyedHFGenerator(student, tokenizer)

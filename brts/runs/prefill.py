@@ -14,10 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from brts.models import load_model
+from brts.rollout.backends import teacher_generator
 from brts.rollout.base import SamplingSettings
-from brts.rollout.teacher import DrawRequest, TeacherSampler, stream_name
+from brts.rollout.pool import SamplePool
+from brts.rollout.teacher import DrawRequest, TeacherSampler, model_identity, stream_name
 from brts.runs.plan import PlannedRun
+from brts.runs.run import resolve_model
 from brts.tasks.base import Problem, Task
+from brts.tasks.registry import make_task
 from brts.teacher_context import Encode, retry_prompts, teacher_settings, tier1_requests, tier2_requests
 from brts.train import step_epoch, step_problems
 
@@ -118,3 +123,25 @@ def teacher_demand(
             progress(steps.stop - 1, total)
     return demands
 
+
+
+def plan_demand(
+    runs: Sequence[PlannedRun], pool: SamplePool | None, progress: ProgressFn | None = None
+) -> list[RunDemand]:
+    """`teacher_demand` for planned runs of one experiment: loads their teacher and task once."""
+    branch = [p for p in runs if p.config.method.teacher_context]
+    if not branch:
+        return [RunDemand(p) for p in runs]
+    first = branch[0].config
+    if any((p.config.models, p.config.task, p.config.rollout) != (first.models, first.task, first.rollout)
+           for p in branch):
+        raise ValueError("runs of one demand must share their models, task and rollout backend")
+    teacher, tokenizer = load_model(resolve_model(first.models.teacher, first.models))
+    task = make_task(first.task)
+    generator = teacher_generator(first.rollout, teacher, tokenizer)
+    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool)
+
+    def encode(text: str) -> list[int]:
+        return list(tokenizer(text)["input_ids"])
+
+    return teacher_demand(runs, sampler, task, encode, progress=progress)
