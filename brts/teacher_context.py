@@ -96,7 +96,7 @@ def _alignment(
     cfg: MethodConfig,
     scores: _StudentScores | None,
     rows: list[int],
-    view: tuple[Tensor, Tensor],
+    view: tuple[Tensor | None, Tensor],
     rng: torch.Generator,
 ) -> tuple[list[float], list[float]]:
     """Alignment and tie-break log-prob of the candidates at `rows`, per `cfg.alignment`."""
@@ -110,6 +110,8 @@ def _alignment(
         return scores.forced[rows].tolist(), logprob
     if cfg.alignment == "logprob":
         return logprob, logprob
+    if view[0] is None:
+        raise ValueError("the positional alignment needs the student's log-probs along its own samples")
     positional = align.positional_alignment(
         view[0], view[1], scores.batch.tokens[rows], scores.batch.mask[rows], cfg.effective_alignment_top_k
     )
@@ -120,7 +122,7 @@ def run_branch(
     *,
     problems: Sequence[Problem],
     prompt_ids: Sequence[list[int]],
-    student_own: Sequence[tuple[Tensor, Tensor]],
+    student_own: Sequence[tuple[Tensor | None, Tensor]],
     student: PreTrainedModel,
     teacher: TeacherSampler,
     task: Task,
@@ -135,7 +137,8 @@ def run_branch(
 
     Teacher samples are the keyed samples of `stream` (see `brts.rollout.teacher`); `seed` drives the
     `random` alignment only. `student_own[i]` holds the student's log-probs and mask along prompt i's own
-    sampled responses ([n, R, V], [n, R]); only the `positional` alignment reads it.
+    sampled responses ([n, R, V], [n, R]); the log-probs are read by the `positional` alignment only (None
+    otherwise), the mask by `truncate_to_student_length`.
     """
     result = BranchResult()
     settings = teacher_settings(cfg, max_new_tokens)
@@ -173,7 +176,8 @@ def run_branch(
     per_response = cfg.selection_scope == "response"
     for i, problem in enumerate(problems):
         own_logp, own_mask = student_own[i]
-        views = [(own_logp[j : j + 1], own_mask[j : j + 1]) for j in range(own_logp.shape[0])]
+        views = [(None if own_logp is None else own_logp[j : j + 1], own_mask[j : j + 1])
+                 for j in range(own_mask.shape[0])]
         views = views if per_response else [(own_logp, own_mask)]
         hinted_leaked = [task.leaks(c.text, problem.answer) for c in hinted.get(i, [])]
         hinted_correct = hinted_graded.get(i, [])

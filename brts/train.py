@@ -212,6 +212,19 @@ class Trainer:
         if load_weights is not None:
             load_weights(self.models.student)
 
+    def _student_own(
+        self, prompts: list[list[int]], responses: list[tuple[int, ...]], n: int
+    ) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """Per prompt, the student's log-probs (only for the `positional` alignment, the one reader; from a
+        no-grad forward) and the mask along its own `n` samples."""
+        batch = build_batch(prompts, responses, self.pad_id)
+        logp = None
+        if self.cfg.method.alignment == "positional":
+            with torch.no_grad():
+                logp = response_logprobs(self.models.student, batch)
+        return [(None if logp is None else logp[i * n : (i + 1) * n], batch.mask[i * n : (i + 1) * n])
+                for i in range(len(prompts) // n)]
+
     def step(self, step: int) -> dict[str, Any]:
         """One optimiser step; returns its metrics."""
         cfg, tc, method = self.cfg, self.cfg.train, self.cfg.method
@@ -230,25 +243,17 @@ class Trainer:
                 ),
             )
         n = tc.samples_per_prompt
-        batch = build_batch(
-            [ids for ids in prompt_ids for _ in range(n)], [c.token_ids for row in rows for c in row], self.pad_id
-        )
-        with timer("teacher_score"), torch.no_grad():
-            teacher_logp = response_logprobs(teacher, batch)
-        with timer("update"):
-            student_logp = response_logprobs(student, batch)
-            loss_opd = opd_loss(student_logp, teacher_logp, batch.tokens, batch.mask, method)
+        opd_prompts = [ids for ids in prompt_ids for _ in range(n)]
+        opd_responses = [c.token_ids for row in rows for c in row]
         reward = [self.task.grader.grade(c.text, p.answer) for p, row in zip(problems, rows, strict=True) for c in row]
 
         metrics: dict[str, Any] = selection_metrics(None, len(problems))
-        loss_aux = None
+        branch = None
         if method.teacher_context:
-            own = student_logp.detach()
-            student_own = [(own[i * n : (i + 1) * n], batch.mask[i * n : (i + 1) * n]) for i in range(len(problems))]
             with timer("select"):
                 branch = run_branch(
-                    problems=problems, prompt_ids=prompt_ids, student_own=student_own, student=student,
-                    teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
+                    problems=problems, prompt_ids=prompt_ids, student_own=self._student_own(opd_prompts, opd_responses, n),
+                    student=student, teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
                     max_new_tokens=tc.max_new_tokens, stream=stream_name(cfg.seed, epoch),
                     seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id,
                 )
@@ -256,13 +261,19 @@ class Trainer:
             self.counters["teacher/tokens_generated"] += branch.stats.generated_tokens
             self.counters["teacher/tokens_from_pool"] += branch.stats.pool_tokens
             metrics.update(selection_metrics(branch, len(problems)))
-            if branch.aux_trajectories:
-                aux_batch = build_batch(branch.aux_prompts, branch.aux_trajectories, self.pad_id)
-                with timer("teacher_score"), torch.no_grad():
-                    teacher_aux = response_logprobs(teacher, aux_batch)
-                with timer("update"):
-                    student_aux = response_logprobs(student, aux_batch)
-                    loss_aux = teacher_context_loss(student_aux, teacher_aux, aux_batch.mask, method)
+
+        # The student's own samples and the selected teacher trajectories go through each model in one forward.
+        aux_prompts, aux_trajectories = (branch.aux_prompts, branch.aux_trajectories) if branch else ([], [])
+        batch = build_batch(opd_prompts + aux_prompts, opd_responses + aux_trajectories, self.pad_id)
+        own, aux = slice(0, len(opd_responses)), slice(len(opd_responses), None)
+        with timer("teacher_score"), torch.no_grad():
+            teacher_logp = response_logprobs(teacher, batch)
+        with timer("update"):
+            student_logp = response_logprobs(student, batch)
+            loss_opd = opd_loss(student_logp[own], teacher_logp[own], batch.tokens[own], batch.mask[own], method)
+            loss_aux = None
+            if aux_trajectories:
+                loss_aux = teacher_context_loss(student_logp[aux], teacher_logp[aux], batch.mask[aux], method)
 
         with timer("update"):
             loss = total_loss(loss_opd, loss_aux, method)
@@ -286,9 +297,9 @@ class Trainer:
             "loss/aux": None if loss_aux is None else loss_aux.item(),
             "loss/total": loss.item(),
             "grad_norm": float(grad_norm),
-            "student/entropy": mean_entropy(student_logp.detach(), batch.mask).item(),
+            "student/entropy": mean_entropy(student_logp[own].detach(), batch.mask[own]).item(),
             "student/reward": sum(reward) / len(reward),
-            "student/response_tokens": batch.num_tokens / len(reward),
+            "student/response_tokens": int(batch.mask[own].sum()) / len(reward),
             **self.counters,
             **{f"time/{k}": round(v, 4) for k, v in seconds.items()},
         })

@@ -42,7 +42,7 @@ def _setup(script, **overrides):
                                   [(p, h) for p in problems for h in (None, p.answer)] if (p.id, h) in script})
     encode = lambda text: list(tok(text)["input_ids"])  # noqa: E731
     cfg = arm_config("brts", {"alignment": "first", **overrides})
-    own = (torch.zeros(1, 3, len(tok)), torch.ones(1, 3, dtype=torch.bool))
+    own = (None, torch.ones(1, 3, dtype=torch.bool))
     result = run_branch(
         problems=problems, prompt_ids=[encode(task.prompt(p)) for p in problems], student_own=[own, own],
         student=None, teacher=TeacherSampler(gen, "scripted-teacher", task.grader), task=task, encode=encode,

@@ -81,3 +81,11 @@ def test_non_finite_loss_fails_the_run_with_a_clear_line(tmp_path, tiny_spec_fil
     folder = tmp_path / "store" / planned.experiment / planned.run_id
     assert json.loads((folder / "record.json").read_text())["status"] == "failed"
     shutil.rmtree(folder)
+
+
+def test_positional_alignment_and_truncation_read_the_students_own_samples(tmp_path, tiny_spec_file):
+    arm = "arms=[{name: pos, preset: brts, set: {alignment: positional, truncate_to_student_length: true}}]"
+    planned = _planned(tiny_spec_file, arm, "train.steps=1")[0]
+    log = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), tmp_path).run()
+    assert log[-1]["loss/aux"] is not None
+    assert sum(log[-1][f"selection/frac_tier{t}"] for t in (1, 2, 3, 0)) == pytest.approx(1.0)
