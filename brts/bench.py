@@ -158,7 +158,7 @@ from transformers import AutoTokenizer
 from brts.rollout.base import SamplingSettings
 from brts.rollout.vllm import VLLMGenerator
 model, prompts, settings = sys.argv[1], json.loads(sys.argv[2]), SamplingSettings(**json.loads(sys.argv[3]))
-gen = VLLMGenerator(model, AutoTokenizer.from_pretrained(model), max_model_len=512)
+gen = VLLMGenerator(model, AutoTokenizer.from_pretrained(model))
 runs = []
 for seed in range(3):
     started = time.perf_counter()
@@ -210,8 +210,9 @@ def _vllm_throughput(teacher_dir: str, prompts: list[list[int]], settings: Any, 
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900, check=False)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
     if line is None:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"vLLM failed: {tail[:160]}"
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        cause = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1]).strip()
+        return None, f"vLLM failed: {cause[:200]}"
     data = json.loads(line.removeprefix("BENCH-JSON "))
     return round(_tokens_per_second(data["runs"])), data["sampler"]
 
