@@ -92,6 +92,11 @@ def _config(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _teacher_tokens(last: dict[str, Any]) -> float | None:
+    drawn, pooled = last.get("teacher/tokens_generated"), last.get("teacher/tokens_from_pool")
+    return None if drawn is None else drawn + (pooled or 0)
+
+
 def _run_row(path: Path, record: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cfg = _config(path)
     method = cfg.get("method", {}) or {}
@@ -102,7 +107,9 @@ def _run_row(path: Path, record: dict[str, Any], metrics: Sequence[dict[str, Any
         "last_step": int(last.get("step", 0)) if metrics else None,
         "planned_steps": (cfg.get("train") or {}).get("steps"),
         "ended": record.get("ended"), "train_seconds": record.get("train_seconds"),
-        "teacher_tokens": last.get("teacher/tokens_generated"),
+        # Tokens of the teacher samples the run used, drawn by itself or taken from the shared pool: what the arm
+        # costs on its own, whichever run happened to draw a shared sample first.
+        "teacher_tokens": _teacher_tokens(last),
         "teacher_samples": method.get("teacher_samples") if method.get("teacher_context") else None,
         "aux_weight": method.get("aux_weight") if method.get("teacher_context") else None,
         "teacher_context": bool(method.get("teacher_context", False)),
