@@ -208,7 +208,7 @@ def test_resolved_yaml_round_trips_in_field_order(tmp_path: Path) -> None:
     config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
                        method=spec.method_for(spec.arms[0]), seed=0)
     text = resolved_yaml(config)
-    assert list(yaml.safe_load(text)) == ["task", "models", "train", "eval", "method", "seed"]
+    assert list(yaml.safe_load(text)) == ["task", "models", "train", "eval", "rollout", "method", "seed"]
     assert RunConfig.model_validate(yaml.safe_load(text)) == config
     assert resolved_yaml(config) == text
     assert load_spec(str(write(tmp_path, "again.yaml", resolved_yaml(spec)))) == spec
