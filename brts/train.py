@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from brts import checkpoint
+from brts import checkpoint, timing
 from brts.grading import extract_boxed
 from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss, total_loss
 from brts.rollout.backends import student_generator, teacher_generator
@@ -77,18 +76,18 @@ class MetricsLog:
 
 
 class Timer:
-    """Accumulates wall time per named phase of a step."""
+    """Accumulates time per named phase of a step (wall time unless `brts.timing` says otherwise)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start = timing.now()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + timing.now() - start
 
 
 def step_epoch(pool_size: int, step: int, size: int) -> tuple[int, int]:

@@ -16,13 +16,13 @@ The stream is `seed<training seed>/epoch<e>`, where `e` counts passes over the t
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from brts import timing
 from brts.grading import Grader
 from brts.rollout.base import Completion, KeyedGenerator, Request, SamplingSettings
 from brts.rollout.pool import PooledSample, SampleKey, SamplePool, prompt_sha
@@ -111,7 +111,7 @@ class TeacherSampler:
     ) -> tuple[list[list[TeacherDraw]], DrawStats]:
         """Samples 0..count-1 of every request, graded, in request order; `settings.n`/`seed` are unused.
         Every missing sample is drawn in one call of the generator (which batches them)."""
-        started = time.perf_counter()
+        started = timing.now()
         keyed = [[self.key(r.prompt, r.tier, j, settings, r.stream) for j in range(r.count)] for r in requests]
         answer_of = {k: (r.prompt, r.answer) for r, keys in zip(requests, keyed, strict=True) for k in keys}
         found = self.pool.get_many(list(answer_of)) if self.pool is not None else {}
@@ -129,7 +129,7 @@ class TeacherSampler:
             pool_samples=len(found), pool_tokens=sum(len(s.completion.token_ids) for s in found.values()),
         )
         out = [[self._graded(samples[k], answer_of[k][1]) for k in keys] for keys in keyed]
-        stats.seconds = time.perf_counter() - started
+        stats.seconds = timing.now() - started
         self.total.add(stats)
         return out, stats
 
