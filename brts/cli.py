@@ -131,9 +131,10 @@ def exp_run(
         runs = RunStore(store_root(store))
         runs.check_writable()
         _ensure_models(spec)
-    if spec.pool.enabled and spec.pool.prefill:
-        _prefill(spec, planned, runs.root)
     try:
+        todo = [p for p in planned if runs.folder(p.experiment, p.run_id).status != "finished"]
+        if spec.pool.enabled and spec.pool.prefill and todo:
+            _prefill(spec, todo, runs.root)
         outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err)
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
@@ -370,7 +371,10 @@ def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         runs = RunStore(store_root(store))
         runs.check_writable()
         _ensure_models(spec)
-    counted = totals(_prefill(spec, planned, runs.root))
+    try:
+        counted = totals(_prefill(spec, planned, runs.root))
+    except KeyboardInterrupt:
+        fail("interrupted; the samples drawn so far are kept: run the same command again to finish", code=130)
     out.print(f"{counted.samples} distinct teacher samples; teacher tokens the runs need: "
               f"{counted.with_pool} with the pool, {counted.without_pool} without", highlight=False)
 
