@@ -43,3 +43,14 @@ def test_fill_refuses_a_disabled_pool_and_show_without_pool(tmp_path, tiny_spec_
     result = invoke("pool", "fill", str(tiny_spec_file), "--set", "pool.enabled=false", "--store", str(tmp_path))
     assert result.exit_code == 2 and "pool.enabled is false" in result.output
     assert "no pool at" in invoke("pool", "show", "--store", str(tmp_path / "none")).output
+
+
+def test_exp_run_with_prefill_draws_every_teacher_sample_before_training(tmp_path, tiny_spec_file):
+    store = tmp_path / "store"
+    result = invoke("exp", "run", str(tiny_spec_file), "--set", "train.steps=2", "--set", "arms=[brts]",
+                    "--set", "pool.prefill=true", "--store", str(store))
+    assert result.exit_code == 0, result.output
+    assert "pre-filling teacher samples" in result.output
+    (metrics,) = store.glob("tiny/*/metrics.jsonl")
+    last = json.loads(metrics.read_text().splitlines()[-1])
+    assert last["teacher/tokens_generated"] == 0 and last["teacher/tokens_from_pool"] > 0
