@@ -119,6 +119,7 @@ def exp_run(
     store: StoreOpt = None,
 ) -> None:
     """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
     from brts.runs.executor import execute
     from brts.runs.plan import plan
     from brts.runs.reference import evaluate_references

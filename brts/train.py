@@ -165,7 +165,7 @@ class Trainer:
         return list(self.models.tokenizer(text)["input_ids"])
 
     def validate(self, step: int) -> dict[str, Any]:
-        """Accuracy at the evaluation temperature on each split's validation problems."""
+        """Accuracy in percent at the evaluation temperature on each split's validation problems."""
         tc, ec = self.cfg.train, self.cfg.eval
         out: dict[str, Any] = {"step": step}
         for split in ec.splits:
@@ -175,7 +175,7 @@ class Trainer:
                 max_new_tokens=ec.max_new_tokens, seed=stream_seed(self.cfg.seed, step, f"val/{split}"),
             )
             acc, _ = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings, extract_boxed)
-            out[f"val/{split}"] = acc
+            out[f"val/{split}"] = 100 * acc  # percent, like every accuracy brts writes
         return out
 
     def run(self, on_step: StepCallback | None = None) -> list[dict[str, Any]]:
