@@ -58,9 +58,41 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class DatasetSpec(_Spec):
+    """A set of problems: a JSONL file (one object a line) or a Hugging Face dataset id. A bare string is `path`."""
+
+    path: str = Field(min_length=1)
+    split: str = Field("train", description="HF dataset split (ignored for JSONL)")
+    subset: str | None = Field(None, description="HF dataset config name")
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    id_field: str = Field("id", description="row id field; the row index where a row has none")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
 class TaskSpec(_Spec):
-    name: Literal["synthetic"] = "synthetic"
+    """`synthetic` (the embedded default) or `math`: prompts from `train`, benchmarks from `eval_sets`."""
+
+    name: Literal["synthetic", "math"] = "synthetic"
     seed: int = 0
+    train: DatasetSpec | None = Field(None, description="math: training prompts")
+    eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict, description="math: split name -> problems")
+    prompt_suffix: str = Field("", description="math: appended to every problem, after one space")
+    chat_template: bool = Field(True, description="math: wrap the prompt in the tokenizer's chat template")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_task(self) -> TaskSpec:
+        if self.name == "math" and self.train is None:
+            raise PydanticCustomError("task_train", "the math task needs training prompts: a JSONL path or an HF "
+                                      "dataset id", {"field": "train"})
+        if self.name == "synthetic" and (self.train is not None or self.eval_sets):
+            raise PydanticCustomError("task_train", "train and eval_sets are for the math task; remove them or "
+                                      "set task.name: math", {"field": "train"})
+        return self
 
 
 class ModelsSpec(_Spec):
@@ -79,6 +111,16 @@ class ModelsSpec(_Spec):
                 {"got": _show(value)})
         return value
 
+    @model_validator(mode="after")
+    def _teacher_named_for_hub_students(self) -> ModelsSpec:
+        # A hub student with the built-in teacher can only be a forgotten field (their vocabularies differ).
+        hub_student = self.student not in BUILTIN_MODELS and not self.student.startswith(_LOCAL_PREFIXES)
+        if self.teacher in BUILTIN_MODELS and hub_student and not Path(self.student).expanduser().exists():
+            raise PydanticCustomError(
+                "teacher_required", "required when models.student is a hub model; name a teacher that shares "
+                "the student's tokenizer", {"field": "teacher"})
+        return self
+
 
 class TrainSpec(_Spec):
     steps: int = Field(100, ge=1)
@@ -94,6 +136,28 @@ class TrainSpec(_Spec):
     validation_problems: int = Field(32, ge=1)
     validation_k: int = Field(1, ge=1)
     threads: int = Field(1, ge=1)
+    # bf16 autocast for the forwards; weights, gradients and AdamW state stay float32 (master weights).
+    mixed_precision: Literal["no", "bf16"] = "no"
+    rollout_backend: Literal["hf", "vllm"] = "hf"
+    micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
+
+
+class ResourcesSpec(_Spec):
+    """What one run asks of its machine or cluster job. Not part of the run id: it does not change results
+    (a run trained in `processes` ranks matches the 1-process run within float tolerance)."""
+
+    gpus: int = Field(0, ge=0, description="GPUs per run, on one node")
+    processes: int | None = Field(None, ge=1, description="training processes per run; default max(1, gpus)")
+    cpus: int = Field(2, ge=1, description="CPU cores per run")
+    memory_gb: float = Field(16, gt=0)
+    time_min: int = Field(60, ge=1, description="wall-time limit of one job; a preempted or timed-out job "
+                                                "is requeued and resumes from its last checkpoint")
+    partition: str | None = None
+    slurm: dict[str, Any] = Field(default_factory=dict, description="extra sbatch settings, e.g. account, qos")
+
+    @property
+    def world_size(self) -> int:
+        return self.processes or max(1, self.gpus)
 
 
 class RolloutSpec(_Spec):
@@ -160,6 +224,7 @@ class ExperimentSpec(_Spec):
     arms: tuple[ArmSpec, ...] = Field(min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
     workers: int = Field(1, ge=1)
+    resources: ResourcesSpec = _default(ResourcesSpec)
 
     @field_validator("arms")
     @classmethod
@@ -180,6 +245,17 @@ class ExperimentSpec(_Spec):
             raise PydanticCustomError("seed_duplicate", "seeds must be unique; repeated: {got}",
                                       {"got": ", ".join(map(str, repeated))})
         return seeds
+
+    @model_validator(mode="after")
+    def _eval_splits_exist(self) -> ExperimentSpec:
+        if self.task.name == "math":
+            missing = [s for s in self.eval.splits if s not in self.task.eval_sets]
+            if missing:
+                raise PydanticCustomError(
+                    "eval_split", "{got} not in task.eval_sets (has: {known}); add it there",
+                    {"got": ", ".join(missing), "known": ", ".join(self.task.eval_sets) or "none",
+                     "field": "eval.splits"})
+        return self
 
     @model_validator(mode="after")
     def _arms_resolve(self) -> ExperimentSpec:
@@ -528,7 +604,8 @@ _TYPE_DETAILS = {
     ("string_too_short",): "expected a non-empty string",
 }
 _OWN_MESSAGES = {"value_error", "assertion_error", "name", "builtin_model", "arm_type", "arm_preset",
-                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits"}
+                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits", "task_train", "teacher_required",
+                 "eval_split"}
 _BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
            "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
 
@@ -539,6 +616,8 @@ def _error_detail(err: Any, model: Any) -> tuple[str, str]:
     if kind == "arm_method":
         return ctx["path"], ctx["detail"]
     path, got = _loc_path(loc), _show(err.get("input"))
+    if "field" in ctx:  # a model-level check that names the field it is about
+        return ".".join(p for p in (path, ctx["field"]) if p), err["msg"]
     if kind == "missing":
         return path, "required field is missing"
     if kind == "extra_forbidden":

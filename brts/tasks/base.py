@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from transformers import PreTrainedTokenizerBase
+
 from brts.grading import Grader
 
 
@@ -41,3 +43,14 @@ class Task(Protocol):
     def leaks(self, response: str, hint: str) -> bool:
         """Whether a response to a hinted prompt mentions the key marker or quotes the hint wording."""
         ...
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, task: Task, text: str) -> list[int]:
+    """The token ids a model sees for a prompt text: wrapped in the tokenizer's chat template when the task asks
+    for it (`chat_template = True`) and the tokenizer has one, else the plain encoding."""
+    if getattr(task, "chat_template", False) and getattr(tokenizer, "chat_template", None):
+        encoded = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+    return list(tokenizer(text)["input_ids"])

@@ -11,4 +11,8 @@ def make_task(spec: TaskSpec) -> Task:
     """The task a spec names, built deterministically from its seed."""
     if spec.name == "synthetic":
         return SyntheticTask(seed=spec.seed)
+    if spec.name == "math":
+        from brts.tasks.math import MathTask
+
+        return MathTask(spec)
     raise KeyError(spec.name)  # unreachable: TaskSpec validates the name
