@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,20 @@ class ResponseBatch:
     @property
     def num_tokens(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def rows(self, start: int, end: int) -> ResponseBatch:
+        """Rows [start, end) with the same widths (a micro-batch)."""
+        return dataclasses.replace(self, **{f: getattr(self, f)[start:end] for f in _TENSORS})
+
+    def to(self, device: torch.device | str) -> ResponseBatch:
+        return dataclasses.replace(self, **{f: getattr(self, f).to(device) for f in _TENSORS})
+
+
+_TENSORS = ("input_ids", "attention_mask", "position_ids", "tokens", "mask")
 
 
 def build_batch(

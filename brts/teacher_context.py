@@ -85,7 +85,7 @@ def _student_scores(
     """Score every candidate under its unhinted prompt; None when the alignment ignores the student."""
     if cfg.alignment in ("first", "random"):
         return None
-    batch = build_batch(prompts, [c.token_ids for c in completions], pad_id)
+    batch = build_batch(prompts, [c.token_ids for c in completions], pad_id).to(student.device)
     with torch.no_grad():
         logp = response_logprobs(student, batch)
     forced = align.teacher_forced_alignment(logp, batch.tokens, batch.mask, cfg.effective_alignment_top_k)

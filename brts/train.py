@@ -7,12 +7,13 @@ prompts and the same teacher samples (common random numbers for paired compariso
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,17 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from brts import checkpoint, timing
+from brts.distributed import Ranks
 from brts.grading import extract_boxed
-from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss, total_loss
+from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss
 from brts.rollout.backends import student_generator, teacher_generator
-from brts.rollout.base import SamplingSettings
+from brts.rollout.base import Request, SamplingSettings
+from brts.rollout.keyed import row_seed
 from brts.rollout.pool import SamplePool
-from brts.rollout.teacher import TeacherSampler, model_identity, stream_name
-from brts.scoring import build_batch, response_logprobs
+from brts.rollout.teacher import DrawStats, TeacherSampler, model_identity, stream_name
+from brts.scoring import ResponseBatch, build_batch, response_logprobs
 from brts.spec import RunConfig
-from brts.tasks.base import Problem, Task
+from brts.tasks.base import Problem, Task, prompt_ids
 from brts.teacher_context import BranchResult, run_branch
 from brts.validation import sample_accuracy
 
@@ -120,6 +123,30 @@ SELECTION_KEYS = (
 TIME_KEYS = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
 
 
+@dataclass(frozen=True)
+class RankShare:
+    """What one rank contributes to a step's metrics (token-weighted sums; the rest is concatenated)."""
+
+    opd_sum: float
+    entropy_sum: float
+    aux_sum: float
+    reward: list[bool]
+    seconds: dict[str, float]
+    branch: BranchResult | None
+
+
+def merge_branches(parts: Sequence[BranchResult]) -> BranchResult:
+    """One step's branch results from every rank, in rank order, as if one process had run them all."""
+    stats = DrawStats()
+    for part in parts:
+        stats.add(part.stats)
+    return BranchResult(
+        selections=[s for part in parts for s in part.selections], stats=stats,
+        **{f: sum(getattr(part, f) for part in parts)
+           for f in ("tier1_any_correct", "retries", "recovered", "leaks_dropped", "teacher_tokens")},
+    )
+
+
 def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str, Any]:
     """The `selection/*` metrics of METHOD.md section 6 for one step (all None when the branch is off)."""
     if branch is None:
@@ -139,12 +166,19 @@ class Trainer:
 
     With `pool`, teacher samples are read from and added to that shared pool; without, every one is drawn
     here. Either way a run's results are the same (the samples are keyed; see `brts.rollout.teacher`).
+    Under `accelerate launch` each rank trains on its block of every step's prompts (brts.distributed).
     """
 
     def __init__(
-        self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path, pool: SamplePool | None = None
+        self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path, pool: SamplePool | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
         self.cfg, self.models, self.task, self.run_dir = cfg, models, task, run_dir
+        self.ranks = ranks or Ranks()
+        self.device = self.ranks.device if self.ranks.device.type != "cpu" else torch.device("cpu")
+        models.student.to(self.device)
+        # Master weights stay float32; the frozen teacher only needs the compute dtype.
+        models.teacher.to(self.device, torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None)
         tok = models.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
         self.student_gen = student_generator(cfg.rollout, models.student, tok)
@@ -162,7 +196,11 @@ class Trainer:
             p.requires_grad_(False)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.models.tokenizer(text)["input_ids"])
+        return prompt_ids(self.models.tokenizer, self.task, text)
+
+    def amp(self) -> AbstractContextManager[Any]:
+        """bf16 autocast for forwards and generation when `train.mixed_precision` asks for it."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.mixed_precision == "bf16")
 
     def validate(self, step: int) -> dict[str, Any]:
         """Accuracy in percent at the evaluation temperature on each split's validation problems."""
@@ -188,21 +226,25 @@ class Trainer:
         if found is not None:
             state = checkpoint.load(found, self.models.student, self.optimizer)
             start, self.counters = state.step, dict(state.counters or self.counters)
-        self.log.truncate_after(start)
         self._sync_student()
-        if start == 0:
+        main = self.ranks.is_main  # one rank writes the log and the checkpoints; the others only train
+        if main:
+            self.log.truncate_after(start)
+        if start == 0 and main:
             self.log.write(self.validate(0))
         for step in range(start + 1, tc.steps + 1):
             record = self.step(step)
-            if step % tc.validate_every == 0 or step == tc.steps:
+            if main and (step % tc.validate_every == 0 or step == tc.steps):
                 record.update({k: v for k, v in self.validate(step).items() if k != "step"})
-            self.log.write(record)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
+            if main:
+                self.log.write(record)
+            if main and (step % tc.checkpoint_every == 0 or step == tc.steps):
                 checkpoint.save(
                     ckpt_root, self.models.student, self.optimizer, checkpoint.TrainState(step, self.counters)
                 )
             if on_step is not None:
                 on_step(step, record)
+        self.ranks.barrier()
         return self.log.read()
 
     def _sync_student(self) -> None:
@@ -216,40 +258,81 @@ class Trainer:
     ) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
         """Per prompt, the student's log-probs (only for the `positional` alignment, the one reader; from a
         no-grad forward) and the mask along its own `n` samples."""
-        batch = build_batch(prompts, responses, self.pad_id)
+        batch = build_batch(prompts, responses, self.pad_id).to(self.device)
         logp = None
         if self.cfg.method.alignment == "positional":
-            with torch.no_grad():
-                logp = response_logprobs(self.models.student, batch)
+            with torch.no_grad(), self.amp():
+                logp = torch.cat([response_logprobs(self.models.student, mb) for mb in self._micro_batches(batch)])
         return [(None if logp is None else logp[i * n : (i + 1) * n], batch.mask[i * n : (i + 1) * n])
                 for i in range(len(prompts) // n)]
 
+    def _micro_batches(self, batch: ResponseBatch) -> list[ResponseBatch]:
+        size = self.cfg.train.micro_batch_size or batch.size
+        return [batch.rows(i, i + size) for i in range(0, batch.size, size)]
+
+    def _backprop(
+        self, batch: ResponseBatch, own_rows: int, opd_tokens: float, aux_tokens: float, timer: Timer
+    ) -> tuple[float, float, float]:
+        """Forward and backward `batch` (the student's own samples in its first `own_rows` rows, the selected
+        teacher trajectories after them) in micro-batches. Each micro-batch's OPD and aux token means are
+        weighted by its share of the step's `opd_tokens` and `aux_tokens` over all ranks: summed over
+        micro-batches and ranks (the gradient all-reduce), the gradients are those of the global token means.
+        Returns the token-weighted sums of the OPD loss, the student's entropy and the aux loss."""
+        student, teacher, method = self.models.student, self.models.teacher, self.cfg.method
+        opd_sum, entropy_sum, aux_sum = 0.0, 0.0, 0.0
+        size = self.cfg.train.micro_batch_size or batch.size
+        for start in range(0, batch.size, size):
+            mb = batch.rows(start, start + size).to(self.device)
+            split = max(0, min(own_rows - start, mb.size))  # rows [0, split) of mb are the student's own
+            own, aux = slice(0, split), slice(split, None)
+            with timer("teacher_score"), torch.no_grad(), self.amp():
+                teacher_logp = response_logprobs(teacher, mb)
+            with timer("update"):
+                with self.amp():
+                    student_logp = response_logprobs(student, mb)
+                own_tokens, aux_tokens_mb = int(mb.mask[own].sum()), int(mb.mask[aux].sum())
+                loss = student_logp.new_zeros(())
+                if own_tokens:
+                    part = opd_loss(student_logp[own], teacher_logp[own], mb.tokens[own], mb.mask[own], method)
+                    loss = loss + part * (own_tokens / max(opd_tokens, 1.0))
+                    opd_sum += part.item() * own_tokens
+                    entropy_sum += mean_entropy(student_logp[own].detach(), mb.mask[own]).item() * own_tokens
+                if aux_tokens_mb:
+                    part = teacher_context_loss(student_logp[aux], teacher_logp[aux], mb.mask[aux], method)
+                    loss = loss + part * (method.aux_weight * aux_tokens_mb / max(aux_tokens, 1.0))
+                    aux_sum += part.item() * aux_tokens_mb
+                if loss.requires_grad and torch.isfinite(loss):  # a non-finite loss fails the step after the gather
+                    loss.backward()  # type: ignore[no-untyped-call]
+        return opd_sum, entropy_sum, aux_sum
+
     def step(self, step: int) -> dict[str, Any]:
-        """One optimiser step; returns its metrics."""
+        """One optimiser step over this rank's block of the step's prompts; returns the whole step's metrics."""
         cfg, tc, method = self.cfg, self.cfg.train, self.cfg.method
-        student, teacher = self.models.student, self.models.teacher
+        student, ranks = self.models.student, self.ranks
         timer = Timer()
-        problems = step_problems(self.train_pool, cfg.seed, step, tc.prompts_per_step)
+        everyone = step_problems(self.train_pool, cfg.seed, step, tc.prompts_per_step)
         epoch, _ = step_epoch(len(self.train_pool), step, tc.prompts_per_step)
+        first, last = ranks.block(len(everyone))
+        problems = everyone[first:last]
         prompt_ids = [self.encode(self.task.prompt(p)) for p in problems]
 
-        with timer("student_sample"):
-            rows = self.student_gen.generate(
-                prompt_ids,
-                SamplingSettings(
-                    n=tc.samples_per_prompt, temperature=tc.student_temperature, top_p=1.0,
-                    max_new_tokens=tc.max_new_tokens, seed=stream_seed(cfg.seed, step, "student"),
-                ),
-            )
         n = tc.samples_per_prompt
+        settings = SamplingSettings(n=n, temperature=tc.student_temperature, top_p=1.0,
+                                    max_new_tokens=tc.max_new_tokens, seed=stream_seed(cfg.seed, step, "student"))
+        # Sample j of the step's prompt i is keyed by (seed, i, j), i counted over the whole step (as the
+        # generators' own `generate` keys them), so a rank draws for its block what one process draws.
+        requests = [Request(tuple(ids), row_seed(settings.seed, first + i, j))
+                    for i, ids in enumerate(prompt_ids) for j in range(n)]
+        with timer("student_sample"), self.amp():
+            flat = self.student_gen.sample(requests, settings)
+        rows = [flat[i * n : (i + 1) * n] for i in range(len(problems))]
         opd_prompts = [ids for ids in prompt_ids for _ in range(n)]
         opd_responses = [c.token_ids for row in rows for c in row]
         reward = [self.task.grader.grade(c.text, p.answer) for p, row in zip(problems, rows, strict=True) for c in row]
 
-        metrics: dict[str, Any] = selection_metrics(None, len(problems))
         branch = None
         if method.teacher_context:
-            with timer("select"):
+            with timer("select"), self.amp():
                 branch = run_branch(
                     problems=problems, prompt_ids=prompt_ids, student_own=self._student_own(opd_prompts, opd_responses, n),
                     student=student, teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
@@ -257,48 +340,56 @@ class Trainer:
                     seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id,
                 )
             timer.seconds["teacher_sample"] = branch.stats.seconds
-            self.counters["teacher/tokens_generated"] += branch.stats.generated_tokens
-            self.counters["teacher/tokens_from_pool"] += branch.stats.pool_tokens
-            metrics.update(selection_metrics(branch, len(problems)))
 
-        # The student's own samples and the selected teacher trajectories go through each model in one forward.
+        # The student's own samples and the selected teacher trajectories go through each model together.
         aux_prompts, aux_trajectories = (branch.aux_prompts, branch.aux_trajectories) if branch else ([], [])
         batch = build_batch(opd_prompts + aux_prompts, opd_responses + aux_trajectories, self.pad_id)
-        own, aux = slice(0, len(opd_responses)), slice(len(opd_responses), None)
-        with timer("teacher_score"), torch.no_grad():
-            teacher_logp = response_logprobs(teacher, batch)
-        with timer("update"):
-            student_logp = response_logprobs(student, batch)
-            loss_opd = opd_loss(student_logp[own], teacher_logp[own], batch.tokens[own], batch.mask[own], method)
-            loss_aux = None
-            if aux_trajectories:
-                loss_aux = teacher_context_loss(student_logp[aux], teacher_logp[aux], batch.mask[aux], method)
+        own_tokens = int(batch.mask[: len(opd_responses)].sum())
+        opd_tokens, aux_tokens, aux_rows = ranks.sum([own_tokens, batch.num_tokens - own_tokens, len(aux_trajectories)])
+        self.optimizer.zero_grad(set_to_none=True)
+        opd_sum, entropy_sum, aux_sum = self._backprop(batch, len(opd_responses), opd_tokens, aux_tokens, timer)
+
+        # The whole step's numbers, from every rank's share (the identity in one process).
+        parts = ranks.gather(RankShare(
+            opd_sum, entropy_sum, aux_sum, reward, dict(timer.seconds),
+            None if branch is None else dataclasses.replace(branch, aux_prompts=[], aux_trajectories=[]),
+        ))
+        opd_total, entropy_total, aux_total = (sum(getattr(part, f) for part in parts)
+                                               for f in ("opd_sum", "entropy_sum", "aux_sum"))
+        loss_opd = opd_total / max(opd_tokens, 1.0)
+        loss_aux = aux_total / max(aux_tokens, 1.0) if aux_rows else None
+        loss = loss_opd if loss_aux is None else loss_opd + method.aux_weight * loss_aux
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss at step {step}: loss/opd={loss_opd}, loss/aux={loss_aux}")
 
         with timer("update"):
-            loss = total_loss(loss_opd, loss_aux, method)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step}: loss/opd={loss_opd.item()}, "
-                    f"loss/aux={None if loss_aux is None else loss_aux.item()}"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            ranks.all_reduce_gradients(student.parameters())
             grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
             self.optimizer.step()
             self._sync_student()
+        metrics: dict[str, Any] = selection_metrics(None, len(everyone))
+        if branch is not None:
+            merged = merge_branches([part.branch for part in parts if part.branch is not None])
+            self.counters["teacher/tokens_generated"] += merged.stats.generated_tokens
+            self.counters["teacher/tokens_from_pool"] += merged.stats.pool_tokens
+            metrics.update(selection_metrics(merged, len(everyone)))
+        rewards = [r for part in parts for r in part.reward]
+        seconds = {k: max(part.seconds.get(k, 0.0) for part in parts) for k in TIME_KEYS}
+        seconds["update"] = max(seconds["update"], timer.seconds.get("update", 0.0))
         # The branch's time includes its teacher sampling; report selection work alone.
-        timer.seconds["select"] = timer.seconds.get("select", 0.0) - timer.seconds.get("teacher_sample", 0.0)
-        seconds = {k: timer.seconds.get(k, 0.0) for k in TIME_KEYS}
+        seconds["select"] = max(
+            part.seconds.get("select", 0.0) - part.seconds.get("teacher_sample", 0.0) for part in parts
+        )
 
         metrics.update({
             "step": step,
-            "loss/opd": loss_opd.item(),
-            "loss/aux": None if loss_aux is None else loss_aux.item(),
-            "loss/total": loss.item(),
+            "loss/opd": loss_opd,
+            "loss/aux": loss_aux,
+            "loss/total": loss,
             "grad_norm": float(grad_norm),
-            "student/entropy": mean_entropy(student_logp[own].detach(), batch.mask[own]).item(),
-            "student/reward": sum(reward) / len(reward),
-            "student/response_tokens": int(batch.mask[own].sum()) / len(reward),
+            "student/entropy": entropy_total / max(opd_tokens, 1.0),
+            "student/reward": sum(rewards) / len(rewards),
+            "student/response_tokens": opd_tokens / len(rewards),
             **self.counters,
             **{f"time/{k}": round(v, 4) for k, v in seconds.items()},
         })

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from brts.rollout.base import Generator, KeyedGenerator
+from brts.rollout.base import KeyedBatchGenerator, KeyedGenerator
 from brts.rollout.keyed import KeyedHFGenerator
 from brts.spec import RolloutSpec
 
@@ -19,7 +19,9 @@ def teacher_generator(spec: RolloutSpec, teacher: PreTrainedModel, tokenizer: Pr
     return KeyedHFGenerator(teacher, tokenizer)
 
 
-def student_generator(spec: RolloutSpec, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Generator:
+def student_generator(
+    spec: RolloutSpec, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+) -> KeyedBatchGenerator:
     """The student's generator. A `vllm` engine holds its own copy of the weights, which the trainer refreshes
     through its `load_weights` after every optimiser step."""
     if spec.backend == "vllm":

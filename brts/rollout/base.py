@@ -53,3 +53,8 @@ class KeyedGenerator(Protocol):
     sampler: str
 
     def sample(self, requests: Sequence[Request], settings: SamplingSettings) -> list[Completion]: ...
+
+
+class KeyedBatchGenerator(Generator, KeyedGenerator, Protocol):
+    """Both: the student's generator samples a training step through `sample` (keyed rows, so ranks that
+    split the step's prompts draw what one process draws) and validates through `generate`."""
