@@ -31,7 +31,8 @@ class Ranks:
     """This process's place among the training processes, and the collectives the training loop needs."""
 
     def __init__(self) -> None:
-        state = PartialState()
+        # Without cpu=True accelerate sets up gloo but reports one process on a machine without CUDA.
+        state = PartialState(cpu=not torch.cuda.is_available())
         if state.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
             raise UnsupportedLayout(
                 f"accelerate is configured for {state.distributed_type.value}; brts trains with data parallelism "

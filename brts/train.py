@@ -195,6 +195,10 @@ class Trainer:
         for p in models.teacher.parameters():
             p.requires_grad_(False)
 
+    @staticmethod
+    def read_log(run_dir: Path) -> list[dict[str, Any]]:
+        return MetricsLog(run_dir / "metrics.jsonl").read()
+
     def encode(self, text: str) -> list[int]:
         return prompt_ids(self.models.tokenizer, self.task, text)
 

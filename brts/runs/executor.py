@@ -45,12 +45,17 @@ def execute(
     workers: int = 1,
     retry_failed: bool = False,
     console: Console | None = None,
+    executor: str = "local",
+    submitit_cluster: str = "slurm",
 ) -> list[Outcome]:
     """Execute every run of `plan` that is not finished with the current evaluation settings.
 
     A run that failed in training is retried only with `retry_failed`; one that failed in its evaluation (its
     checkpoint is kept) is evaluated again every time, and a finished run whose evaluation settings changed is
     evaluated again; neither is trained again.
+
+    `executor`: `local` (a process pool of `workers`), `slurm` (job arrays through submitit, at most `workers`
+    jobs at once; `submitit_cluster="local"` runs them as local subprocesses) or `ray` (brts.runs.cluster).
     """
     console = console or Console(stderr=True)
     outcomes: dict[str, Outcome] = {}
@@ -92,7 +97,15 @@ def execute(
                 bars.remove_task(per_run[planned.run_id])
             bars.advance(grid)
 
-        if workers <= 1 or len(todo) <= 1:
+        if executor == "slurm":
+            from brts.runs.cluster import run_slurm
+
+            run_slurm(todo, store.root, workers, finish, cluster=submitit_cluster)
+        elif executor == "ray":
+            from brts.runs.cluster import run_ray
+
+            run_ray(todo, store.root, finish)
+        elif workers <= 1 or len(todo) <= 1:
             for planned in todo:
                 try:
                     record = execute_run(planned, store.root, lambda r, s, t, _m: show(r, s, t))

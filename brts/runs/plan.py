@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 import brts
-from brts.spec import ExperimentSpec, PoolSpec, RunConfig
+from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
 RUN_FORMAT = 3  # 3: keyed teacher and student sampling (brts.rollout.keyed)
@@ -21,6 +21,8 @@ class PlannedRun:
     config: RunConfig
     run_id: str
     pool: PoolSpec = field(default_factory=PoolSpec)  # how teacher samples are shared; not part of the run id
+    # What the run asks of its machine; not in the run id (it does not change results).
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
 
 
 def run_id(config: RunConfig) -> str:
@@ -46,5 +48,5 @@ def plan(spec: ExperimentSpec) -> list[PlannedRun]:
             config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
                                rollout=spec.rollout, method=method, seed=seed)
             runs.append(PlannedRun(experiment=spec.name, arm=arm.name, seed=seed, config=config,
-                                   run_id=run_id(config), pool=spec.pool))
+                                   run_id=run_id(config), pool=spec.pool, resources=spec.resources))
     return runs

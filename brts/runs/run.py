@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from transformers.utils import logging as hf_logging
 from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
 from brts.models import ModelLoadError, check_compatible, load_model
 from brts.rollout.pool import SamplePool
+from brts.runs.launch import launch_training, save_final
 from brts.runs.plan import PlannedRun
 from brts.runs.store import RunFolder, RunStore, environment, now
 from brts.spec import ModelsSpec, PoolSpec, RunConfig
@@ -122,24 +122,30 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
 
 
 def _train(planned: PlannedRun, run: RunFolder, store_root: Path, progress: ProgressFn | None) -> int:
-    """Train to the last step (resuming) and save the student as `final/`; returns the last step."""
-    cfg = planned.config
-    pair = load_pair(cfg)
-    pool = open_pool(planned.pool, store_root)
-    trainer = Trainer(cfg, pair, make_task(cfg.task), run.path, pool=pool)
+    """Train to the last step (resuming) and save the student as `final/`; returns the last step.
 
-    def on_step(step: int, record: dict[str, Any]) -> None:
-        if progress is not None:
-            progress(planned.run_id, step, cfg.train.steps, record)
+    With more than one training process (`resources`), every rank runs in its own process under
+    `accelerate launch` (sharing the experiment's pool) and rank 0 saves `final/`; this process waits and reads
+    the metrics log.
+    """
+    cfg, world = planned.config, planned.resources.world_size
+    if world > 1:
+        launch_training(run.path, world, planned.resources.gpus, planned.pool,
+                        lambda step, total: progress(planned.run_id, step, total, {}) if progress else None)
+        metrics = Trainer.read_log(run.path)
+    else:
+        pair = load_pair(cfg)
+        pool = open_pool(planned.pool, store_root)
+        trainer = Trainer(cfg, pair, make_task(cfg.task), run.path, pool=pool)
 
-    try:
-        metrics = trainer.run(on_step)
-    finally:
-        if pool is not None:
-            pool.close()
-    tmp = run.path / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    pair.student.save_pretrained(tmp)
-    pair.tokenizer.save_pretrained(tmp)
-    tmp.rename(run.path / "final")
+        def on_step(step: int, record: dict[str, Any]) -> None:
+            if progress is not None:
+                progress(planned.run_id, step, cfg.train.steps, record)
+
+        try:
+            metrics = trainer.run(on_step)
+        finally:
+            if pool is not None:
+                pool.close()
+        save_final(run.path, pair.student, pair.tokenizer)
     return int(metrics[-1]["step"]) if metrics else 0

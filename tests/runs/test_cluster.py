@@ -1,0 +1,74 @@
+"""Cluster executors on this machine: submitit's local executor and a local Ray instance, on a tiny grid,
+give the same results as the local executor; the dry-run plan shows per-run resources."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from brts.runs.cluster import ray_options, submitit_plan
+from brts.runs.executor import execute
+from brts.runs.plan import plan
+from brts.runs.store import RunStore
+from brts.spec import load_spec
+
+SMALL = ("resources.memory_gb=0.5", "resources.cpus=1", "resources.time_min=20")
+
+
+def _quiet() -> Console:
+    return Console(quiet=True)
+
+
+def _grid(spec_file, *extra):
+    return plan(load_spec(str(spec_file), [*SMALL, *extra]))
+
+
+@pytest.fixture(scope="module")
+def local_results(tmp_path_factory, tiny_models):
+    from tests.conftest import tiny_spec_text
+
+    folder = tmp_path_factory.mktemp("local")
+    spec = folder / "tiny.yaml"
+    spec.write_text(tiny_spec_text(tiny_models))
+    outcomes = execute(_grid(spec), RunStore(folder / "store"), console=_quiet())
+    assert [o.action for o in outcomes] == ["ran", "ran"]
+    return spec, [o.record["eval"] for o in outcomes]
+
+
+def test_submitit_local_executor_matches_local_pool(tmp_path, local_results):
+    pytest.importorskip("submitit")
+    spec, expected = local_results
+    store = RunStore(tmp_path / "store")
+    outcomes = execute(_grid(spec), store, workers=2, executor="slurm", submitit_cluster="local", console=_quiet())
+    assert [o.action for o in outcomes] == ["ran", "ran"]
+    assert [o.record["eval"] for o in outcomes] == expected
+    assert list((tmp_path / "store" / ".submitit" / "tiny").iterdir())  # job logs next to the runs
+    # A second submission finds every run finished and submits nothing.
+    assert [o.action for o in execute(_grid(spec), store, executor="slurm", submitit_cluster="local",
+                                      console=_quiet())] == ["cached", "cached"]
+
+
+def test_ray_local_instance_matches_local_pool(tmp_path, local_results):
+    ray = pytest.importorskip("ray")
+    spec, expected = local_results
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    try:
+        outcomes = execute(_grid(spec), RunStore(tmp_path / "store"), executor="ray", console=_quiet())
+    finally:
+        ray.shutdown()
+    assert [o.action for o in outcomes] == ["ran", "ran"]
+    assert [o.record["eval"] for o in outcomes] == expected
+
+
+def test_cluster_requests_follow_the_resources_section(tiny_spec_file):
+    grid = plan(load_spec(str(tiny_spec_file), [
+        "resources={gpus: 8, cpus: 32, memory_gb: 200, time_min: 720, partition: gpu, slurm: {qos: high}}"]))
+    (array,) = submitit_plan(grid, parallelism=4)
+    assert array["parameters"] == {
+        "name": "brts-tiny", "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 32, "gpus_per_node": 8,
+        "mem_gb": 200, "timeout_min": 720, "slurm_array_parallelism": 4, "slurm_partition": "gpu",
+        "slurm_additional_parameters": {"qos": "high"},
+    }
+    assert [r["processes"] for r in array["runs"]] == [8, 8]  # one training process per GPU
+    assert ray_options(grid[0].resources) == {"num_cpus": 32, "num_gpus": 8, "memory": 200 * 2**30,
+                                              "max_retries": 3}
