@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -36,6 +37,12 @@ PoolPathOpt = Annotated[
     Path | None, typer.Option("--path", help="pool file (default: <store>/.pool/teacher-samples.sqlite)",
                               show_default=False)
 ]
+
+
+class Executor(str, Enum):
+    local = "local"
+    slurm = "slurm"
+    ray = "ray"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -88,7 +95,8 @@ def exp_list(store: StoreOpt = None) -> None:
 
 @exp_app.command("show")
 def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
-    """Print the resolved spec and the planned runs; execute nothing."""
+    """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
+    from brts.estimate import estimate
     from brts.runs.plan import plan
     from brts.runs.store import RunStore
 
@@ -104,10 +112,33 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         arms.add_row(arm.name, arm.preset, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "(defaults)")
     out.print(arms)
     runs = RunStore(store_root(store))
-    table = Table("run id", "arm", "seed", "status", title=f"{len(planned)} planned runs")
+    table = Table("run id", "arm", "seed", "status", "teacher tokens ≤", "GPU memory / GPU",
+                  title=f"{len(planned)} planned runs ({spec.resources.world_size} training process(es) each)")
     for p in planned:
-        table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status)
+        est = estimate(p.config, p.resources)
+        memory = f"{est.memory_gib['total']:.1f} GiB" if est.memory_gib else "unknown model"
+        table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status,
+                      _tokens(est.teacher_tokens), memory)
     out.print(table)
+    _print_estimate_basis(planned[0])
+
+
+def _tokens(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.2f} M" if count >= 1e5 else str(count)
+
+
+def _print_estimate_basis(first: Any) -> None:
+    from brts.estimate import estimate
+
+    est = estimate(first.config, first.resources)
+    sizes = ", ".join(f"{role} {n / 1e9:.2f} B parameters" if n else f"{role} size unknown"
+                      for role, n in (("student", est.student_params), ("teacher", est.teacher_params)))
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in est.memory_gib.items() if k != "total")
+    out.print(f"Estimates from the spec alone, nothing downloaded ({sizes}). Teacher tokens: upper bound, every "
+              "sample at the length limit and every prompt retried in Tier 2. GPU memory per GPU under data "
+              f"parallelism (GiB: {parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
+              "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations; vLLM "
+              "engines come on top (see brts/estimate.py).", highlight=False)
 
 
 @exp_app.command("run")
@@ -117,9 +148,15 @@ def exp_run(
     workers: Annotated[int | None, typer.Option(min=1, help="parallel runs (default: the spec's `workers`)")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed runs again")] = False,
     store: StoreOpt = None,
+    executor: Annotated[Executor, typer.Option(
+        help="where runs execute: local processes, Slurm job arrays (submitit) or a Ray cluster ($RAY_ADDRESS)",
+    )] = Executor.local,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would run or be submitted; run nothing")]
+    = False,
 ) -> None:
     """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
+    from brts.runs.cluster import ClusterUnavailable
     from brts.runs.executor import execute
     from brts.runs.plan import plan
     from brts.runs.reference import evaluate_references
@@ -130,13 +167,19 @@ def exp_run(
         spec = _load(name, set_)
         planned = plan(spec)
         runs = RunStore(store_root(store))
+        if dry_run:
+            _dry_run(planned, runs, executor, workers or spec.workers, retry_failed)
+            return
         runs.check_writable()
         _ensure_models(spec)
     try:
         todo = [p for p in planned if runs.folder(p.experiment, p.run_id).status != "finished"]
         if spec.pool.enabled and spec.pool.prefill and todo:
             _prefill(spec, todo, runs.root)
-        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err)
+        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err,
+                           executor=executor.value)
+    except ClusterUnavailable as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     counts: dict[str, int] = {}
@@ -250,6 +293,29 @@ def eval_command(
     cached = len(spec.tasks) - len(evaluation.evaluated)
     err.print(f"{len(evaluation.evaluated)} evaluated, {cached} cached; results in {evaluation.folder}; "
               f"reproduce with: sh {evaluation.folder / 'lm_eval_command.txt'}", highlight=False, soft_wrap=True)
+
+
+def _dry_run(planned: list[Any], runs: Any, executor: Executor, workers: int, retry_failed: bool) -> None:
+    """What `exp run` would execute or submit, and nothing else."""
+    from brts.runs.cluster import ray_options, submitit_plan
+
+    todo = [p for p in planned if (s := runs.folder(p.experiment, p.run_id).status) != "finished"
+            and (s != "failed" or retry_failed)]
+    out.print(f"{len(planned)} planned, {len(planned) - len(todo)} finished or failed (skipped), {len(todo)} to run "
+              f"with --executor {executor.value} (store {runs.root})", highlight=False)
+    if executor is Executor.slurm:
+        for array in submitit_plan(todo, workers):
+            out.print(f"job array of {len(array['runs'])}: submitit parameters "
+                      f"{json.dumps(array['parameters'], sort_keys=True)}", highlight=False)
+            for run in array["runs"]:
+                out.print(f"  {run['run_id']}  {run['arm']} seed {run['seed']}  ({run['processes']} training "
+                          "process(es))", highlight=False)
+        return
+    for p in todo:
+        where = (f"ray task {json.dumps(ray_options(p.resources), sort_keys=True)}" if executor is Executor.ray
+                 else f"local worker (of {workers})")
+        out.print(f"  {p.run_id}  {p.arm} seed {p.seed}: {where}, {p.resources.world_size} training process(es)",
+                  highlight=False)
 
 
 def _last_step(path: Path) -> int:

@@ -138,7 +138,6 @@ class TrainSpec(_Spec):
     threads: int = Field(1, ge=1)
     # bf16 autocast for the forwards; weights, gradients and AdamW state stay float32 (master weights).
     mixed_precision: Literal["no", "bf16"] = "no"
-    rollout_backend: Literal["hf", "vllm"] = "hf"
     micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
 
 

@@ -71,6 +71,8 @@ def bumped(value: Any) -> Any:
         return (*value, value[0]) if value else ("x",)
     if value is None:
         return 1
+    if isinstance(value, dict):
+        return {**value, "x": "y"}
     raise TypeError(value)
 
 
@@ -83,7 +85,7 @@ def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
     changes += [(f"eval.{field}", config.model_copy(update={"eval": config.eval.model_copy(update={field: value})}))
                 for field, value in (("temperature", 0.5), ("top_p", 0.5), ("max_new_tokens", 7),
                                      ("tasks", ("brts_synthetic_hard",)))]
-    for section in ("task", "models", "train", "method"):
+    for section in ("task", "models", "train", "rollout", "method"):
         part: BaseModel = getattr(config, section)
         for field in type(part).model_fields:
             changed = part.model_copy(update={field: bumped(getattr(part, field))})
