@@ -134,11 +134,14 @@ def _print_estimate_basis(first: Any) -> None:
     sizes = ", ".join(f"{role} {n / 1e9:.2f} B parameters" if n else f"{role} size unknown"
                       for role, n in (("student", est.student_params), ("teacher", est.teacher_params)))
     parts = ", ".join(f"{k} {v:.1f}" for k, v in est.memory_gib.items() if k != "total")
+    rollout = first.config.rollout
+    vllm = (f"; plus two vLLM engines at {rollout.vllm_memory_fraction:.0%} of the GPU each"
+            if rollout.backend == "vllm" else "")
     out.print(f"Estimates from the spec alone, nothing downloaded ({sizes}). Teacher tokens: upper bound, every "
               "sample at the length limit and every prompt retried in Tier 2. GPU memory per GPU under data "
               f"parallelism (GiB: {parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
-              "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations; vLLM "
-              "engines come on top (see brts/estimate.py).", highlight=False)
+              "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations"
+              f"{vllm} (see brts/estimate.py).", highlight=False)
 
 
 @exp_app.command("run")

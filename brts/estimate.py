@@ -9,8 +9,9 @@ Memory per GPU, under data parallelism (every rank holds whole models):
   logits   per micro-batch of sequences: response tokens x vocabulary x 4 bytes x 3 (student log-probs, their
            gradient, the teacher's log-probs), the dominant activation at a 150k vocabulary
   layers   per micro-batch: 34 bytes x tokens x hidden size x layers (bf16 activations kept for backward,
-           the usual estimate without recomputation)
-vLLM engines, when used, take their own `gpu_memory_utilization` share on top (brts.rollout.vllm).
+           the usual estimate without recomputation); with gradient checkpointing 2 bytes x tokens x hidden
+           size per layer (its input) plus one layer's 34
+vLLM engines, when used, take `rollout.vllm_memory_fraction` of the GPU each (student and teacher) on top.
 Teacher tokens are an upper bound: every sample at the length limit and every prompt sent to Tier 2.
 """
 
@@ -108,7 +109,8 @@ def estimate(cfg: RunConfig, resources: ResourcesSpec) -> RunEstimate:
             "student": 16 * student.parameters / gib,
             "teacher": (2 if tc.mixed_precision == "bf16" else 4) * teacher.parameters / gib,
             "logits": 3 * 4 * tokens * student.vocab / gib,
-            "layers": 34 * tokens * student.hidden * student.layers / gib,
+            "layers": (2 * student.layers + 34 if tc.gradient_checkpointing else 34 * student.layers)
+            * tokens * student.hidden / gib,
         }
         memory["total"] = sum(memory.values())
     return RunEstimate(teacher_tokens(cfg), student and student.parameters, teacher and teacher.parameters, memory)

@@ -139,6 +139,7 @@ class TrainSpec(_Spec):
     # bf16 autocast for the forwards; weights, gradients and AdamW state stay float32 (master weights).
     mixed_precision: Literal["no", "bf16"] = "no"
     micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
+    gradient_checkpointing: bool = Field(False, description="recompute layer activations in backward")
 
 
 class ResourcesSpec(_Spec):

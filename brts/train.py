@@ -177,6 +177,8 @@ class Trainer:
         self.ranks = ranks or Ranks()
         self.device = self.ranks.device if self.ranks.device.type != "cpu" else torch.device("cpu")
         models.student.to(self.device)
+        if cfg.train.gradient_checkpointing:
+            models.student.gradient_checkpointing_enable()
         # Master weights stay float32; the frozen teacher only needs the compute dtype.
         models.teacher.to(self.device, torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None)
         tok = models.tokenizer

@@ -1,0 +1,48 @@
+"""Cost estimates from the spec alone: parameter counts, teacher tokens, memory; the paper spec plans offline."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from typer.testing import CliRunner
+
+from brts.cli import app
+from brts.estimate import KNOWN_MODELS, architecture, estimate, teacher_tokens
+from brts.runs.plan import plan
+from brts.spec import load_spec
+
+
+def test_parameter_counts_match_published_and_instantiated_models(tmp_path):
+    # Published totals (safetensors metadata) of two known models.
+    assert KNOWN_MODELS["Qwen/Qwen2.5-0.5B"].parameters == 494_032_768
+    assert KNOWN_MODELS["deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"].parameters == 7_615_616_512
+    config = Qwen2Config(hidden_size=64, num_hidden_layers=3, intermediate_size=160, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=300, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    assert architecture(str(tmp_path)).parameters == sum(p.numel() for p in model.parameters())
+    assert architecture("unknown-org/unknown-model") is None
+
+
+def test_paper_spec_estimates():
+    runs = {p.arm: p for p in plan(load_spec("paper-r1-distill"))}
+    assert set(runs) == {"opd", "brts_n2", "brts_n4"}
+    # 200 steps x 64 prompts x (N + 1 hinted retry) x 7168 tokens, at most.
+    assert teacher_tokens(runs["opd"].config) == 0
+    assert teacher_tokens(runs["brts_n4"].config) == 200 * 64 * 5 * 7168
+    est = estimate(runs["brts_n4"].config, runs["brts_n4"].resources)
+    assert est.student_params == 1_777_088_000
+    assert est.memory_gib["student"] == 16 * 1_777_088_000 / 2**30
+    assert est.memory_gib["total"] == sum(v for k, v in est.memory_gib.items() if k != "total")
+
+
+def test_exp_show_paper_spec_validates_and_plans_without_the_hub(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["exp", "show", "paper-r1-distill"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "3 planned runs (8 training process(es) each)" in result.output
+    assert "student 1.78 B parameters, teacher 7.62 B parameters" in result.output
+    assert "0.46 B" in result.output  # brts_n4's teacher-token bound
