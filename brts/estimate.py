@@ -107,7 +107,7 @@ def estimate(cfg: RunConfig, resources: ResourcesSpec) -> RunEstimate:
         tokens = micro * tc.max_new_tokens
         memory = {
             "student": 16 * student.parameters / gib,
-            "teacher": (2 if tc.mixed_precision == "bf16" else 4) * teacher.parameters / gib,
+            "teacher": (2 if tc.compute_dtype == "bfloat16" else 4) * teacher.parameters / gib,
             "logits": 3 * 4 * tokens * student.vocab / gib,
             "layers": (2 * student.layers + 34 if tc.gradient_checkpointing else 34 * student.layers)
             * tokens * student.hidden / gib,

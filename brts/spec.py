@@ -137,7 +137,7 @@ class TrainSpec(_Spec):
     validation_k: int = Field(1, ge=1)
     threads: int = Field(1, ge=1)
     # bf16 autocast for the forwards; weights, gradients and AdamW state stay float32 (master weights).
-    mixed_precision: Literal["no", "bf16"] = "no"
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
     micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
     gradient_checkpointing: bool = Field(False, description="recompute layer activations in backward")
 

@@ -180,7 +180,7 @@ class Trainer:
         if cfg.train.gradient_checkpointing:
             models.student.gradient_checkpointing_enable()
         # Master weights stay float32; the frozen teacher only needs the compute dtype.
-        models.teacher.to(self.device, torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None)
+        models.teacher.to(self.device, torch.bfloat16 if cfg.train.compute_dtype == "bfloat16" else None)
         tok = models.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
         self.student_gen = student_generator(cfg.rollout, models.student, tok)
@@ -205,8 +205,8 @@ class Trainer:
         return prompt_ids(self.models.tokenizer, self.task, text)
 
     def amp(self) -> AbstractContextManager[Any]:
-        """bf16 autocast for forwards and generation when `train.mixed_precision` asks for it."""
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.mixed_precision == "bf16")
+        """bf16 autocast for forwards and generation when `train.compute_dtype` asks for it."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.compute_dtype == "bfloat16")
 
     def validate(self, step: int) -> dict[str, Any]:
         """Accuracy in percent at the evaluation temperature on each split's validation problems."""
