@@ -40,7 +40,7 @@ def test_submitit_local_executor_matches_local_pool(tmp_path, local_results):
     spec, expected = local_results
     store = RunStore(tmp_path / "store")
     outcomes = execute(_grid(spec), store, workers=2, executor="slurm", submitit_cluster="local", console=_quiet())
-    assert [o.action for o in outcomes] == ["ran", "ran"]
+    assert [o.action for o in outcomes] == ["ran", "ran"], [o.record.get("error") for o in outcomes]
     assert [o.record["eval"] for o in outcomes] == expected
     assert list((tmp_path / "store" / ".submitit" / "tiny").iterdir())  # job logs next to the runs
     # A second submission finds every run finished and submits nothing.
@@ -56,7 +56,7 @@ def test_ray_local_instance_matches_local_pool(tmp_path, local_results):
         outcomes = execute(_grid(spec), RunStore(tmp_path / "store"), executor="ray", console=_quiet())
     finally:
         ray.shutdown()
-    assert [o.action for o in outcomes] == ["ran", "ran"]
+    assert [o.action for o in outcomes] == ["ran", "ran"], [o.record.get("error") for o in outcomes]
     assert [o.record["eval"] for o in outcomes] == expected
 
 
@@ -72,3 +72,19 @@ def test_cluster_requests_follow_the_resources_section(tiny_spec_file):
     assert [r["processes"] for r in array["runs"]] == [8, 8]  # one training process per GPU
     assert ray_options(grid[0].resources) == {"num_cpus": 32, "num_gpus": 8, "memory": 200 * 2**30,
                                               "max_retries": 3}
+
+
+def test_dry_run_prints_the_submission_and_runs_nothing(tmp_path, tiny_spec_file):
+    from typer.testing import CliRunner
+
+    from brts.cli import app
+
+    store = tmp_path / "store"
+    args = ["exp", "run", str(tiny_spec_file), "--store", str(store), "--dry-run", "--set", "resources.partition=gpu"]
+    slurm = CliRunner().invoke(app, [*args, "--executor", "slurm"], env={"COLUMNS": "300"})
+    assert slurm.exit_code == 0, slurm.output
+    assert "2 to run with --executor slurm" in slurm.output and "job array of 2" in slurm.output
+    assert '"slurm_partition": "gpu"' in slurm.output and '"timeout_min": 60' in slurm.output
+    ray = CliRunner().invoke(app, [*args, "--executor", "ray"], env={"COLUMNS": "300"})
+    assert ray.exit_code == 0 and ray.output.count("ray task") == 2
+    assert not store.exists()  # nothing prepared, built or run
