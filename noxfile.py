@@ -69,3 +69,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     _install(session)
     session.run("mypy", "brts/method")
+
+
+@nox.session(venv_backend="none")
+def gpu_check(session: nox.Session) -> None:
+    """On a GPU machine with vLLM installed (in the current environment): scripts/gpu_check.sh."""
+    session.run("bash", "scripts/gpu_check.sh", *session.posargs, external=True, env=OFFLINE)
