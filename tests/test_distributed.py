@@ -54,28 +54,50 @@ def _assert_same_run(got_dir, want_dir):
         assert torch.allclose(a[name], b[name], rtol=TOLERANCE, atol=1e-6), name
 
 
-def test_two_processes_match_one_process_and_resume_across_layouts(tmp_path, tiny_spec_file):
+@pytest.fixture
+def reference(tmp_path, tiny_spec_file):
+    """The 1-process run of the tiny config: (planned 1-process run, planned 2-process run, its folder)."""
     one = _planned(tiny_spec_file)
     two = _planned(tiny_spec_file, "resources.processes=2")
     assert two.run_id == one.run_id  # the layout is not part of the run id
-    reference = tmp_path / "one"
-    reference.mkdir()
-    Trainer(one.config, load_pair(one.config), make_task(one.config.task), reference).run()
+    folder = tmp_path / "one"
+    folder.mkdir()
+    Trainer(one.config, load_pair(one.config), make_task(one.config.task), folder).run()
+    return one, two, folder
 
+
+def test_two_processes_match_one_process(tmp_path, reference):
+    _, two, folder = reference
     record = execute_run(two, tmp_path / "store")
     assert record["status"] == "finished", record.get("error")
-    _assert_same_run(tmp_path / "store" / two.experiment / two.run_id, reference)
+    _assert_same_run(tmp_path / "store" / two.experiment / two.run_id, folder)
 
-    # Interrupted in one process after the step-2 checkpoint, finished in two: the same run again.
-    mixed = tmp_path / "mixed"
-    store_dir = mixed / two.experiment / two.run_id
+
+@pytest.mark.slow
+def test_run_interrupted_in_one_process_resumes_in_two(tmp_path, reference):
+    one, two, folder = reference
+    store_dir = tmp_path / "mixed" / two.experiment / two.run_id
     store_dir.mkdir(parents=True)
 
     def interrupt(step, record):
-        if step == 3:
+        if step == 3:  # after the step-2 checkpoint
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         Trainer(one.config, load_pair(one.config), make_task(one.config.task), store_dir).run(interrupt)
-    assert execute_run(two, mixed)["status"] == "finished"
-    _assert_same_run(store_dir, reference)
+    assert execute_run(two, tmp_path / "mixed")["status"] == "finished"
+    _assert_same_run(store_dir, folder)
+
+
+def test_a_rank_without_a_prompt_is_refused(tiny_spec_file):
+    from brts.distributed import Ranks, UnsupportedLayout
+
+    ranks = Ranks()
+    ranks.world = 4  # as if launched in 4 processes
+    blocks = []
+    for rank in range(4):
+        ranks.rank = rank
+        blocks.append(ranks.block(6))
+    assert blocks == [(0, 2), (2, 4), (4, 5), (5, 6)]
+    with pytest.raises(UnsupportedLayout, match=r"prompts_per_step is 3 but 4 processes train"):
+        ranks.block(3)

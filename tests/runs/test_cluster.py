@@ -12,7 +12,7 @@ from brts.runs.plan import plan
 from brts.runs.store import RunStore
 from brts.spec import load_spec
 
-SMALL = ("resources.memory_gb=0.5", "resources.cpus=1", "resources.time_min=20")
+SMALL = ("resources.memory_gb=0.5", "resources.cpus=1", "resources.time_min=20", "train.steps=2")
 
 
 def _quiet() -> Console:
