@@ -88,3 +88,14 @@ def test_dry_run_prints_the_submission_and_runs_nothing(tmp_path, tiny_spec_file
     ray = CliRunner().invoke(app, [*args, "--executor", "ray"], env={"COLUMNS": "300"})
     assert ray.exit_code == 0 and ray.output.count("ray task") == 2
     assert not store.exists()  # nothing prepared, built or run
+
+
+def test_a_preempted_job_is_requeued_as_the_same_run(tmp_path, tiny_spec_file):
+    submitit = pytest.importorskip("submitit")
+    from brts.runs.cluster import RunJob
+
+    planned = _grid(tiny_spec_file)[0]
+    requeued = RunJob(planned, tmp_path).checkpoint()  # what submitit calls on preemption or timeout
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    assert isinstance(requeued.function, RunJob)
+    assert (requeued.function.planned, requeued.function.store_root) == (planned, tmp_path)
