@@ -43,7 +43,7 @@ class Ranks:
 
     @property
     def is_main(self) -> bool:
-        return self.rank == 0
+        return bool(self.rank == 0)
 
     def block(self, count: int) -> tuple[int, int]:
         """[start, end) of this rank's contiguous block of `count` items; blocks differ in size by at most one."""

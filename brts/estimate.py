@@ -113,4 +113,5 @@ def estimate(cfg: RunConfig, resources: ResourcesSpec) -> RunEstimate:
             * tokens * student.hidden / gib,
         }
         memory["total"] = sum(memory.values())
-    return RunEstimate(teacher_tokens(cfg), student and student.parameters, teacher and teacher.parameters, memory)
+    return RunEstimate(teacher_tokens(cfg), student.parameters if student else None,
+                       teacher.parameters if teacher else None, memory)
