@@ -116,11 +116,19 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
                   title=f"{len(planned)} planned runs ({spec.resources.world_size} training process(es) each)")
     for p in planned:
         est = estimate(p.config, p.resources)
-        memory = f"{est.memory_gib['total']:.1f} GiB" if est.memory_gib else "unknown model"
+        memory = _gib(est.memory_gib["total"]) if est.memory_gib else "unknown model"
         table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status,
                       _tokens(est.teacher_tokens), memory)
     out.print(table)
     _print_estimate_basis(planned[0])
+
+
+def _gib(value: float) -> str:
+    return f"{value:.1f} GiB" if value >= 1 else f"{value * 1024:.1f} MiB"
+
+
+def _params(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.2f} M"
 
 
 def _tokens(count: int) -> str:
@@ -131,15 +139,15 @@ def _print_estimate_basis(first: Any) -> None:
     from brts.estimate import estimate
 
     est = estimate(first.config, first.resources)
-    sizes = ", ".join(f"{role} {n / 1e9:.2f} B parameters" if n else f"{role} size unknown"
+    sizes = ", ".join(f"{role} {_params(n)} parameters" if n else f"{role} size unknown"
                       for role, n in (("student", est.student_params), ("teacher", est.teacher_params)))
-    parts = ", ".join(f"{k} {v:.1f}" for k, v in est.memory_gib.items() if k != "total")
+    parts = ", ".join(f"{k} {_gib(v)}" for k, v in est.memory_gib.items() if k != "total")
     rollout = first.config.rollout
     vllm = (f"; plus two vLLM engines at {rollout.vllm_memory_fraction:.0%} of the GPU each"
             if rollout.backend == "vllm" else "")
     out.print(f"Estimates from the spec alone, nothing downloaded ({sizes}). Teacher tokens: upper bound, every "
               "sample at the length limit and every prompt retried in Tier 2. GPU memory per GPU under data "
-              f"parallelism (GiB: {parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
+              f"parallelism ({parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
               "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations"
               f"{vllm} (see brts/estimate.py).", highlight=False)
 
