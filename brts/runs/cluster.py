@@ -134,7 +134,13 @@ def run_ray(todo: Sequence[PlannedRun], store_root: Path, finish: Finish, addres
         return
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+        address = address or os.environ.get("RAY_ADDRESS")
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterUnavailable(f"cannot start or reach Ray (address {address or 'local'}): {first}; "
+                                     "check $RAY_ADDRESS") from None
     try:
         task = ray.remote(_run)
         refs = {task.options(**ray_options(p.resources)).remote(p, store_root): p for p in todo}

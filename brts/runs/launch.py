@@ -53,27 +53,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch_command(run_dir: Path, processes: int, gpus: int, pool: PoolSpec | None = None) -> list[str]:
-    """The `accelerate launch` command line that trains `run_dir` in `processes` ranks (gloo when gpus = 0)."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes",
-           str(processes), "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if processes > 1:
-        cmd += ["--multi_gpu", "--main_process_port", str(_free_port())]
-    if gpus == 0:
-        cmd += ["--cpu"] if processes == 1 else []
-    return [*cmd, "-m", "brts.runs.launch", str(run_dir), (pool or PoolSpec()).model_dump_json()]
+def launch_command(run_dir: Path, processes: int, pool: PoolSpec | None = None) -> list[str]:
+    """The `accelerate launch` command line that trains `run_dir` in `processes` ranks on one machine.
+
+    `--multi_gpu` starts the ranks through torch's launcher; without GPUs they form a gloo group on CPU.
+    Precision is the spec's business (`train.compute_dtype`), so accelerate's own is off.
+    """
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes",
+            str(processes), "--multi_gpu", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+            "--dynamo_backend", "no", "-m", "brts.runs.launch", str(run_dir), (pool or PoolSpec()).model_dump_json()]
 
 
 def launch_training(
-    run_dir: Path, processes: int, gpus: int, pool: PoolSpec | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    run_dir: Path, processes: int, pool: PoolSpec | None = None, progress: Callable[[int, int], None] | None = None
 ) -> None:
     """Train `run_dir` under `accelerate launch`; returns when every rank is done, raises LaunchError if not."""
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log_path = run_dir / "launch.log"
     with open(log_path, "a") as log:
-        child = subprocess.Popen(launch_command(run_dir, processes, gpus, pool), stdout=subprocess.PIPE, stderr=log,
+        child = subprocess.Popen(launch_command(run_dir, processes, pool), stdout=subprocess.PIPE, stderr=log,
                                  text=True, env=env, start_new_session=True)
         try:
             assert child.stdout is not None

@@ -130,7 +130,7 @@ def _train(planned: PlannedRun, run: RunFolder, store_root: Path, progress: Prog
     """
     cfg, world = planned.config, planned.resources.world_size
     if world > 1:
-        launch_training(run.path, world, planned.resources.gpus, planned.pool,
+        launch_training(run.path, world, planned.pool,
                         lambda step, total: progress(planned.run_id, step, total, {}) if progress else None)
         metrics = Trainer.read_log(run.path)
     else:
