@@ -309,9 +309,9 @@ def eval_command(
 def _dry_run(planned: list[Any], runs: Any, executor: Executor, workers: int, retry_failed: bool) -> None:
     """What `exp run` would execute or submit, and nothing else."""
     from brts.runs.cluster import ray_options, submitit_plan
+    from brts.runs.executor import skipped
 
-    todo = [p for p in planned if (s := runs.folder(p.experiment, p.run_id).status) != "finished"
-            and (s != "failed" or retry_failed)]
+    todo = [p for p in planned if skipped(p, runs.folder(p.experiment, p.run_id).record(), retry_failed) is None]
     out.print(f"{len(planned)} planned, {len(planned) - len(todo)} finished or failed (skipped), {len(todo)} to run "
               f"with --executor {executor.value} (store {runs.root})", highlight=False)
     if executor is Executor.slurm:

@@ -6,14 +6,11 @@ A spec is plain YAML data validated once here; the rest of `brts` trusts the mod
 from __future__ import annotations
 
 import copy
-import difflib
-import json
 import os
 import re
-import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,8 +25,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 import brts
+from brts.evaluation.catalog import synthetic_split
 from brts.evaluation.spec import EvalSpec
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config
+from brts.spec_errors import arm_method_error, show, source, validation_message
 
 BUILTIN_MODELS = ("builtin:teacher", "builtin:student")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -47,7 +46,7 @@ def _check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise PydanticCustomError(
             "name", "expected a name of letters, digits, '.', '_' or '-' (used in folder names), got {got}",
-            {"got": _show(value)})
+            {"got": show(value)})
     return value
 
 
@@ -75,12 +74,14 @@ class DatasetSpec(_Spec):
 
 
 class TaskSpec(_Spec):
-    """`synthetic` (the embedded default) or `math`: prompts from `train`, benchmarks from `eval_sets`."""
+    """`synthetic` (the embedded default) or `math`: prompts from `train`, validation benchmarks from `eval_sets`
+    (the final evaluation reads `eval.tasks`)."""
 
     name: Literal["synthetic", "math"] = "synthetic"
     seed: int = 0
     train: DatasetSpec | None = Field(None, description="math: training prompts")
-    eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict, description="math: split name -> problems")
+    eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict,
+                                              description="math: split name -> problems training validates on")
     prompt_suffix: str = Field("", description="math: appended to every problem, after one space")
     chat_template: bool = Field(True, description="math: wrap the prompt in the tokenizer's chat template")
 
@@ -108,7 +109,7 @@ class ModelsSpec(_Spec):
         if value.startswith("builtin:") and value not in BUILTIN_MODELS:
             raise PydanticCustomError(
                 "builtin_model", "unknown built-in model {got}; expected 'builtin:teacher' or 'builtin:student'",
-                {"got": _show(value)})
+                {"got": show(value)})
         return value
 
     @model_validator(mode="after")
@@ -194,7 +195,7 @@ class ArmSpec(_Spec):
         if isinstance(data, BaseModel):
             return data
         raise PydanticCustomError(
-            "arm_type", "expected a preset name or a mapping with name, preset and set, got {got}", {"got": _show(data)})
+            "arm_type", "expected a preset name or a mapping with name, preset and set, got {got}", {"got": show(data)})
 
     @field_validator("preset")
     @classmethod
@@ -202,7 +203,7 @@ class ArmSpec(_Spec):
         if value not in ARM_PRESETS:
             raise PydanticCustomError(
                 "arm_preset", "unknown arm preset {got}; expected one of: {known}",
-                {"got": _show(value), "known": ", ".join(ARM_PRESETS)})
+                {"got": show(value), "known": ", ".join(ARM_PRESETS)})
         return value
 
 
@@ -234,7 +235,7 @@ class ExperimentSpec(_Spec):
             if name in names[:i]:
                 raise PydanticCustomError(
                     "arm_duplicate", "arm names must be unique; {got} appears at arms[{a}] and arms[{b}]",
-                    {"got": _show(name), "a": names.index(name), "b": i})
+                    {"got": show(name), "a": names.index(name), "b": i})
         return arms
 
     @field_validator("seeds")
@@ -247,14 +248,13 @@ class ExperimentSpec(_Spec):
         return seeds
 
     @model_validator(mode="after")
-    def _eval_splits_exist(self) -> ExperimentSpec:
-        if self.task.name == "math":
-            missing = [s for s in self.eval.splits if s not in self.task.eval_sets]
-            if missing:
-                raise PydanticCustomError(
-                    "eval_split", "{got} not in task.eval_sets (has: {known}); add it there",
-                    {"got": ", ".join(missing), "known": ", ".join(self.task.eval_sets) or "none",
-                     "field": "eval.splits"})
+    def _eval_tasks_fit_the_task(self) -> ExperimentSpec:
+        # The default eval.tasks are the synthetic splits: in a math spec that can only be a forgotten field.
+        synthetic = [t for t in self.eval.tasks if synthetic_split(t) is not None]
+        if self.task.name == "math" and synthetic:
+            raise PydanticCustomError(
+                "eval_task", "{got} evaluate the synthetic task, not the math task; list benchmarks, e.g. "
+                "tasks: [brts_aime24, brts_aime25, brts_amc23]", {"got": ", ".join(synthetic), "field": "eval.tasks"})
         return self
 
     @model_validator(mode="after")
@@ -263,7 +263,7 @@ class ExperimentSpec(_Spec):
             try:
                 self.method_for(arm)
             except ValidationError as exc:
-                path, detail = _arm_method_error(exc, i, arm, self.method)
+                path, detail = arm_method_error(exc, i, arm, self.method)
                 raise PydanticCustomError("arm_method", "{path}: {detail}", {"path": path, "detail": detail}) from None
         return self
 
@@ -282,6 +282,12 @@ class RunConfig(_Spec):
     rollout: RolloutSpec = _default(RolloutSpec)
     method: MethodConfig
     seed: int
+
+    @property
+    def validation_splits(self) -> tuple[str, ...]:
+        """The task splits training validates on: the math task's `eval_sets`, else the synthetic splits among
+        `eval.tasks` (the final evaluation runs every one of `eval.tasks` through lm-eval)."""
+        return tuple(self.task.eval_sets) if self.task.name == "math" else self.eval.splits
 
 
 def resolved_yaml(obj: BaseModel | dict[str, Any]) -> str:
@@ -342,7 +348,7 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
     try:
         spec = ExperimentSpec.model_validate(merged)
     except ValidationError as exc:
-        raise SpecError(_validation_message(exc, layers)) from None
+        raise SpecError(validation_message(exc, layers, ExperimentSpec)) from None
     _check_local_models(spec, layers)
     _check_data_dir(spec, layers)
     return spec
@@ -394,7 +400,7 @@ def _load_chain(path: Path, dirs: Sequence[Path], stack: tuple[Path, ...]) -> li
     if parent_ref is None:
         return [(label, data)]
     if not isinstance(parent_ref, str) or not parent_ref.strip():
-        raise SpecError(f"{label}: extends: expected a spec name or a path to a .yaml file, got {_show(parent_ref)}")
+        raise SpecError(f"{label}: extends: expected a spec name or a path to a .yaml file, got {show(parent_ref)}")
     parent = _resolve_extends(parent_ref.strip(), path, dirs, label)
     return [*_load_chain(parent, dirs, (*stack, resolved)), (label, data)]
 
@@ -469,7 +475,7 @@ def _read_mapping(path: Path, label: str) -> dict[str, Any]:
                         "save the file as UTF-8") from None
     data = _parse_yaml(text, label)
     if not isinstance(data, dict):
-        got = "an empty file" if data is None else _show(data)
+        got = "an empty file" if data is None else show(data)
         raise SpecError(f"{label}: expected a mapping of spec fields (name, arms, seeds, ...) at the top level, "
                         f"got {got}")
     return dict(data)
@@ -502,7 +508,7 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any, item: str, labe
             child = node[key] = {}
         elif not isinstance(child, dict):
             raise SpecError(f"{label}: --set {item}: {'.'.join(keys[: i + 1])} is not a mapping (it is "
-                            f"{_show(child)}); --set sets dotted paths through mappings only")
+                            f"{show(child)}); --set sets dotted paths through mappings only")
         node = child
     node[keys[-1]] = value
 
@@ -511,7 +517,7 @@ def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> 
     for role in ("teacher", "student"):
         value: str = getattr(spec.models, role)
         if value.startswith(_LOCAL_PREFIXES) and not Path(value).expanduser().exists():
-            raise SpecError(f"{_source(layers, ('models', role))}: models.{role}: local model folder {value!r} "
+            raise SpecError(f"{source(layers, ('models', role))}: models.{role}: local model folder {value!r} "
                             f"does not exist; give an existing folder, 'builtin:{role}', or an HF model id")
 
 
@@ -520,147 +526,4 @@ def _check_data_dir(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None
 
     problem = missing_benchmark_file(spec.eval)
     if problem is not None:
-        raise SpecError(f"{_source(layers, ('eval', 'data_dir'))}: eval.data_dir: {problem}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Turning pydantic errors into one line
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, bool) or value is None:
-        text = json.dumps(value)
-    elif isinstance(value, (dict, list, tuple)):
-        text = json.dumps(value, default=str)
-    else:
-        text = str(value)
-    text = " ".join(text.split("\n"))
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _loc_path(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _path_keys(path: str) -> tuple[str, ...]:
-    """The mapping keys of a dotted path up to its first list index: `arms[2].set.x` -> ('arms',)."""
-    return tuple(path.split("[", 1)[0].split("."))
-
-
-def _source(layers: list[tuple[str, Any]], keys: tuple[str, ...]) -> str:
-    """The label of the last layer (file or --set) that wrote `keys`, else the leaf file."""
-    labels: list[str] = [label for label, _ in layers]
-    for index in reversed(range(len(layers))):
-        node: Any = layers[index][1]
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                break
-            node = node[key]
-        else:
-            return labels[index]
-    return next(label for label in reversed(labels) if " with --set " not in label)
-
-
-def _unwrap(tp: Any) -> Any:
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
-    if get_origin(tp) is Annotated:
-        return get_args(tp)[0]
-    return tp
-
-
-def _annotation_at(model: Any, loc: Sequence[int | str]) -> Any:
-    tp = model
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(part, int):
-            if get_origin(tp) not in (tuple, list) or not get_args(tp):
-                return None
-            tp = get_args(tp)[0]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            return None
-    return _unwrap(tp)
-
-
-def _kind(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, "a value")
-
-
-_TYPE_DETAILS = {
-    ("int_type", "int_parsing", "int_from_float"): "expected an integer",
-    ("float_type", "float_parsing", "finite_number"): "expected a finite number",
-    ("bool_type", "bool_parsing"): "expected true or false",
-    ("string_type",): "expected a string",
-    ("dict_type", "model_type", "model_attributes_type"): "expected a mapping",
-    ("tuple_type", "list_type"): "expected a list",
-    ("string_too_short",): "expected a non-empty string",
-}
-_OWN_MESSAGES = {"value_error", "assertion_error", "name", "builtin_model", "arm_type", "arm_preset",
-                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits", "task_train", "teacher_required",
-                 "eval_split"}
-_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
-           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
-
-
-def _error_detail(err: Any, model: Any) -> tuple[str, str]:
-    """(dotted path, what is expected and what was given) for one pydantic error."""
-    kind, loc, ctx = err["type"], err["loc"], err.get("ctx") or {}
-    if kind == "arm_method":
-        return ctx["path"], ctx["detail"]
-    path, got = _loc_path(loc), _show(err.get("input"))
-    if "field" in ctx:  # a model-level check that names the field it is about
-        return ".".join(p for p in (path, ctx["field"]) if p), err["msg"]
-    if kind == "missing":
-        return path, "required field is missing"
-    if kind == "extra_forbidden":
-        parent = _annotation_at(model, loc[:-1])
-        fields = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
-        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(fields)
-        return path, f"unknown field; {hint}"
-    if kind in _BOUNDS:
-        bound, op = _BOUNDS[kind]
-        return path, f"expected {_kind(_annotation_at(model, loc))} {op} {ctx[bound]}, got {got}"
-    if kind == "too_short":
-        return path, f"expected a non-empty list, got {got}"
-    if kind == "literal_error":
-        return path, f"expected {ctx['expected']}, got {got}"
-    for kinds, detail in _TYPE_DETAILS.items():
-        if kind in kinds:
-            return path, f"{detail}, got {got}"
-    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind in _OWN_MESSAGES:  # already says what was given
-        return path, msg
-    return path, f"{msg[:1].lower()}{msg[1:]}, got {got}"
-
-
-def _arm_method_error(exc: ValidationError, index: int, arm: ArmSpec, shared: dict[str, Any]) -> tuple[str, str]:
-    """Where in the spec a bad effective MethodConfig comes from: the arm's `set`, the shared `method`, or its preset."""
-    err = exc.errors()[0]
-    field, detail = _error_detail(err, MethodConfig)
-    if not field:
-        section = f"arms[{index}].set" if arm.set else "method"
-    elif field in arm.set:
-        section = f"arms[{index}].set.{field}"
-    elif field in shared:
-        section = f"method.{field}"
-    else:
-        section = f"arms[{index}].preset"
-    return section, f"{detail} (arm {arm.name!r})"
-
-
-def _validation_message(exc: ValidationError, layers: list[tuple[str, Any]]) -> str:
-    errors = exc.errors()
-    # pydantic adds e.g. `arms: too short` after an item of arms fails; the item's own error is the useful one.
-    errors = [e for e in errors if not any(o["loc"][: len(e["loc"])] == e["loc"] != o["loc"] for o in errors)]
-    path, detail = _error_detail(errors[0], ExperimentSpec)
-    more = f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{_source(layers, _path_keys(path))}: {path}: {detail}{more}"
+        raise SpecError(f"{source(layers, ('eval', 'data_dir'))}: eval.data_dir: {problem}")

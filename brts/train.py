@@ -212,7 +212,7 @@ class Trainer:
         """Accuracy in percent at the evaluation temperature on each split's validation problems."""
         tc, ec = self.cfg.train, self.cfg.eval
         out: dict[str, Any] = {"step": step}
-        for split in ec.splits:
+        for split in self.cfg.validation_splits:
             problems = validation_set(self.task, split, tc.validation_problems)
             settings = SamplingSettings(
                 n=tc.validation_k, temperature=ec.temperature, top_p=ec.top_p,

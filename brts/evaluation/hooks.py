@@ -34,6 +34,39 @@ def resolve_data_dir(task: str, data_dir: str | None, beside: Path | None) -> Pa
     return Path(env).expanduser() if env else None
 
 
+def read_jsonl(path: Path, label: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of an existing JSON-lines file, blank lines skipped; raises
+    TaskDataError (one line, starting with `label`) at the first line that is not a JSON object. Also reads the
+    math task's problem sets."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskDataError(f"{label}: {path}: line {number} is not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise TaskDataError(f"{label}: {path}: line {number} is not a JSON object; one object per line")
+        rows.append((number, row))
+    return rows
+
+
+def load_hub(path: str, split: str, label: str, instead: str, subset: str | None = None) -> Any:
+    """One split of a Hugging Face hub dataset; raises TaskDataError (one line: `label`, the cause, and
+    `instead`, what to give in its place) when it cannot be loaded. Also reads the math task's problem sets."""
+    import datasets
+
+    try:
+        if subset is None:
+            return datasets.load_dataset(path, split=split)
+        return datasets.load_dataset(path, subset, split=split)
+    except Exception as exc:  # offline, unknown id, no access: one line that says what to do instead
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TaskDataError(f"{label}: cannot load {path} (split {split}) from the HF hub ({first}); "
+                            f"{instead}") from None
+
+
 def read_rows(path: Path, task: str) -> list[dict[str, str]]:
     """The `{"id", "problem", "answer"}` rows of a local JSONL file (answers and ids as text)."""
     if not path.is_file():
@@ -42,18 +75,12 @@ def read_rows(path: Path, task: str) -> list[dict[str, str]]:
         raise TaskDataError(f"{task}: data {where} {missing} not found; give a folder with {path.name} "
                             f"(eval.data_dir or ${DATA_DIR_ENV}) or leave both unset to use the HF hub")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(f"{task}: {path}: line {number} is not JSON ({exc.msg})") from None
-        missing_fields = [f for f in REQUIRED_FIELDS if not isinstance(row, dict) or f not in row]
+    for number, row in read_jsonl(path, task):
+        missing_fields = [f for f in REQUIRED_FIELDS if f not in row]
         if missing_fields:
             raise TaskDataError(f"{task}: {path}: line {number} lacks field(s) {', '.join(missing_fields)}; "
                                 f"every row needs {', '.join(REQUIRED_FIELDS)}")
-        rows.append({"id": str(row["id"]), "problem": str(row["problem"]), "answer": _answer_text(row["answer"])})
+        rows.append({"id": str(row["id"]), "problem": str(row["problem"]), "answer": answer_text(row["answer"])})
     if not rows:
         raise TaskDataError(f"{task}: {path} holds no problems")
     return rows
@@ -61,14 +88,8 @@ def read_rows(path: Path, task: str) -> list[dict[str, str]]:
 
 def hub_rows(task: str, hub: HubDataset) -> list[dict[str, str]]:
     """The rows of a task's public HF hub dataset, renamed to `id`, `problem`, `answer`."""
-    import datasets
-
-    try:
-        table = datasets.load_dataset(hub.path, split=hub.split)
-    except Exception as exc:  # offline, unknown id, no access: one line that says what to do instead
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaskDataError(f"{task}: cannot load {hub.path} from the HF hub ({first}); give a local folder "
-                            f"with {SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}") from None
+    table = load_hub(hub.path, hub.split, task, f"give a local folder with {SOURCES[task].name}.jsonl through "
+                                                f"eval.data_dir or ${DATA_DIR_ENV}")
     fields = [f for f in (hub.problem, hub.answer, hub.id, "url" if hub.url_contains else None) if f]
     missing = [f for f in fields if f not in table.column_names]
     if missing:
@@ -79,12 +100,12 @@ def hub_rows(task: str, hub: HubDataset) -> list[dict[str, str]]:
         if hub.url_contains and hub.url_contains not in str(row["url"]):
             continue
         rows.append({"id": str(row[hub.id]) if hub.id else f"{SOURCES[task].name}-{i:03d}",
-                     "problem": str(row[hub.problem]), "answer": _answer_text(row[hub.answer])})
+                     "problem": str(row[hub.problem]), "answer": answer_text(row[hub.answer])})
     return rows
 
 
-def _answer_text(value: Any) -> str:
-    # Some hub sets store integer answers as floats (27.0): the gold text is "27".
+def answer_text(value: Any) -> str:
+    """A gold answer as text; some hub sets store integer answers as floats (27.0), whose gold text is "27"."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()

@@ -38,6 +38,15 @@ def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, d
         return "locked", {}
 
 
+def skipped(planned: PlannedRun, record: dict[str, Any], retry_failed: bool) -> str | None:
+    """Why `execute` leaves a run alone ("cached" or "skipped-failed"), or None when it (re)runs it."""
+    if record.get("status") == "finished" and record.get("eval_key") == settings_digest(planned.config.eval):
+        return "cached"
+    if record.get("status") == "failed" and record.get("failed_stage") != "eval" and not retry_failed:
+        return "skipped-failed"
+    return None
+
+
 def execute(
     plan: Sequence[PlannedRun],
     store: RunStore,
@@ -64,10 +73,9 @@ def execute(
     for planned in plan:
         run = store.folder(planned.experiment, planned.run_id)
         record = run.record()
-        if record.get("status") == "finished" and record.get("eval_key") == settings_digest(planned.config.eval):
-            outcomes[planned.run_id] = Outcome(planned, "cached", record)
-        elif record.get("status") == "failed" and record.get("failed_stage") != "eval" and not retry_failed:
-            outcomes[planned.run_id] = Outcome(planned, "skipped-failed", record)
+        skip = skipped(planned, record, retry_failed)
+        if skip is not None:
+            outcomes[planned.run_id] = Outcome(planned, skip, record)
         else:
             todo.append(planned)
             if (run.path / "final").exists():

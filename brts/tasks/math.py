@@ -8,11 +8,11 @@ space and `task.prompt_suffix`; with `task.chat_template` the model's chat templ
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from brts.evaluation.hooks import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.grading import MathGrader
 from brts.spec import DatasetSpec, TaskSpec
 from brts.tasks.base import Problem
@@ -24,55 +24,32 @@ HINT = ("(A {marker} is given: {answer}. Do not mention it; derive the solution 
 _HINT_PHRASES = ("use the key only", "do not mention it", "key is given")
 
 
-class TaskDataError(ValueError):
-    """A problem set that cannot be read; the message is one line naming the source and the fix."""
-
-
 def _is_local(path: str) -> bool:
     return path.endswith((".jsonl", ".json")) or path.startswith(("/", "./", "../", "~")) or Path(path).exists()
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise TaskDataError(f"{path}: problem file not found; give an existing JSONL file or an HF dataset id")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(f"{path}:{number}: not a JSON object ({exc.msg}); one object per line") from None
-    return rows
-
-
-def _read_hub(spec: DatasetSpec) -> list[dict[str, Any]]:
-    try:
-        import datasets
-    except ImportError:
-        raise TaskDataError(f"{spec.path}: reading HF datasets needs `pip install datasets` (or give a JSONL "
-                            "file)") from None
-    try:
-        data = datasets.load_dataset(spec.path, spec.subset, split=spec.split)
-    except Exception as exc:  # the hub client raises many types; the user needs the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaskDataError(f"cannot load HF dataset {spec.path!r} (split {spec.split!r}): {first}") from None
-    return [dict(row) for row in data]
+def _rows(spec: DatasetSpec, label: str) -> list[dict[str, Any]]:
+    """The raw rows of a problem set, read by the evaluation's own JSONL and hub readers."""
+    if _is_local(spec.path):
+        path = Path(spec.path).expanduser()
+        if not path.is_file():
+            raise TaskDataError(f"{path}: problem file not found; give an existing JSONL file or an HF dataset id")
+        return [row for _, row in read_jsonl(path, label)]
+    return [dict(row) for row in load_hub(spec.path, spec.split, label, "give a JSONL file instead", spec.subset)]
 
 
 @lru_cache(maxsize=16)
 def load_problems(spec: DatasetSpec, label: str) -> tuple[Problem, ...]:
     """Every row of a problem set as a Problem; ids from `id_field`, else `<label>-<row index>`."""
-    rows = _read_jsonl(Path(spec.path).expanduser()) if _is_local(spec.path) else _read_hub(spec)
     problems = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(_rows(spec, label)):
         missing = [f for f in (spec.problem_field, spec.answer_field) if f not in row]
         if missing:
             raise TaskDataError(f"{spec.path}: row {index} has no field {missing[0]!r} (fields: "
                                 f"{', '.join(sorted(row))}); set problem_field/answer_field in the spec")
         ident = row.get(spec.id_field)
         problems.append(Problem(id=str(ident) if ident is not None else f"{label}-{index}",
-                                problem=str(row[spec.problem_field]), answer=str(row[spec.answer_field]),
+                                problem=str(row[spec.problem_field]), answer=answer_text(row[spec.answer_field]),
                                 difficulty=label))
     if not problems:
         raise TaskDataError(f"{spec.path}: no problems; give a non-empty problem set")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from brts.runs.plan import plan
 from brts.spec import DatasetSpec, SpecError, TaskSpec, load_spec
 from brts.tasks.base import prompt_ids
 from brts.tasks.math import KEY_MARKER, MathTask, TaskDataError
@@ -68,6 +69,9 @@ def test_bad_problem_files_give_one_line(tmp_path):
     assert make_task(renamed).train_problems()[0].problem == "1+1"
     with pytest.raises(TaskDataError, match="not found"):
         make_task(TaskSpec(name="math", train=str(tmp_path / "none.jsonl"))).train_problems()
+    bad.write_text('{"problem": "1+1", "answer": 2.0}\n[1, 2]\n')  # read by the evaluation's JSONL reader
+    with pytest.raises(TaskDataError, match=r"train: .*bad\.jsonl: line 2 is not a JSON object"):
+        make_task(TaskSpec(name="math", train=str(bad))).train_problems()
 
 
 def test_spec_checks_the_math_fields(tmp_path):
@@ -75,10 +79,14 @@ def test_spec_checks_the_math_fields(tmp_path):
     spec.write_text("task: {name: math}\narms: [opd]\nseeds: [0]\n")
     with pytest.raises(SpecError, match=r"task\.train: the math task needs training prompts"):
         load_spec(str(spec))
-    spec.write_text(f"task: {{name: math, train: {BENCHMARKS / 'math500.jsonl'}, eval_sets: {{aime24: x.jsonl}}}}\n"
-                    "eval: {splits: [aime24, aime25]}\narms: [opd]\nseeds: [0]\n")
-    with pytest.raises(SpecError, match=r"eval\.splits: aime25 not in task\.eval_sets \(has: aime24\)"):
+    math = f"task: {{name: math, train: {BENCHMARKS / 'math500.jsonl'}, eval_sets: {{aime24: x.jsonl, amc23: y.jsonl}}}}\n"
+    spec.write_text(math + "arms: [opd]\nseeds: [0]\n")  # eval.tasks left at the synthetic default
+    with pytest.raises(SpecError, match=r"eval\.tasks: brts_synthetic_easy, brts_synthetic_medium, "
+                                        r"brts_synthetic_hard evaluate the synthetic task, not the math task"):
         load_spec(str(spec))
+    spec.write_text(math + "eval: {tasks: [brts_aime24]}\narms: [opd]\nseeds: [0]\n")
+    config = plan(load_spec(str(spec)))[0].config
+    assert config.validation_splits == ("aime24", "amc23") and config.eval.splits == ()
     spec.write_text("task: {train: x.jsonl}\narms: [opd]\nseeds: [0]\n")
     with pytest.raises(SpecError, match=r"task\.train: train and eval_sets are for the math task"):
         load_spec(str(spec))
