@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import torch
 
 from brts.models import load_model
 from brts.rollout.backends import teacher_generator
@@ -21,7 +24,8 @@ from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawRequest, TeacherSampler, model_identity, stream_name
 from brts.runs.plan import PlannedRun
 from brts.runs.run import resolve_model
-from brts.tasks.base import Problem, Task
+from brts.spec import RunConfig
+from brts.tasks.base import Problem, Task, prompt_ids
 from brts.tasks.registry import make_task
 from brts.teacher_context import Encode, retry_prompts, teacher_settings, tier1_requests, tier2_requests
 from brts.train import step_epoch, step_problems
@@ -133,15 +137,22 @@ def plan_demand(
     if not branch:
         return [RunDemand(p) for p in runs]
     first = branch[0].config
-    if any((p.config.models, p.config.task, p.config.rollout) != (first.models, first.task, first.rollout)
-           for p in branch):
-        raise ValueError("runs of one demand must share their models, task and rollout backend")
+
+    def shared(cfg: RunConfig) -> tuple[Any, ...]:
+        return cfg.models, cfg.task, cfg.rollout, cfg.train.compute_dtype
+
+    if any(shared(p.config) != shared(first) for p in branch):
+        raise ValueError("runs of one demand must share their models, task, rollout backend and compute dtype")
     teacher, tokenizer = load_model(resolve_model(first.models.teacher, first.models))
+    bf16 = first.train.compute_dtype == "bfloat16"
+    if bf16:  # as the trainer holds it: the teacher's identity, and so its sample keys, include the dtype
+        teacher.to(torch.bfloat16)
     task = make_task(first.task)
     generator = teacher_generator(first.rollout, teacher, tokenizer)
     sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool)
 
     def encode(text: str) -> list[int]:
-        return list(tokenizer(text)["input_ids"])
+        return prompt_ids(tokenizer, task, text)  # the trainer's prompts (a chat template where the task asks)
 
-    return teacher_demand(runs, sampler, task, encode, progress=progress)
+    with torch.autocast(teacher.device.type, torch.bfloat16, enabled=bf16):  # the trainer's autocast
+        return teacher_demand(runs, sampler, task, encode, progress=progress)
