@@ -328,8 +328,28 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
     A name (no `/`, no `.yaml`) is looked up as `<dir>/<name>.yaml` in the search dirs. `name` defaults to the
     leaf file's stem (a parent's name is not inherited). Reads files only; writes nothing.
     """
-    dirs = [Path(d) for d in (default_search_dirs() if search_dirs is None else search_dirs)]
-    leaf = _locate(str(name_or_path), dirs)
+    dirs = default_search_dirs() if search_dirs is None else search_dirs
+    merged, layers, _ = read_layers(name_or_path, overrides, dirs)
+    try:
+        spec = ExperimentSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(validation_message(exc, layers, ExperimentSpec)) from None
+    _check_local_models(spec, layers)
+    _check_data_dir(spec, layers)
+    return spec
+
+
+Layers = list[tuple[str, Any]]
+
+
+def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs: Sequence[Path],
+                kind: str = "experiment") -> tuple[dict[str, Any], Layers, Path]:
+    """The merged data of a spec file (its `extends` chain, then `--set`), the (label, data) layers it came from,
+    and the file's path. Shared by every spec kind (experiments, sweeps): `kind` names it in messages.
+    `name` defaults to the leaf file's stem. Raises SpecError.
+    """
+    dirs = [Path(d) for d in search_dirs]
+    leaf = _locate(str(name_or_path), dirs, kind)
     layers = _load_chain(leaf, dirs, ())
     merged: dict[str, Any] = {}
     for _, data in layers:
@@ -344,14 +364,7 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
         for key in reversed(keys):
             nested = {key: nested}
         layers.append((f"{leaf_label} with --set {item}", nested))
-
-    try:
-        spec = ExperimentSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(validation_message(exc, layers, ExperimentSpec)) from None
-    _check_local_models(spec, layers)
-    _check_data_dir(spec, layers)
-    return spec
+    return merged, layers, leaf
 
 
 def _is_name(ref: str) -> bool:
@@ -373,12 +386,12 @@ def _available(dirs: Sequence[Path]) -> str:
     return ", ".join(name for name, _ in list_specs(dirs)) or "none"
 
 
-def _locate(ref: str, dirs: Sequence[Path]) -> Path:
+def _locate(ref: str, dirs: Sequence[Path], kind: str = "experiment") -> Path:
     if _is_name(ref):
         for d in dirs:
             if (d / f"{ref}.yaml").is_file():
                 return d / f"{ref}.yaml"
-        raise SpecError(f"{ref}.yaml: no experiment spec named {ref!r} in {_dirs_text(dirs)}; "
+        raise SpecError(f"{ref}.yaml: no {kind} spec named {ref!r} in {_dirs_text(dirs)}; "
                         f"available: {_available(dirs)}")
     path = Path(ref).expanduser()
     if not path.exists():
@@ -476,7 +489,7 @@ def _read_mapping(path: Path, label: str) -> dict[str, Any]:
     data = _parse_yaml(text, label)
     if not isinstance(data, dict):
         got = "an empty file" if data is None else show(data)
-        raise SpecError(f"{label}: expected a mapping of spec fields (name, arms, seeds, ...) at the top level, "
+        raise SpecError(f"{label}: expected a mapping of spec fields (name, ...) at the top level, "
                         f"got {got}")
     return dict(data)
 

@@ -121,6 +121,15 @@ SELECTION_KEYS = (
     "selection/leaks_dropped",
 )
 TIME_KEYS = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
+COUNTER_KEYS = ("teacher/tokens_generated", "teacher/tokens_from_pool")
+STEP_KEYS = ("loss/opd", "loss/aux", "loss/total", "grad_norm", "student/entropy", "student/reward",
+             "student/response_tokens")
+
+
+def metric_names(cfg: RunConfig) -> tuple[str, ...]:
+    """Every key a run's `metrics.jsonl` records besides `step` (some are None where they do not apply)."""
+    return (*STEP_KEYS, *SELECTION_KEYS, *COUNTER_KEYS, *(f"time/{k}" for k in TIME_KEYS),
+            *(f"val/{split}" for split in cfg.validation_splits))
 
 
 @dataclass(frozen=True)
@@ -191,8 +200,10 @@ class Trainer:
             models.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )
         self.log = MetricsLog(run_dir / "metrics.jsonl")
+        # Per-problem validation accuracy, one line per validation step (paired tests, pruning of sweep trials).
+        self.validation_log = MetricsLog(run_dir / "validation.jsonl")
         self.train_pool = task.train_problems()
-        self.counters: dict[str, float] = {"teacher/tokens_generated": 0.0, "teacher/tokens_from_pool": 0.0}
+        self.counters: dict[str, float] = dict.fromkeys(COUNTER_KEYS, 0.0)
         models.teacher.eval()
         for p in models.teacher.parameters():
             p.requires_grad_(False)
@@ -209,17 +220,25 @@ class Trainer:
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.compute_dtype == "bfloat16")
 
     def validate(self, step: int) -> dict[str, Any]:
-        """Accuracy in percent at the evaluation temperature on each split's validation problems."""
+        """Accuracy in percent at the evaluation temperature on each split's validation problems.
+
+        Also appends `{"step", "problems": {split: {problem_id: fraction of samples correct}}}` to
+        `validation.jsonl` (paired per-problem comparisons, pruning of sweep trials).
+        """
         tc, ec = self.cfg.train, self.cfg.eval
         out: dict[str, Any] = {"step": step}
+        per_problem: dict[str, dict[str, float]] = {}
         for split in self.cfg.validation_splits:
             problems = validation_set(self.task, split, tc.validation_problems)
             settings = SamplingSettings(
                 n=tc.validation_k, temperature=ec.temperature, top_p=ec.top_p,
                 max_new_tokens=ec.max_new_tokens, seed=stream_seed(self.cfg.seed, step, f"val/{split}"),
             )
-            acc, _ = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings, extract_boxed)
+            acc, samples = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings, extract_boxed)
             out[f"val/{split}"] = 100 * acc  # percent, like every accuracy brts writes
+            per_problem[split] = {p.id: sum(s.correct for s in samples if s.problem_id == p.id) / tc.validation_k
+                                  for p in problems}
+        self.validation_log.write({"step": step, "problems": per_problem})
         return out
 
     def run(self, on_step: StepCallback | None = None) -> list[dict[str, Any]]:
@@ -235,7 +254,10 @@ class Trainer:
         self._sync_student()
         main = self.ranks.is_main  # one rank writes the log and the checkpoints; the others only train
         if main:
-            self.log.truncate_after(start)
+            # Without a checkpoint nothing logged is kept: a step-0 line from a killed start would be written twice.
+            kept = start if found is not None else -1
+            self.log.truncate_after(kept)
+            self.validation_log.truncate_after(kept)
         if start == 0 and main:
             self.log.write(self.validate(0))
         for step in range(start + 1, tc.steps + 1):

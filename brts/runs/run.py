@@ -26,6 +26,14 @@ ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
 BUILTIN = {"builtin:teacher": "teacher_dir", "builtin:student": "student_dir"}
 
 
+class RunStopped(Exception):
+    """Raised by a progress callback to end a run early on purpose (a pruned sweep trial); it resumes when run again."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"stopped at step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
 def resolve_model(name: str, models: ModelsSpec, cache_root: Path | None = None, progress: bool = False) -> str:
     """A loadable path or HF id for a spec's model entry; builds the built-in pair on first use."""
     if name not in BUILTIN:
@@ -87,6 +95,8 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
 
     A trained run (its `final/` checkpoint saved) is never trained again: when only its evaluation failed, or
     the evaluation settings changed, running it again evaluates the checkpoint and nothing else.
+
+    A `progress` callback that raises RunStopped ends the run with status "stopped" (resumable).
     """
     store = RunStore(store_root)
     run = store.prepare(planned)
@@ -111,6 +121,8 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             stage = "eval"
             started = time.perf_counter()
             evaluation = evaluate_checkpoint(cfg, run)
+        except RunStopped as stop:
+            return run.update_record(status="stopped", stopped_at=stop.step, stop_reason=stop.reason, ended=now())
         except Exception as exc:  # a failed run is recorded; the grid goes on
             line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             (run.path / "error.log").write_text(traceback.format_exc())

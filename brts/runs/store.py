@@ -21,7 +21,8 @@ import brts
 from brts.runs.plan import PlannedRun
 from brts.spec import resolved_yaml
 
-Status = Literal["planned", "running", "finished", "failed"]
+# "stopped": ended early on purpose (a pruned sweep trial); like "running" after a kill, it resumes when run again.
+Status = Literal["planned", "running", "stopped", "finished", "failed"]
 VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "pydantic", "math-verify", "numpy")
 
 
@@ -158,6 +159,15 @@ class RunStore:
                 arm=planned.arm, seed=planned.seed, created=now(),
             )
         return run
+
+    def find_finished(self, run_id: str) -> RunFolder | None:
+        """A finished run with this id in any experiment's or sweep's folder of the store, if there is one."""
+        for record in sorted((*self.root.glob(f"*/{run_id}/record.json"),
+                              *self.root.glob(f"sweeps/*/{run_id}/record.json"))):
+            run = RunFolder(record.parent)
+            if run.status == "finished":
+                return run
+        return None
 
     def runs(self, experiment: str) -> list[RunFolder]:
         base = self.root / experiment
