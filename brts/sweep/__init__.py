@@ -1,0 +1,21 @@
+"""Optuna sweeps over the method's settings (N and lambda by default): `brts sweep run/status/show`.
+
+Where things are, for a sweep named NAME in the run store STORE:
+
+- `STORE/sweeps/NAME/study.log`: the study, an Optuna JournalStorage file (safe under several local processes;
+  opens with `optuna-dashboard STORE/sweeps/NAME/study.log` or `optuna.load_study(study_name=NAME,
+  storage=JournalStorage(JournalFileBackend(path)))`). Another storage is given by `--storage` or the spec's
+  `storage`: an RDB URL (`sqlite:///...`, `postgresql://...`) shares one study between machines (stale trials
+  of lost workers are found by heartbeat there), `redis://...` a Redis journal, any other text a journal file.
+- `STORE/sweeps/NAME/<run_id>/`: the trials' runs, ordinary run folders (config, record, metrics, checkpoints).
+  A run that is finished anywhere in the store (an experiment's `STORE/<experiment>/<run_id>/` or another
+  sweep's) is reused, not trained again.
+- `STORE/sweeps/NAME/.workers/`, `.ask.lock`: the lock files of live worker processes and of asking for trials.
+
+The study is named NAME; its directions follow the spec's objectives. Each trial's user attributes:
+`seeds`, `run_id` and `run_path` (lists, one per seed, in seed order), `reused` (list of bools: the run was
+finished already, by an experiment or an earlier trial), `seed_values` ({metric: [value per seed]}),
+`seed_sd` ({metric: sd over seeds}), and, when they apply, `error` (FAIL), `pruned_step` and `pruned_seed`
+(PRUNED), `retry_of` (the trial number it repeats after its worker died or was interrupted). The study's user
+attributes hold the sweep spec (`brts:spec`) and what identifies it (`brts:identity`).
+"""

@@ -1,0 +1,112 @@
+"""What `brts sweep status` and `brts sweep show` print: tables built from the study and the spec, no training."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+
+from brts.sweep.runner import describe, short
+from brts.sweep.spec import Sweep
+from brts.sweep.study import trial_error
+
+
+def _value(trial: FrozenTrial, sweep: Sweep, index: int) -> str:
+    if trial.state != TrialState.COMPLETE or trial.values is None:
+        return ""
+    metric = sweep.objectives[index].metric
+    sd = (trial.user_attrs.get("seed_sd") or {}).get(metric)
+    return f"{trial.values[index]:.4g}" + (f" ± {sd:.2g}" if sd is not None else "")
+
+
+def _note(trial: FrozenTrial) -> str:
+    a = trial.user_attrs
+    if trial.state == TrialState.PRUNED:
+        return f"pruned at step {a.get('pruned_step')} (seed {a.get('pruned_seed')})"
+    if trial.state == TrialState.FAIL:
+        return trial_error(trial)[:100]
+    if trial.state == TrialState.RUNNING:
+        worker = trial.system_attrs.get("brts:worker") or {}
+        return f"running on {worker.get('host', '?')} pid {worker.get('pid', '?')}"
+    return f"retry of {a['retry_of']}" if "retry_of" in a else ""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def counts_line(study: optuna.Study, target: int) -> str:
+    trials = study.get_trials(deepcopy=False)
+    by_state = {s: sum(t.state == s for t in trials) for s in TrialState}
+    parts = [f"{by_state[s]} {s.name.lower()}" for s in TrialState if by_state[s]]
+    return f"{len(trials)} trials ({', '.join(parts) or 'none yet'}); budget {target} completed"
+
+
+def trials_table(study: optuna.Study, sweep: Sweep) -> Table:
+    """Every trial: its parameters, objective mean ± sd over seeds, reused runs, and what happened to it."""
+    names = [p.name for p in sweep.params]
+    table = Table("#", "state", *map(short, names), *(o.metric for o in sweep.objectives), "reused", "note",
+                  title=f"{sweep.name}: trials")
+    for t in study.get_trials(deepcopy=False):
+        reused = t.user_attrs.get("reused") or []
+        table.add_row(str(t.number), t.state.name.lower(), *(_fmt(t.params.get(n, "")) for n in names),
+                      *(_value(t, sweep, i) for i in range(len(sweep.objectives))),
+                      f"{sum(reused)}/{len(sweep.seeds)}" if reused else "", _note(t))
+    return table
+
+
+def best_lines(study: optuna.Study, sweep: Sweep) -> list[str]:
+    """The best trial (one objective) or the Pareto front (two), with the spread over seeds and its runs."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return ["no completed trial yet"]
+    if len(sweep.objectives) > 1:
+        return [f"Pareto front ({len(study.best_trials)} of {len(complete)} completed trials):",
+                *(_best_line(t, sweep) for t in sorted(study.best_trials, key=lambda t: t.values[0]))]
+    return [f"best of {len(complete)} completed trials:", _best_line(study.best_trial, sweep)]
+
+
+def _best_line(trial: FrozenTrial, sweep: Sweep) -> str:
+    per_seed = trial.user_attrs.get("seed_values") or {}
+    parts = []
+    for i, objective in enumerate(sweep.objectives):
+        seeds = ", ".join(f"{v:.3g}" for v in per_seed.get(objective.metric, []))
+        parts.append(f"{objective.metric} {_value(trial, sweep, i)} (seeds: {seeds})")
+    return f"  trial {trial.number}: {describe(trial.params)} -> {'; '.join(parts)}"
+
+
+def by_choice_table(study: optuna.Study, sweep: Sweep) -> Table | None:
+    """For each categorical parameter, the objective of the completed trials at each choice (mean, best)."""
+    categorical = [p for p in sweep.params if p.kind == "categorical"]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not categorical or not complete:
+        return None
+    objective = sweep.objectives[0]
+    pick = max if objective.direction == "maximize" else min
+    table = Table("parameter", "value", "trials", f"mean {objective.metric}", f"best {objective.metric}",
+                  title="by choice (completed trials)")
+    for p in categorical:
+        assert p.spec.choices is not None
+        for choice in p.spec.choices:
+            values = [t.values[0] for t in complete if t.params.get(p.name) == choice]
+            table.add_row(short(p.name), str(choice), str(len(values)),
+                          f"{statistics.fmean(values):.4g}" if values else "", f"{pick(values):.4g}" if values else "")
+    return table
+
+
+def reused_runs(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(runs reused, runs in all) over the completed trials."""
+    flags = [flag for t in trials if t.state == TrialState.COMPLETE for flag in t.user_attrs.get("reused", [])]
+    return sum(flags), len(flags)
+
+
+def space_table(sweep: Sweep) -> Table:
+    table = Table("parameter", "search", "base value", title="search space")
+    base = sweep.config({}, sweep.seeds[0])
+    for p in sweep.params:
+        table.add_row(p.name, p.describe(), _fmt(getattr(getattr(base, p.section), p.field)))
+    return table

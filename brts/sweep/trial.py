@@ -1,0 +1,236 @@
+"""One trial: sample the values, run one ordinary run per seed (reusing finished ones), report, prune, tell."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from brts.runs.plan import PlannedRun
+from brts.runs.run import RunStopped, execute_run
+from brts.runs.store import RunFolder, RunLocked, RunStore
+from brts.sweep.spec import ObjectiveSpec, Sweep
+from brts.sweep.study import HEARTBEAT_SECONDS, WORKER_ATTR, sweep_dir
+
+Emit = Callable[[dict[str, Any]], None]
+LOCK_POLL_SECONDS = 2.0
+
+
+class MetricMissing(RuntimeError):
+    """A finished run has no value of the objective's metric."""
+
+
+def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
+    """The trial's value of every parameter, drawn by the study's sampler (or fixed by an enqueued retry)."""
+    values: dict[str, Any] = {}
+    for p in sweep.params:
+        s = p.spec
+        if p.kind == "categorical":
+            assert s.choices is not None
+            values[p.name] = trial.suggest_categorical(p.name, list(s.choices))
+        elif p.kind == "int":
+            assert s.low is not None and s.high is not None
+            values[p.name] = trial.suggest_int(p.name, int(s.low), int(s.high), step=int(s.step or 1), log=s.log)
+        else:
+            assert s.low is not None and s.high is not None
+            values[p.name] = trial.suggest_float(p.name, float(s.low), float(s.high), step=s.step, log=s.log)
+    return values
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def metric_value(run: RunFolder, objective: ObjectiveSpec) -> float:
+    """The objective's metric of one finished run, reduced over its recorded steps (`eval/<split>`: final eval)."""
+    if objective.metric.startswith("eval/"):
+        split = objective.metric.removeprefix("eval/")
+        evals = run.record().get("eval") or {}
+        # The evaluation may key splits by lm-eval task name (brts_synthetic_hard).
+        found = [v for k, v in evals.items() if k in (split, f"brts_{split}", f"brts_synthetic_{split}")]
+        values = [float(found[0])] if found else []
+    else:
+        values = [float(r[objective.metric]) for r in _rows(run.metrics_path) if r.get(objective.metric) is not None]
+    if not values:
+        raise MetricMissing(f"run {run.path.name} recorded no value of {objective.metric}")
+    reduce: dict[str, Callable[[list[float]], float]] = {
+        "last": lambda v: v[-1], "mean": statistics.fmean, "max": max, "min": min}
+    return reduce[objective.reduce](values)
+
+
+class PruneReporter:
+    """Reports a trial's intermediate validation results to Optuna and asks its pruner.
+
+    `wilcoxon`: one value per (seed, step, problem) -- the fraction of validation samples correct -- so the
+    pruner pairs problems with the best trial's at equal training progress. `median`: the split's accuracy per
+    (seed, step). Step 0 (the untrained student, equal in every trial) is left out.
+    """
+
+    def __init__(self, trial: optuna.Trial, sweep: Sweep) -> None:
+        self.trial, self.kind = trial, sweep.spec.pruner.name
+        self.split = sweep.spec.objective.metric.removeprefix("val/")
+        train = sweep.experiment.train
+        self.steps_stride = train.steps + 1
+        self.problems_stride = train.validation_problems
+        self.reported: set[int] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    def _report(self, value: float, step: int) -> None:
+        if step not in self.reported:
+            self.trial.report(value, step)
+            self.reported.add(step)
+
+    def catch_up(self, seed_index: int, run_dir: Path) -> None:
+        """Report every validation step of the run not reported yet (also those before a resume)."""
+        if not self.enabled:
+            return
+        base = seed_index * self.steps_stride
+        if self.kind == "median":
+            for row in _rows(run_dir / "metrics.jsonl"):
+                value = row.get(f"val/{self.split}")
+                if row["step"] > 0 and value is not None:
+                    self._report(float(value), base + row["step"])
+            return
+        for row in _rows(run_dir / "validation.jsonl"):
+            problems = row["problems"].get(self.split, {})
+            if row["step"] > 0:
+                for j, pid in enumerate(sorted(problems)):
+                    self._report(float(problems[pid]), (base + row["step"]) * self.problems_stride + j)
+
+    def should_prune(self) -> bool:
+        return self.enabled and self.trial.should_prune()
+
+
+@contextmanager
+def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat while it runs, where the storage keeps them (RDB), so other hosts see it live."""
+    if not isinstance(storage, RDBStorage):
+        yield
+        return
+    trial_id = trial._trial_id  # Optuna's Trial has no public id; its own heartbeat thread uses this one
+    storage.record_heartbeat(trial_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _execute(planned: PlannedRun, runs_root: Path, store: RunStore, progress: Any) -> tuple[dict[str, Any], RunFolder,
+                                                                                             bool]:
+    """Run (or resume) one run; when another process holds it, wait and reuse its result. -> (record, folder, reused)."""
+    while True:
+        try:
+            record = execute_run(planned, runs_root, progress)
+            return record, RunStore(runs_root).folder(planned.experiment, planned.run_id), False
+        except RunLocked:
+            time.sleep(LOCK_POLL_SECONDS)
+            found = store.find_finished(planned.run_id)
+            if found is not None:
+                return found.record(), found, True
+
+
+def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_root: Path, storage: Any,
+                  emit: Emit) -> TrialState:
+    """Run one asked trial to its end and tell the study: COMPLETE, PRUNED (with its step) or FAIL (with its error).
+
+    A KeyboardInterrupt fails the trial, enqueues it again (its runs resume), and propagates.
+    """
+    store = RunStore(store_root)
+    runs_root = sweep_dir(store_root, sweep.name).parent
+    try:
+        with heartbeat(storage, trial):
+            state, values = _run_seeds(trial, sweep, store, runs_root, emit)
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted (Ctrl-C); enqueued again")
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        raise
+    except Exception as exc:  # one broken trial must not stop the sweep
+        trial.set_user_attr("error", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}".rstrip(": "))
+        state, values = TrialState.FAIL, None
+    study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+    emit({"event": "end", "number": trial.number, "state": state.name, "values": values,
+          "params": trial.params, "attrs": trial.user_attrs})
+    return state
+
+
+def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Path,
+               emit: Emit) -> tuple[TrialState, list[float] | None]:
+    values = suggest(trial, sweep)
+    planned = [sweep.planned(values, seed) for seed in sweep.seeds]
+    paths = [str(runs_root / p.experiment / p.run_id) for p in planned]
+    trial.set_user_attr("seeds", list(sweep.seeds))
+    trial.set_user_attr("run_id", [p.run_id for p in planned])
+    trial.set_user_attr("run_path", paths)
+    emit({"event": "start", "number": trial.number, "params": values, "seeds": len(planned)})
+    reporter = PruneReporter(trial, sweep)
+    reused: list[bool] = []
+    per_seed: dict[str, list[float]] = {o.metric: [] for o in sweep.objectives}
+
+    for i, run in enumerate(planned):
+        folder = store.find_finished(run.run_id)
+        if folder is not None:
+            was_reused = True
+        else:
+            def progress(run_id: str, step: int, total: int, record: dict[str, Any], i: int = i,
+                         run: PlannedRun = run) -> None:
+                emit({"event": "step", "number": trial.number, "seed": run.seed, "step": step, "total": total})
+                if reporter.enabled and record.get(f"val/{reporter.split}") is not None:
+                    reporter.catch_up(i, runs_root / run.experiment / run.run_id)
+                    if reporter.should_prune():
+                        raise RunStopped(step, f"pruned by the sweep's {reporter.kind} pruner")
+
+            record, folder, was_reused = _execute(run, runs_root, store, progress)
+            if record.get("status") == "failed":
+                trial.set_user_attr("error", f"run {run.run_id} (seed {run.seed}) failed: {record.get('error')}")
+                return TrialState.FAIL, None
+            if record.get("status") == "stopped":
+                trial.set_user_attr("pruned_step", record.get("stopped_at"))
+                trial.set_user_attr("pruned_seed", run.seed)
+                return TrialState.PRUNED, None
+        reused.append(was_reused)
+        paths[i] = str(folder.path)
+        trial.set_user_attr("run_path", paths)
+        trial.set_user_attr("reused", reused)
+        for objective in sweep.objectives:
+            per_seed[objective.metric].append(metric_value(folder, objective))
+        trial.set_user_attr("seed_values", per_seed)
+        reporter.catch_up(i, folder.path)
+        if i < len(planned) - 1 and reporter.should_prune():  # a reused run costs nothing; the next seed would
+            last = [r["step"] for r in _rows(folder.metrics_path)]
+            trial.set_user_attr("pruned_step", last[-1] if last else 0)
+            trial.set_user_attr("pruned_seed", run.seed)
+            return TrialState.PRUNED, None
+
+    means = [statistics.fmean(per_seed[o.metric]) for o in sweep.objectives]
+    if len(sweep.seeds) > 1:
+        trial.set_user_attr("seed_sd", {m: statistics.stdev(v) for m, v in per_seed.items()})
+    return TrialState.COMPLETE, means
+
+
+def tag_worker(study: optuna.Study, trial: optuna.Trial, tag: dict[str, Any]) -> None:
+    """Mark which worker process owns the trial, so a later start can tell when it died."""
+    study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, tag)
