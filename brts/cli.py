@@ -392,16 +392,10 @@ def sweep_status(name: str, set_: SetOpt = None, storage: StorageOpt = None, sto
 
 
 def _print_sweep_status(sweep: Any, study: Any, url: str) -> None:
-    from brts.sweep.status import best_lines, by_choice_table, counts_line, reused_runs, trials_table
+    from brts.sweep.status import status_report
 
-    out.print(trials_table(study, sweep))
-    choices = by_choice_table(study, sweep)
-    if choices is not None:
-        out.print(choices)
-    reused, total = reused_runs(study.get_trials(deepcopy=False))
-    out.print("\n".join([f"{sweep.name}: {counts_line(study, sweep.spec.trials)}", f"storage: {url}",
-                         f"runs reused from the store: {reused} of {total}", *best_lines(study, sweep)]),
-              highlight=False, markup=False)
+    for part in status_report(sweep, study, url):
+        out.print(part, highlight=False, markup=False)
 
 
 @sweep_app.command("show")

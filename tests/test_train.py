@@ -40,6 +40,12 @@ def test_every_arm_logs_every_metric(tmp_path, tiny_spec_file, arm):
     for key in SECTION_6:
         assert key in steps[-1], key
     assert log[0]["step"] == 0 and "val/hard" in log[0]
+    recorded = {k for m in log for k in m} - {"step"}
+    assert recorded == set(train_mod.metric_names(planned.config))
+    validation = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in validation] == [0, 2]
+    hard = validation[-1]["problems"]["hard"]
+    assert len(hard) == 2 and sum(hard.values()) / 2 == log[-1]["val/hard"]
     if arm == "opd":
         assert steps[-1]["loss/aux"] is None and steps[-1]["teacher/tokens_generated"] == 0
     else:
@@ -67,6 +73,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run_bitwise(tmp_path, tiny
     got = fresh.run()
     drop_time = lambda log: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in log]  # noqa: E731
     assert drop_time(got) == drop_time(expected)
+    per_problem = (straight / "validation.jsonl").read_text()
+    assert (resumed / "validation.jsonl").read_text() == per_problem
+    assert [json.loads(line)["step"] for line in per_problem.splitlines()] == [0, 2, 4]
     a = torch.load(straight / "checkpoints/step_000004/checkpoint.pt", weights_only=False)["model"]
     b = torch.load(resumed / "checkpoints/step_000004/checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -159,10 +159,10 @@ class SweepSpec(_Spec):
     overrides: dict[str, Any] = Field(default_factory=dict, description="merged into the base experiment spec")
     seeds: tuple[int, ...] | None = Field(None, min_length=1, description="runs per trial; default: the experiment's")
     space: SpaceSpec
-    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    objective: ObjectiveSpec = ObjectiveSpec()
     second_objective: ObjectiveSpec | None = None
-    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
     trials: int = Field(8, ge=1, description="completed trials to reach (pruned ones count when pruning is on)")
     workers: int = Field(1, ge=1)
     storage: str | None = Field(None, min_length=1, description="Optuna storage URL or journal file; default: store")

@@ -28,7 +28,7 @@ def _note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.PRUNED:
         return f"pruned at step {a.get('pruned_step')} (seed {a.get('pruned_seed')})"
     if trial.state == TrialState.FAIL:
-        return trial_error(trial)[:100]
+        return trial_error(trial)[:60]
     if trial.state == TrialState.RUNNING:
         worker = trial.system_attrs.get("brts:worker") or {}
         return f"running on {worker.get('host', '?')} pid {worker.get('pid', '?')}"
@@ -79,6 +79,15 @@ def _best_line(trial: FrozenTrial, sweep: Sweep) -> str:
     return f"  trial {trial.number}: {describe(trial.params)} -> {'; '.join(parts)}"
 
 
+def attention_lines(study: optuna.Study) -> list[str]:
+    """One full line per failed and per running trial: what failed and why, what runs where."""
+    lines = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
+        what = "failed" if t.state == TrialState.FAIL else "running"
+        lines.append(f"{what}: trial {t.number} ({describe(t.params)}): {_note(t) if what == 'running' else trial_error(t)}")
+    return lines
+
+
 def by_choice_table(study: optuna.Study, sweep: Sweep) -> Table | None:
     """For each categorical parameter, the objective of the completed trials at each choice (mean, best)."""
     categorical = [p for p in sweep.params if p.kind == "categorical"]
@@ -110,3 +119,16 @@ def space_table(sweep: Sweep) -> Table:
     for p in sweep.params:
         table.add_row(p.name, p.describe(), _fmt(getattr(getattr(base, p.section), p.field)))
     return table
+
+
+def status_report(sweep: Sweep, study: optuna.Study, url: str) -> list[Table | str]:
+    """What `brts sweep status` prints: the trials, results by choice, counts, failures, the best or the front."""
+    parts: list[Table | str] = [trials_table(study, sweep)]
+    choices = by_choice_table(study, sweep)
+    if choices is not None:
+        parts.append(choices)
+    reused, total = reused_runs(study.get_trials(deepcopy=False))
+    parts.append("\n".join([f"{sweep.name}: {counts_line(study, sweep.spec.trials)}", f"storage: {url}",
+                            f"runs reused from the store: {reused} of {total}", *attention_lines(study),
+                            *best_lines(study, sweep)]))
+    return parts

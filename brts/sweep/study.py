@@ -75,7 +75,7 @@ def open_storage(url: str, *, create: bool) -> BaseStorage:
             if db and not Path(db).is_file():
                 raise SweepError(f"storage {url}: no database file there yet; run `brts sweep run` first")
         return RDBStorage(url, skip_table_creation=not create, heartbeat_interval=HEARTBEAT_SECONDS,
-                          grace_period=GRACE_SECONDS, failed_trial_callback=_retry)
+                          grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=_retry)
     except SweepError:
         raise
     except Exception as exc:  # drivers raise anything: ImportError, sqlalchemy errors, OSError, ValueError

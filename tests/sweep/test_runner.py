@@ -1,0 +1,132 @@
+"""`brts sweep run` on the tiny models: trials are runs (reused when finished), budget, pruning, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from brts import train as train_mod
+from brts.cli import app
+from brts.runs.run import execute_run
+from brts.sweep.spec import load_sweep
+from brts.sweep.study import create_or_load, open_storage, storage_url
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def plain_study(store: Path, name: str = "sweep") -> optuna.Study:
+    path = store / "sweeps" / name / "study.log"
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+def test_grid_sweep_reuses_the_experiment_run_and_opens_with_plain_optuna(tmp_path, tiny_sweep):
+    store = tmp_path / "store"
+    exp = invoke("exp", "run", str(tiny_sweep.parent / "tiny.yaml"), "--store", str(store), "--set", "arms=[brts]")
+    assert exp.exit_code == 0, exp.output
+    (experiment_run,) = list(store.glob("tiny/*/record.json"))
+
+    result = invoke("sweep", "run", str(tiny_sweep), "--store", str(store), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "4/4 completed trials" in result.output
+
+    study = plain_study(store)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert {(t.params["method.teacher_samples"], t.params["method.aux_weight"]) for t in study.trials} == {
+        (2, 0.1), (2, 0.5), (4, 0.1), (4, 0.5)}
+    for trial in study.trials:
+        (run_id,), (run_path,) = trial.user_attrs["run_id"], trial.user_attrs["run_path"]
+        record = json.loads((Path(run_path) / "record.json").read_text())
+        assert Path(run_path).name == run_id and record["status"] == "finished" and record["attempts"] == 1
+        assert trial.values == [trial.user_attrs["seed_values"]["val/hard"][0]]
+        last_val = [m for m in map(json.loads, (Path(run_path) / "metrics.jsonl").read_text().splitlines())
+                    if "val/hard" in m][-1]
+        assert trial.values[0] == last_val["val/hard"]
+        reused = trial.params == {"method.teacher_samples": 4, "method.aux_weight": 0.5}
+        assert trial.user_attrs["reused"] == [reused]
+        assert (Path(run_path) == experiment_run.parent) is reused
+    assert len(list(store.glob("sweeps/sweep/*/record.json"))) == 3  # the fourth point was the experiment's run
+
+    stamps = {p: p.stat().st_mtime_ns for p in store.glob("**/metrics.jsonl")}
+    again = invoke("sweep", "run", str(tiny_sweep), "--store", str(store))
+    assert again.exit_code == 0 and len(plain_study(store).trials) == 4
+    assert {p: p.stat().st_mtime_ns for p in store.glob("**/metrics.jsonl")} == stamps
+
+    status = invoke("sweep", "status", str(tiny_sweep), "--store", str(store))
+    assert status.exit_code == 0, status.output
+    assert "best of 4 completed trials" in status.output and "runs reused from the store: 1 of 4" in status.output
+
+
+def _strong_trial(sweep, pruner: str) -> optuna.trial.FrozenTrial:
+    """A finished trial that scored 1.0 on every validation problem at every step: any real tiny run is worse."""
+    train, stride = sweep.experiment.train, sweep.experiment.train.steps + 1
+    steps = range(train.validate_every, train.steps + 1, train.validate_every)
+    if pruner == "wilcoxon":
+        ids = [(s * stride + step) * train.validation_problems + j
+               for s in range(len(sweep.seeds)) for step in steps for j in range(train.validation_problems)]
+    else:
+        ids = [s * stride + step for s in range(len(sweep.seeds)) for step in steps]
+    distributions = {"method.teacher_samples": optuna.distributions.CategoricalDistribution([2, 4]),
+                     "method.aux_weight": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
+    return optuna.trial.create_trial(params={"method.teacher_samples": 2, "method.aux_weight": 0.2},
+                                     distributions=distributions, value=1.0,
+                                     intermediate_values=dict.fromkeys(ids, 1.0))
+
+
+@pytest.mark.parametrize("pruner", ["wilcoxon", "median"])
+def test_a_worse_trial_is_pruned_at_its_step_and_its_run_resumes_later(tmp_path, tiny_sweep, pruner):
+    store = tmp_path / "store"
+    overrides = ["sampler.name=random", "trials=2", "seeds=[0, 1]", f"pruner.name={pruner}", "pruner.startup_trials=1",
+                 "pruner.startup_steps=0" if pruner == "median" else "pruner.startup_steps=2",
+                 "overrides.train.validation_problems=6"]
+    sweep = load_sweep(tiny_sweep, overrides)
+    url = storage_url(sweep, store)
+    Path(url).parent.mkdir(parents=True)
+    create_or_load(sweep, open_storage(url, create=True), url).add_trial(_strong_trial(sweep, pruner))
+
+    result = invoke("sweep", "run", str(tiny_sweep), "--store", str(store), *[a for o in overrides for a in ("--set", o)])
+    assert result.exit_code == 0, result.output
+    trial = plain_study(store).trials[1]
+    assert trial.state == TrialState.PRUNED, result.output
+    assert trial.user_attrs["pruned_step"] == 2 and trial.user_attrs["pruned_seed"] == 0
+    assert "pruned at step 2 of seed 0" in result.output
+    first, second = (Path(p) for p in trial.user_attrs["run_path"])
+    record = json.loads((first / "record.json").read_text())
+    assert record["status"] == "stopped" and record["stopped_at"] == 2
+    assert [json.loads(line)["step"] for line in (first / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert not second.exists()  # the second seed never started
+
+    resumed = execute_run(sweep.planned(trial.params, 0), store / "sweeps")
+    assert resumed["status"] == "finished" and resumed["attempts"] == 2
+
+
+def test_a_failing_run_fails_its_trial_with_the_error_and_the_sweep_goes_on(tmp_path, tiny_sweep, monkeypatch):
+    step = train_mod.Trainer.step
+
+    def broken_for_n2(self, index):
+        if self.cfg.method.teacher_samples == 2:
+            raise RuntimeError("teacher out of memory")
+        return step(self, index)
+
+    monkeypatch.setattr(train_mod.Trainer, "step", broken_for_n2)
+    store = tmp_path / "store"
+    result = invoke("sweep", "run", str(tiny_sweep), "--store", str(store))
+    assert result.exit_code == 0, result.output
+    assert "the grid is exhausted" in result.output
+    trials = plain_study(store).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert sorted(t.params["method.teacher_samples"] for t in failed) == [2, 2]
+    assert all("failed: RuntimeError: teacher out of memory" in t.user_attrs["error"] for t in failed)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    status = invoke("sweep", "status", str(tiny_sweep), "--store", str(store))
+    assert status.output.count("teacher out of memory") == 2

@@ -1,0 +1,103 @@
+"""Sweep specs: loading, `extends`/`--set`, resolution against the experiment, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from brts.cli import app
+from brts.runs.plan import plan
+from brts.spec import SpecError, load_spec
+from brts.sweep.spec import load_sweep
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_default_sweeps_load_and_show_creates_nothing(tmp_path):
+    sweep = load_sweep("n-lambda")
+    assert sweep.experiment.name == "ablation-grid" and sweep.arm.name == "brts"
+    assert [p.name for p in sweep.params] == ["method.teacher_samples", "method.aux_weight"]
+    assert [p.kind for p in sweep.params] == ["categorical", "float"]
+    assert sweep.spec.objective.metric == "val/hard" and sweep.spec.objective.direction == "maximize"
+    pareto = load_sweep("n-lambda-pareto")
+    assert pareto.spec.trials == sweep.spec.trials and pareto.spec.space == sweep.spec.space  # extends
+    assert [o.metric for o in pareto.objectives] == ["val/hard", "teacher/tokens_generated"]
+    assert pareto.objectives[1].direction == "minimize"
+
+    store = tmp_path / "store"
+    result = invoke("sweep", "show", "n-lambda", "--store", str(store), "--set", "trials=3")
+    assert result.exit_code == 0, result.output
+    assert "trials: 3" in result.output and f"{store}/sweeps/n-lambda/study.log" in result.output.replace("\n", "")
+    assert not store.exists()
+
+
+def test_trial_run_is_the_experiment_run_with_the_same_values(tiny_sweep):
+    sweep = load_sweep(tiny_sweep)
+    experiment = load_spec(tiny_sweep.parent / "tiny.yaml")
+    brts_run = next(p for p in plan(experiment) if p.arm == "brts")
+    same = sweep.planned({"method.teacher_samples": 4, "method.aux_weight": 0.5}, brts_run.seed)
+    assert same.run_id == brts_run.run_id and same.config == brts_run.config
+    other = sweep.planned({"method.teacher_samples": 2, "method.aux_weight": 0.5}, brts_run.seed)
+    assert other.run_id != brts_run.run_id and other.config.method.teacher_samples == 2
+
+
+def test_overrides_reach_the_base_experiment(tiny_sweep):
+    sweep = load_sweep(tiny_sweep, ["overrides.train.steps=3", "seeds=[0, 1]"])
+    assert sweep.experiment.train.steps == 3 and sweep.seeds == (0, 1)
+    assert sweep.config({}, 1).train.steps == 3 and sweep.config({}, 1).seed == 1
+
+
+BAD = {
+    "empty_range": (["space.method.aux_weight={low: 0.5, high: 0.5}"], "empty range"),
+    "reversed_range": (["space.method.aux_weight={low: 1.0, high: 0.1}"], "reversed range"),
+    "log_not_positive": (["space.method.aux_weight={low: 0, high: 1, log: true}"], "log range needs low > 0"),
+    "n_below_1": (["space.method.teacher_samples={choices: [0, 2]}"], "teacher_samples.choices[0]: expected an integer >= 1"),
+    "n_range_below_1": (["space.method.teacher_samples={low: 0, high: 8}"], "teacher_samples.low: expected an integer >= 1"),
+    "unknown_metric": (["objective.metric=val/hardest"], "did you mean 'val/hard'"),
+    "unknown_sampler": (["sampler.name=cmaes"], "sampler.name: expected 'tpe', 'random' or 'grid'"),
+    "unknown_field": (["space.method.teacher_sample={choices: [1]}"], "did you mean 'teacher_samples'"),
+    "unknown_arm": (["arm=best"], "is not an arm of experiment"),
+    "empty_space": (["space={}"], "search space is empty"),
+    "grid_without_points": (["space.method.aux_weight={low: 0.1, high: 1.0}"], "grid sampler needs points"),
+    "grid_too_small": (["trials=5"], "exceeds the 4 points of the grid"),
+    "prune_two_objectives": (["pruner.name=median", "second_objective={metric: teacher/tokens_generated}"],
+                             "cannot prune a multi-objective study"),
+    "prune_not_validation": (["pruner.name=wilcoxon", "objective.metric=loss/total"], "must be val/<split>"),
+    "bad_experiment_override": (["overrides.train.steps=0"], "train.steps: expected an integer >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_sweep_is_one_line_exit_2_no_study(tmp_path, tiny_sweep, case):
+    overrides, expected = BAD[case]
+    with pytest.raises(SpecError, match="sweep.yaml"):
+        load_sweep(tiny_sweep, overrides)
+    store = tmp_path / "store"
+    args = [a for o in overrides for a in ("--set", o)]
+    result = invoke("sweep", "run", str(tiny_sweep), "--store", str(store), *args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "sweep.yaml" in lines[0], result.output
+    assert expected in " ".join(result.output.split()), result.output
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite:////no/such/folder/study.db", "/no/such/folder/study.log",
+                                 "nosuchdriver://host/db"])
+def test_storage_that_cannot_be_opened_is_one_line_exit_2(tmp_path, tiny_sweep, url):
+    store = tmp_path / "store"
+    result = invoke("sweep", "run", str(tiny_sweep), "--store", str(store), "--storage", url)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and ("cannot open" in lines[0] or "does not exist" in lines[0]), result.output
+    assert not (store / "sweeps").exists()
+
+
+def test_status_of_a_sweep_never_run_is_one_line(tmp_path, tiny_sweep):
+    result = invoke("sweep", "status", str(tiny_sweep), "--store", str(tmp_path / "store"))
+    assert result.exit_code == 2 and "run `brts sweep run` first" in result.output
+    assert not (tmp_path / "store").exists()
