@@ -150,6 +150,10 @@ class PrunerSpec(_Spec):
     startup_trials: int = Field(2, ge=0, description="median: finished trials before any pruning")
 
 
+def _default(model: type[_Spec]) -> Any:
+    return Field(default_factory=model)
+
+
 class SweepSpec(_Spec):
     version: Literal[1] = 1
     name: Name
@@ -159,10 +163,10 @@ class SweepSpec(_Spec):
     overrides: dict[str, Any] = Field(default_factory=dict, description="merged into the base experiment spec")
     seeds: tuple[int, ...] | None = Field(None, min_length=1, description="runs per trial; default: the experiment's")
     space: SpaceSpec
-    objective: ObjectiveSpec = ObjectiveSpec()
+    objective: ObjectiveSpec = _default(ObjectiveSpec)
     second_objective: ObjectiveSpec | None = None
-    sampler: SamplerSpec = SamplerSpec()
-    pruner: PrunerSpec = PrunerSpec()
+    sampler: SamplerSpec = _default(SamplerSpec)
+    pruner: PrunerSpec = _default(PrunerSpec)
     trials: int = Field(8, ge=1, description="completed trials to reach (pruned ones count when pruning is on)")
     workers: int = Field(1, ge=1)
     storage: str | None = Field(None, min_length=1, description="Optuna storage URL or journal file; default: store")
