@@ -92,6 +92,7 @@ def _next_trial(study: optuna.Study, job: Job, tag: dict[str, Any], failures: in
         return None if c.running else "grid"
     if c.done + c.running >= job.target:
         return None  # the running trials may still fail; wait to see
+    study.sampler = make_sampler(job.sweep, draw=len(study.get_trials(deepcopy=False)))
     trial = study.ask()
     tag_worker(study, trial, tag)
     return trial

@@ -38,7 +38,6 @@ from brts.spec import (
     source_label,
     validation_message,
 )
-from brts.train import metric_names
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
@@ -393,6 +392,8 @@ def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
 
 
 def _check_objectives(sweep: Sweep, where: Any) -> None:
+    from brts.train import metric_names  # torch: only where a spec is resolved, not in every worker import
+
     config = sweep.config({}, sweep.seeds[0])
     known = [*metric_names(config), *(f"eval/{split}" for split in config.eval.splits)]
     for key, objective in (("objective", sweep.spec.objective), ("second_objective", sweep.spec.second_objective)):

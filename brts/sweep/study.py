@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -93,14 +94,21 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: Sweep, draw: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded for the `draw`-th trial of the study.
+
+    TPE and random samplers are made anew for every trial with a seed from (spec seed, trial count): parallel
+    workers and resumed sweeps would otherwise replay one random stream and ask for the same values twice.
+    """
     s = sweep.spec.sampler
-    if s.name == "grid":
+    if s.name == "grid":  # its seed fixes the grid's order, which its trials' grid ids refer to: never reseed
         return _GridSampler(sweep.grid(), seed=s.seed)
+    digest = hashlib.sha256(f"{s.seed}:{draw}".encode()).digest()
+    seed = int.from_bytes(digest[:4], "little")
     if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: parallel workers do not all pick the point a running trial already explores.
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials, multivariate=True,
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials, multivariate=True,
                                       constant_liar=True)
 
 
