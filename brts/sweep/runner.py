@@ -59,12 +59,8 @@ class SweepResult:
     seconds: float
 
 
-def short(name: str) -> str:
-    return name.split(".", 1)[-1]
-
-
 def describe(params: dict[str, Any]) -> str:
-    return " ".join(f"{short(k)}={v:.4g}" if isinstance(v, float) else f"{short(k)}={v}" for k, v in params.items())
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _grid_left(study: optuna.Study, sweep: Sweep) -> int:

@@ -32,12 +32,11 @@ from brts.spec import (
     SpecError,
     TrainSpec,
     default_search_dirs,
-    error_detail,
     load_spec,
     read_layers,
-    source_label,
-    validation_message,
 )
+from brts.spec_errors import error_detail, validation_message
+from brts.spec_errors import source as source_label
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
@@ -123,9 +122,9 @@ class SpaceSpec(_Spec):
             raise ValueError("the search space is empty; add e.g. method: {aux_weight: {low: 0.01, high: 1, log: true}}")
         return self
 
-    def params(self) -> dict[str, ParamSpec]:
-        """Every parameter by its Optuna name, `section.field`, in spec order."""
-        return {f"{section}.{field}": p for section in SECTIONS for field, p in getattr(self, section).items()}
+    def params(self) -> list[tuple[str, str, ParamSpec]]:
+        """(section, field, spec) of every parameter, in spec order."""
+        return [(section, field, p) for section in SECTIONS for field, p in getattr(self, section).items()]
 
 
 class ObjectiveSpec(_Spec):
@@ -187,7 +186,8 @@ class SweepSpec(_Spec):
 
 @dataclass(frozen=True)
 class Param:
-    """One resolved search dimension: `kind` is categorical, int or float (from the field's type)."""
+    """One resolved search dimension, named by its field (Optuna's param name: `teacher_samples`, `aux_weight`);
+    `kind` is categorical, int or float (from the field's type)."""
 
     name: str
     section: str
@@ -242,7 +242,8 @@ class Sweep:
         exp = self.experiment
         method = arm_config(self.arm.preset, {**exp.method, **self.arm.set, **by_section["method"]})
         train = TrainSpec.model_validate({**exp.train.model_dump(), **by_section["train"]})
-        return RunConfig(task=exp.task, models=exp.models, train=train, eval=exp.eval, method=method, seed=seed)
+        return RunConfig(task=exp.task, models=exp.models, train=train, eval=exp.eval, rollout=exp.rollout,
+                         method=method, seed=seed)
 
     def planned(self, values: Mapping[str, Any], seed: int) -> PlannedRun:
         """The trial's run for one seed; its id equals that of any identical run of any experiment."""
@@ -335,7 +336,11 @@ def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder:
         raise SpecError(f"{where('arm')}: arm: {spec.arm!r} is not an arm of experiment {experiment.name!r}; "
                         f"its arms: {', '.join(a.name for a in experiment.arms)}")
     seeds = spec.seeds or experiment.seeds
-    params = tuple(_resolve_param(name, p, where) for name, p in spec.space.params().items())
+    params = tuple(_resolve_param(section, field, p, where) for section, field, p in spec.space.params())
+    names = [p.name for p in params]
+    if len(set(names)) < len(names):  # Optuna names a parameter by its field
+        twice = next(n for n in names if names.count(n) > 1)
+        raise SpecError(f"{where('space')}: space: {twice!r} is searched in two sections; search it in one")
     sweep = Sweep(spec=spec, source=source, experiment=experiment, arm=arm, seeds=seeds, params=params)
     for param in params:
         _check_values(sweep, param, where)
@@ -343,7 +348,7 @@ def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder:
     if spec.sampler.name == "grid":
         missing = [p.name for p in params if p.grid_points() is None]
         if missing:
-            raise SpecError(f"{where('space')}: space.{missing[0]}: the grid sampler needs points for a float range; "
+            raise SpecError(f"{where('space')}: space: {missing[0]}: the grid sampler needs points for a float range; "
                             "add grid: [...] (e.g. grid: [0.01, 0.1, 1.0])")
         if spec.trials > sweep.grid_size():
             shape = " x ".join(str(len(v)) for v in sweep.grid().values())
@@ -358,19 +363,19 @@ def _field_type(section: str, field: str) -> Any:
     return args[0] if len(args) == 1 else annotation
 
 
-def _resolve_param(name: str, spec: ParamSpec, where: Any) -> Param:
-    section, field = name.split(".", 1)
+def _resolve_param(section: str, field: str, spec: ParamSpec, where: Any) -> Param:
+    name = f"{section}.{field}"
     if spec.choices is not None:
-        return Param(name, section, field, spec, "categorical")
+        return Param(field, section, field, spec, "categorical")
     tp = _field_type(section, field)
     if tp is int:
         bad = [v for v in (spec.low, spec.high, spec.step, *(spec.grid or ())) if v is not None and v != int(v)]
         if bad:
             raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is an integer field; "
                             f"low, high, step and grid must be integers, got {bad[0]}")
-        return Param(name, section, field, spec, "int")
+        return Param(field, section, field, spec, "int")
     if tp is float:
-        return Param(name, section, field, spec, "float")
+        return Param(field, section, field, spec, "float")
     raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is not numeric; "
                     "search it with choices: [...]")
 
@@ -387,7 +392,7 @@ def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
             sweep.config({param.name: value}, sweep.seeds[0])
         except ValidationError as exc:
             _, detail = error_detail(exc.errors()[0], model)
-            raise SpecError(f"{where('space', param.section, param.field)}: space.{param.name}.{label}: "
+            raise SpecError(f"{where('space', param.section, param.field)}: space.{param.section}.{param.field}.{label}: "
                             f"{detail}") from None
 
 
@@ -395,7 +400,7 @@ def _check_objectives(sweep: Sweep, where: Any) -> None:
     from brts.train import metric_names  # torch: only where a spec is resolved, not in every worker import
 
     config = sweep.config({}, sweep.seeds[0])
-    known = [*metric_names(config), *(f"eval/{split}" for split in config.eval.splits)]
+    known = [*metric_names(config), *(f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks))]
     for key, objective in (("objective", sweep.spec.objective), ("second_objective", sweep.spec.second_objective)):
         if objective is None or objective.metric in known:
             continue

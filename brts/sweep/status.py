@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
-from brts.sweep.runner import describe, short
+from brts.sweep.runner import describe
 from brts.sweep.spec import Sweep
 from brts.sweep.study import trial_error
 
@@ -49,7 +49,7 @@ def counts_line(study: optuna.Study, target: int) -> str:
 def trials_table(study: optuna.Study, sweep: Sweep) -> Table:
     """Every trial: its parameters, objective mean ± sd over seeds, reused runs, and what happened to it."""
     names = [p.name for p in sweep.params]
-    table = Table("#", "state", *map(short, names), *(o.metric for o in sweep.objectives), "reused", "note",
+    table = Table("#", "state", *names, *(o.metric for o in sweep.objectives), "reused", "note",
                   title=f"{sweep.name}: trials")
     for t in study.get_trials(deepcopy=False):
         reused = t.user_attrs.get("reused") or []
@@ -102,7 +102,7 @@ def by_choice_table(study: optuna.Study, sweep: Sweep) -> Table | None:
         assert p.spec.choices is not None
         for choice in p.spec.choices:
             values = [t.values[0] for t in complete if t.params.get(p.name) == choice]
-            table.add_row(short(p.name), str(choice), str(len(values)),
+            table.add_row(p.name, str(choice), str(len(values)),
                           f"{statistics.fmean(values):.4g}" if values else "", f"{pick(values):.4g}" if values else "")
     return table
 
@@ -117,7 +117,7 @@ def space_table(sweep: Sweep) -> Table:
     table = Table("parameter", "search", "base value", title="search space")
     base = sweep.config({}, sweep.seeds[0])
     for p in sweep.params:
-        table.add_row(p.name, p.describe(), _fmt(getattr(getattr(base, p.section), p.field)))
+        table.add_row(f"{p.section}.{p.field}", p.describe(), _fmt(getattr(getattr(base, p.section), p.field)))
     return table
 
 

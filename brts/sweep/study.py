@@ -131,7 +131,7 @@ def create_or_load(sweep: Sweep, storage: BaseStorage, url: str) -> optuna.Study
     if recorded is None:
         study.set_user_attr("brts:identity", identity)
         study.set_user_attr("brts:spec", sweep.spec.model_dump(mode="json"))
-        study.set_user_attr("brts:objectives", [o.metric for o in sweep.objectives])
+        study.set_metric_names([o.metric for o in sweep.objectives])
     elif recorded != identity:
         changed = ", ".join(k for k in identity if recorded.get(k) != identity[k])
         raise SweepError(f"{sweep.source}: study {sweep.name!r} in {url} was made by a different sweep ({changed} "

@@ -183,8 +183,8 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Pa
     planned = [sweep.planned(values, seed) for seed in sweep.seeds]
     paths = [str(runs_root / p.experiment / p.run_id) for p in planned]
     trial.set_user_attr("seeds", list(sweep.seeds))
-    trial.set_user_attr("run_id", [p.run_id for p in planned])
-    trial.set_user_attr("run_path", paths)
+    trial.set_user_attr("run_ids", [p.run_id for p in planned])
+    _link_runs(trial, planned[0].run_id, paths)
     emit({"event": "start", "number": trial.number, "params": values, "seeds": len(planned)})
     reporter = PruneReporter(trial, sweep)
     reused: list[bool] = []
@@ -213,7 +213,7 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Pa
                 return TrialState.PRUNED, None
         reused.append(was_reused)
         paths[i] = str(folder.path)
-        trial.set_user_attr("run_path", paths)
+        _link_runs(trial, planned[0].run_id, paths)
         trial.set_user_attr("reused", reused)
         for objective in sweep.objectives:
             per_seed[objective.metric].append(metric_value(folder, objective))
@@ -229,6 +229,13 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Pa
     if len(sweep.seeds) > 1:
         trial.set_user_attr("seed_sd", {m: statistics.stdev(v) for m, v in per_seed.items()})
     return TrialState.COMPLETE, means
+
+
+def _link_runs(trial: optuna.Trial, first_id: str, paths: list[str]) -> None:
+    """`run_id`/`run_path`: the first seed's run (one link, as readers of a study expect); `run_paths`: all."""
+    trial.set_user_attr("run_id", first_id)
+    trial.set_user_attr("run_path", paths[0])
+    trial.set_user_attr("run_paths", paths)
 
 
 def tag_worker(study: optuna.Study, trial: optuna.Trial, tag: dict[str, Any]) -> None:

@@ -42,17 +42,18 @@ def test_grid_sweep_reuses_the_experiment_run_and_opens_with_plain_optuna(tmp_pa
 
     study = plain_study(store)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
-    assert {(t.params["method.teacher_samples"], t.params["method.aux_weight"]) for t in study.trials} == {
+    assert {(t.params["teacher_samples"], t.params["aux_weight"]) for t in study.trials} == {
         (2, 0.1), (2, 0.5), (4, 0.1), (4, 0.5)}
     for trial in study.trials:
-        (run_id,), (run_path,) = trial.user_attrs["run_id"], trial.user_attrs["run_path"]
+        run_id, run_path = trial.user_attrs["run_id"], trial.user_attrs["run_path"]
+        assert trial.user_attrs["run_ids"] == [run_id] and trial.user_attrs["run_paths"] == [run_path]
         record = json.loads((Path(run_path) / "record.json").read_text())
         assert Path(run_path).name == run_id and record["status"] == "finished" and record["attempts"] == 1
         assert trial.values == [trial.user_attrs["seed_values"]["val/hard"][0]]
         last_val = [m for m in map(json.loads, (Path(run_path) / "metrics.jsonl").read_text().splitlines())
                     if "val/hard" in m][-1]
         assert trial.values[0] == last_val["val/hard"]
-        reused = trial.params == {"method.teacher_samples": 4, "method.aux_weight": 0.5}
+        reused = trial.params == {"teacher_samples": 4, "aux_weight": 0.5}
         assert trial.user_attrs["reused"] == [reused]
         assert (Path(run_path) == experiment_run.parent) is reused
     assert len(list(store.glob("sweeps/sweep/*/record.json"))) == 3  # the fourth point was the experiment's run
@@ -76,9 +77,9 @@ def _strong_trial(sweep, pruner: str) -> optuna.trial.FrozenTrial:
                for s in range(len(sweep.seeds)) for step in steps for j in range(train.validation_problems)]
     else:
         ids = [s * stride + step for s in range(len(sweep.seeds)) for step in steps]
-    distributions = {"method.teacher_samples": optuna.distributions.CategoricalDistribution([2, 4]),
-                     "method.aux_weight": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
-    return optuna.trial.create_trial(params={"method.teacher_samples": 2, "method.aux_weight": 0.2},
+    distributions = {"teacher_samples": optuna.distributions.CategoricalDistribution([2, 4]),
+                     "aux_weight": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
+    return optuna.trial.create_trial(params={"teacher_samples": 2, "aux_weight": 0.2},
                                      distributions=distributions, value=1.0,
                                      intermediate_values=dict.fromkeys(ids, 1.0))
 
@@ -100,7 +101,7 @@ def test_a_worse_trial_is_pruned_at_its_step_and_its_run_resumes_later(tmp_path,
     assert trial.state == TrialState.PRUNED, result.output
     assert trial.user_attrs["pruned_step"] == 2 and trial.user_attrs["pruned_seed"] == 0
     assert "pruned at step 2 of seed 0" in result.output
-    first, second = (Path(p) for p in trial.user_attrs["run_path"])
+    first, second = (Path(p) for p in trial.user_attrs["run_paths"])
     record = json.loads((first / "record.json").read_text())
     assert record["status"] == "stopped" and record["stopped_at"] == 2
     assert [json.loads(line)["step"] for line in (first / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
@@ -125,7 +126,7 @@ def test_a_failing_run_fails_its_trial_with_the_error_and_the_sweep_goes_on(tmp_
     assert "the grid is exhausted" in result.output
     trials = plain_study(store).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert sorted(t.params["method.teacher_samples"] for t in failed) == [2, 2]
+    assert sorted(t.params["teacher_samples"] for t in failed) == [2, 2]
     assert all("failed: RuntimeError: teacher out of memory" in t.user_attrs["error"] for t in failed)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     status = invoke("sweep", "status", str(tiny_sweep), "--store", str(store))

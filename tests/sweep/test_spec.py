@@ -20,7 +20,7 @@ def invoke(*args: str):
 def test_default_sweeps_load_and_show_creates_nothing(tmp_path):
     sweep = load_sweep("n-lambda")
     assert sweep.experiment.name == "ablation-grid" and sweep.arm.name == "brts"
-    assert [p.name for p in sweep.params] == ["method.teacher_samples", "method.aux_weight"]
+    assert [p.name for p in sweep.params] == ["teacher_samples", "aux_weight"]
     assert [p.kind for p in sweep.params] == ["categorical", "float"]
     assert sweep.spec.objective.metric == "val/hard" and sweep.spec.objective.direction == "maximize"
     pareto = load_sweep("n-lambda-pareto")
@@ -39,9 +39,9 @@ def test_trial_run_is_the_experiment_run_with_the_same_values(tiny_sweep):
     sweep = load_sweep(tiny_sweep)
     experiment = load_spec(tiny_sweep.parent / "tiny.yaml")
     brts_run = next(p for p in plan(experiment) if p.arm == "brts")
-    same = sweep.planned({"method.teacher_samples": 4, "method.aux_weight": 0.5}, brts_run.seed)
+    same = sweep.planned({"teacher_samples": 4, "aux_weight": 0.5}, brts_run.seed)
     assert same.run_id == brts_run.run_id and same.config == brts_run.config
-    other = sweep.planned({"method.teacher_samples": 2, "method.aux_weight": 0.5}, brts_run.seed)
+    other = sweep.planned({"teacher_samples": 2, "aux_weight": 0.5}, brts_run.seed)
     assert other.run_id != brts_run.run_id and other.config.method.teacher_samples == 2
 
 

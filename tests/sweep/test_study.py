@@ -30,7 +30,7 @@ def test_each_trial_draws_from_its_own_seed(tiny_sweep):
         out = []
         for _ in range(count):
             study.sampler = make_sampler(sweep, draw=len(study.trials))
-            out.append(suggest(study.ask(), sweep)["method.aux_weight"])  # left running, as in parallel workers
+            out.append(suggest(study.ask(), sweep)["aux_weight"])  # left running, as in parallel workers
         return out
 
     first = draws(4)
