@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,10 @@ def user_errors() -> Iterator[None]:
     except (SpecError, StoreError, ModelLoadError, IncompatibleModelsError, EvaluationError, TaskDataError,
             GraderTimeoutStorm, SweepError) as exc:
         fail(str(exc))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def store_root(store: Path | None) -> Path:
@@ -174,6 +179,7 @@ def exp_run(
 ) -> None:
     """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers and exits as Ctrl-C does
     from brts.runs.cluster import ClusterUnavailable
     from brts.runs.executor import execute
     from brts.runs.plan import plan

@@ -53,3 +53,34 @@ def test_sigkill_then_rerun_finishes_and_matches_an_uninterrupted_grid(tmp_path,
         strip = lambda p: [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}  # noqa: E731
                            for x in p.read_text().splitlines()]
         assert strip(run / "metrics.jsonl") == strip(twin / "metrics.jsonl")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+def test_sigterm_stops_the_parallel_workers_too(tmp_path, tiny_models):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(tiny_spec_text(tiny_models).replace("steps: 4,", "steps: 200,"))
+    store = tmp_path / "store"
+    proc = _brts("exp", "run", str(spec), "--store", str(store), "--workers", "2")
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(
+        json.loads(p.read_text())["status"] == "running" for p in store.glob("tiny/*/record.json")
+    ):
+        time.sleep(0.05)
+    children = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                    text=True).stdout.split()]
+    assert children
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)

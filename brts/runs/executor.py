@@ -145,7 +145,15 @@ def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int,
             except BaseException:
                 for fut in pending:
                     fut.cancel()
+                _stop_workers(pool)
                 raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the workers now: a SIGTERM reaches only this process (Ctrl-C reaches the whole group), and waiting
+    would let them train on unseen. A killed run resumes from its last checkpoint next time."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+        process.terminate()
 
 
 def _drain(updates: Any, show: Any) -> None:
