@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import tiny_spec_text
 
@@ -57,7 +58,7 @@ def test_sigkill_then_rerun_finishes_and_matches_an_uninterrupted_grid(tmp_path,
 
 def _alive(pid: int) -> bool:
     try:
-        status = open(f"/proc/{pid}/status").read()
+        status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status  # a zombie has exited
