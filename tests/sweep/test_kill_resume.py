@@ -42,13 +42,15 @@ def _wait(condition, proc: subprocess.Popen[str], seconds: float = 240) -> None:
 def test_interrupted_and_killed_sweeps_resume_to_exactly_the_budget(tmp_path, tiny_models):
     sweep = write_sweep(tmp_path, tiny_models, SWEEP.replace("grid: [0.1, 0.5]", "grid: [0.5]").replace(
         "trials: 4", "trials: 2"))
-    (tmp_path / "tiny.yaml").write_text((tmp_path / "tiny.yaml").read_text().replace("steps: 4,", "steps: 16,"))
+    (tmp_path / "tiny.yaml").write_text((tmp_path / "tiny.yaml").read_text().replace("steps: 4,", "steps: 40,"))
     store = tmp_path / "store"
     runs = store / "sweeps" / "sweep"
     args = ("sweep", "run", str(sweep), "--store", str(store))
 
     def mid_first_trial() -> bool:
-        return any(r["status"] == "running" and _checkpointed(p) for p, r in _records(runs).items())
+        # While it trains (a wide window), not while its final evaluation runs.
+        return any(r["status"] == "running" and _checkpointed(p) and not (p / "final").exists()
+                   for p, r in _records(runs).items())
 
     first = _brts(*args)
     _wait(mid_first_trial, first)
@@ -59,7 +61,8 @@ def test_interrupted_and_killed_sweeps_resume_to_exactly_the_budget(tmp_path, ti
     def mid_second_trial() -> bool:
         records = _records(runs)
         statuses = [r["status"] for r in records.values()]
-        return "finished" in statuses and any(r["status"] == "running" and _checkpointed(p) for p, r in records.items())
+        return "finished" in statuses and any(
+            r["status"] == "running" and _checkpointed(p) and not (p / "final").exists() for p, r in records.items())
 
     second = _brts(*args)
     _wait(mid_second_trial, second)
@@ -90,6 +93,6 @@ def test_interrupted_and_killed_sweeps_resume_to_exactly_the_budget(tmp_path, ti
     assert all(r["attempts"] == 2 for r in records.values())  # each resumed once, none trained from scratch twice
     for run in records:
         steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert steps == list(range(17))
+        assert steps == list(range(41))
     # The killed run resumed from its checkpoint: the lines up to it (with their timings) were not recomputed.
     assert (killed_run / "metrics.jsonl").read_text().splitlines()[: len(before)] == before
