@@ -20,8 +20,11 @@ from tests.sweep.conftest import SWEEP, write_sweep
 
 def _brts(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    # A shell's background job (`cmd &`, as CI may run the tests) ignores SIGINT and its children inherit that;
+    # restore the default so the child's Python turns SIGINT into KeyboardInterrupt as a terminal's would.
     return subprocess.Popen([sys.executable, "-m", "brts.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _records(runs: Path) -> dict[Path, dict]:
