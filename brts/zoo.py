@@ -40,7 +40,7 @@ from brts.tasks.synthetic import (
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "4"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "7"  # bump whenever the recipe changes in a way the settings do not show
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,13 @@ class BuildSettings:
     hint_fraction: float = 0.5
     leak_fraction: float = 0.08
     shortcut: tuple[float, ...] = (0.0, 0.0, 0.1, 0.2, 0.45, 0.5)
-    # Student data: gold solutions of chains with at most this many operations, and a share of longer chains
-    # written in the full format with uniformly guessed later steps: the student knows the format but not
-    # the skill, so its own samples spread over the digits and the teacher's per-token signal can teach it.
-    student_max_ops: int = 1
+    # Student data: gold solutions of chains with at most this many operations; then, for the last
+    # `student_guess_steps`, a share of longer chains written in the full format with uniformly guessed later
+    # steps: the student knows the format but not the skill, so its own samples spread over the digits and
+    # the teacher's per-token signal can teach it.
+    student_max_ops: int = 2
     student_guess_fraction: float = 0.5
+    student_guess_steps: int = 200
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
     eval_samples: int = 2
@@ -151,7 +153,13 @@ def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
     tokenizer.save_pretrained(out / "tokenizer")
     task = SyntheticTask(seed=settings.seed)
     with _progress(progress) as advance:
-        student = _train(tokenizer, settings, _student_example, settings.student_steps, "student", advance)
+        # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
+        # (mixed from the start, the guesses kept the student from learning its gold steps).
+        gold_only = dataclasses.replace(settings, student_guess_fraction=0.0)
+        student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student", advance)
+        if settings.student_guess_steps:
+            student = _train(tokenizer, settings, _student_example, settings.student_guess_steps, "student+",
+                             advance, init=student)
         teacher = _train(
             tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance, init=student
         )
