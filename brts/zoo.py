@@ -40,7 +40,7 @@ from brts.tasks.synthetic import (
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "7"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "8"  # bump whenever the recipe changes in a way the settings do not show
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class BuildSettings:
     student_max_ops: int = 2
     student_guess_fraction: float = 0.5
     student_guess_steps: int = 200
+    # Then, for the last `student_shaky_steps` (after the teacher has taken its copy), a share of chains
+    # with at least `student_max_ops` operations guess from the last known step on: the student is unsure
+    # of that step too, so it starts below the teacher on `easy` and has something to learn there as well.
+    student_shaky_fraction: float = 0.5
+    student_shaky_steps: int = 100
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
     eval_samples: int = 2
@@ -154,15 +159,20 @@ def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
     task = SyntheticTask(seed=settings.seed)
     with _progress(progress) as advance:
         # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
-        # (mixed from the start, the guesses kept the student from learning its gold steps).
-        gold_only = dataclasses.replace(settings, student_guess_fraction=0.0)
+        # (mixed from the start, the guesses kept the student from learning its gold steps). The teacher
+        # starts from that student; the student then learns to doubt its last known step.
+        confident = dataclasses.replace(settings, student_shaky_fraction=0.0)
+        gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
         student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student", advance)
         if settings.student_guess_steps:
-            student = _train(tokenizer, settings, _student_example, settings.student_guess_steps, "student+",
+            student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student+",
                              advance, init=student)
         teacher = _train(
             tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance, init=student
         )
+        if settings.student_shaky_steps:
+            student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student?",
+                             advance, init=student)
         for name, model in (("teacher", teacher), ("student", student)):
             model.save_pretrained(out / name)
             tokenizer.save_pretrained(out / name)
@@ -202,10 +212,16 @@ def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Examp
     rng, known = sampler.rng, settings.student_max_ops
     if known < MAX_OPS and rng.random() < settings.student_guess_fraction:
         ops = rng.randint(known + 1, MAX_OPS)
-        problem = to_problem(sampler.expression(ops))
-        return _TASK.prompt(problem), guessed_solution(problem.problem, known, [rng.randrange(10) for _ in range(ops - known)])
-    problem = to_problem(sampler.expression(rng.randint(1, known)))
-    return _TASK.prompt(problem), gold_solution(problem.problem)
+    else:
+        ops = rng.randint(1, known)
+    steps_right = min(ops, known)
+    if settings.student_shaky_fraction and ops >= known and rng.random() < settings.student_shaky_fraction:
+        steps_right = known - 1
+    problem = to_problem(sampler.expression(ops))
+    if steps_right == ops:
+        return _TASK.prompt(problem), gold_solution(problem.problem)
+    guesses = [rng.randrange(10) for _ in range(ops - steps_right)]
+    return _TASK.prompt(problem), guessed_solution(problem.problem, steps_right, guesses)
 
 
 def _batch(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +291,7 @@ def _train(
     init: PreTrainedModel | None = None,
 ) -> PreTrainedModel:
     """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage."""
-    stage_seed = settings.seed * 1000 + (1 if stage == "teacher" else 2)
+    stage_seed = settings.seed * 1000 + {"teacher": 1, "student?": 3}.get(stage, 2)
     torch.manual_seed(stage_seed)
     model = _new_model(tokenizer, settings)
     if init is not None:
