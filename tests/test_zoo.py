@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from brts.models import check_compatible, load_model
+from brts.tasks.synthetic import BuildingSampler
 from brts.zoo import BuildSettings, BuiltModels, build_default_models, default_cache_root
 
 TINY = BuildSettings(
@@ -85,3 +86,42 @@ def test_default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert default_cache_root() == tmp_path
     monkeypatch.delenv("BRTS_CACHE")
     assert default_cache_root() == Path.home() / ".cache" / "brts"
+
+
+def _expression(prompt: str) -> str:
+    return prompt.split("Q:")[1].replace(" ", "").strip()
+
+
+def test_student_examples_are_gold_up_to_the_known_length_in_the_first_stage() -> None:
+    from brts.tasks.synthetic import gold_solution
+    from brts.zoo import _student_example
+
+    settings = BuildSettings(student_guess_fraction=0.0, student_shaky_fraction=0.0, student_copy_fraction=0.0)
+    sampler = BuildingSampler(0)
+    for _ in range(200):
+        prompt, response = _student_example(sampler, settings)
+        expression = _expression(prompt)
+        assert len(expression) // 2 <= settings.student_max_ops
+        assert response == gold_solution(expression)
+
+
+def test_shaky_student_examples_doubt_the_last_known_step_and_copy_it_forward() -> None:
+    from brts.tasks.synthetic import running_values
+    from brts.zoo import _student_example
+
+    settings = BuildSettings(student_guess_fraction=0.5, student_shaky_fraction=1.0, student_copy_fraction=1.0)
+    sampler = BuildingSampler(0)
+    lengths = set()
+    for _ in range(300):
+        prompt, response = _student_example(sampler, settings)
+        expression = _expression(prompt)
+        ops, gold = len(expression) // 2, running_values(expression)
+        lengths.add(ops)
+        *lines, answer = response.split("\n")
+        values = [int(line[1:]) for line in lines]
+        assert [line[0] for line in lines] == list("ABCDEF"[:ops])
+        assert answer == f"\\boxed{{{values[-1]}}}"
+        right = ops if ops < settings.student_max_ops else settings.student_max_ops - 1
+        assert values[:right] == gold[:right]
+        assert values[right:] == [gold[right - 1]] * (ops - right)  # every later step repeats the last right one
+    assert lengths == set(range(1, 7))
