@@ -28,7 +28,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Slow end-to-end checks (marked `slow`): the full built-in model build and a real grid."""
+    """Slow end-to-end checks (marked `slow`): the built-in models as the grid needs them, a short real OPD run,
+    the lm-eval cross-check, multi-process resume, Slurm requeue (about 6 minutes with the models cached)."""
     _install(session)
     session.run("pytest", "-q", "-m", "slow", *session.posargs, env=OFFLINE)
 

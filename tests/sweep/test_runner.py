@@ -69,7 +69,8 @@ def test_grid_sweep_reuses_the_experiment_run_and_opens_with_plain_optuna(tmp_pa
 
 
 def _strong_trial(sweep, pruner: str) -> optuna.trial.FrozenTrial:
-    """A finished trial that scored 1.0 on every validation problem at every step: any real tiny run is worse."""
+    """A finished trial that scored 100% on every validation problem at every step: any real tiny run is worse
+    (validation is in percent; a value of 1.0 would be beaten by a tiny student that solves one problem in six)."""
     train, stride = sweep.experiment.train, sweep.experiment.train.steps + 1
     steps = range(train.validate_every, train.steps + 1, train.validate_every)
     if pruner == "wilcoxon":
@@ -80,8 +81,8 @@ def _strong_trial(sweep, pruner: str) -> optuna.trial.FrozenTrial:
     distributions = {"teacher_samples": optuna.distributions.CategoricalDistribution([2, 4]),
                      "aux_weight": optuna.distributions.FloatDistribution(0.1, 1.0, log=True)}
     return optuna.trial.create_trial(params={"teacher_samples": 2, "aux_weight": 0.2},
-                                     distributions=distributions, value=1.0,
-                                     intermediate_values=dict.fromkeys(ids, 1.0))
+                                     distributions=distributions, value=100.0,
+                                     intermediate_values=dict.fromkeys(ids, 100.0))
 
 
 @pytest.mark.parametrize("pruner", ["wilcoxon", "median"])
