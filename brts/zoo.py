@@ -170,15 +170,15 @@ def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
         # starts from that student; the student then learns to doubt its last known step.
         confident = dataclasses.replace(settings, student_shaky_fraction=0.0, student_copy_fraction=0.0)
         gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
-        student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student", advance)
+        student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student 1", 2, advance)
         if settings.student_guess_steps:
-            student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student+",
+            student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student 2", 2,
                              advance, init=student)
         teacher = _train(
-            tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", advance, init=student
+            tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", 1, advance, init=student
         )
         if settings.student_shaky_steps:
-            student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student?",
+            student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student 3", 3,
                              advance, init=student)
         for name, model in (("teacher", teacher), ("student", student)):
             model.save_pretrained(out / name)
@@ -299,11 +299,13 @@ def _train(
     example: Callable[[BuildingSampler, BuildSettings], Example],
     steps: int,
     stage: str,
+    stream: int,
     advance: Advance,
     init: PreTrainedModel | None = None,
 ) -> PreTrainedModel:
-    """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage."""
-    stage_seed = settings.seed * 1000 + {"teacher": 1, "student?": 3}.get(stage, 2)
+    """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage's
+    `stream` (its data and initialisation; `stage` only labels the progress bar)."""
+    stage_seed = settings.seed * 1000 + stream
     torch.manual_seed(stage_seed)
     model = _new_model(tokenizer, settings)
     if init is not None:
