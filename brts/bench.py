@@ -232,7 +232,7 @@ def _vllm_throughput(teacher_dir: str, prompts: list[list[int]], settings: Any, 
 # --- the whole bench -------------------------------------------------------------------------------------
 
 
-def run_bench(overrides: Sequence[str] = (), steps: int = 5, count_overrides: Sequence[str] = (),
+def run_bench(overrides: Sequence[str] = (), steps: int = 15, count_overrides: Sequence[str] = (),
               pool_dir: Path | None = None, say: Say = print) -> BenchResult:
     """Measure everything (see the module docstring) on `ablation-grid` with `overrides`."""
     from brts.runs.run import resolve_model

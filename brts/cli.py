@@ -555,7 +555,7 @@ def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
 @app.command("bench")
 def bench(
     set_: SetOpt = None,
-    steps: Annotated[int, typer.Option(min=1, help="timed steps per configuration")] = 5,
+    steps: Annotated[int, typer.Option(min=1, help="timed steps per configuration")] = 15,
     count_steps: Annotated[int | None, typer.Option(min=1, help="training steps the token count covers "
                                                      "(default: the grid's)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
