@@ -1,0 +1,71 @@
+"""`brts eval`: evaluate one model (a folder, an HF id, a built-in model or a run) through lm-eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from brts.cli.common import StoreOpt, err, fail, out, store_root, user_errors
+
+TasksOpt = Annotated[list[str] | None, typer.Option(
+    "--tasks", help="lm-eval task names, comma-separated or repeated (brts_aime24, brts_synthetic_easy, gsm8k, ...)")]
+
+
+def eval_command(
+    target: Annotated[str, typer.Argument(help="a model folder, an HF model id, builtin:teacher|student, or a run "
+                                               "(folder, or id in the store)")],
+    tasks: TasksOpt = None,
+    k: Annotated[int | None, typer.Option(help="samples per problem")] = None,
+    problems: Annotated[int | None, typer.Option(help="problems per task (default: all)")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens")] = None,
+    seed: Annotated[int | None, typer.Option(help="lm-eval seed")] = None,
+    backend: Annotated[str | None, typer.Option(help="hf, vllm or auto")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="folder of <task>.jsonl benchmark files")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="results folder (default: ./evals/<name>)")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Evaluate a model through lm-eval and print avg@k, pass@k and maj@k per task (defaults: a run's own
+    evaluation settings, else the spec defaults). Results are cached in the output folder."""
+    from pydantic import ValidationError
+
+    from brts.evaluation.catalog import display_name
+    from brts.evaluation.evaluate import check_settings, evaluate_model
+    from brts.evaluation.spec import EvalSpec
+    from brts.evaluation.target import resolve_target
+
+    given = {"k": k, "problems": problems, "temperature": temperature, "top_p": top_p,
+             "max_new_tokens": max_new_tokens, "seed": seed, "backend": backend, "batch_size": batch_size,
+             "data_dir": data_dir}
+    overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    if tasks:
+        overrides["tasks"] = [t.strip() for item in tasks for t in item.split(",") if t.strip()]
+    with user_errors():
+        found = resolve_target(target, store_root(store))
+        base = {key: value for key, value in found.base.items() if key not in overrides}
+        try:
+            spec = EvalSpec.model_validate({**base, **overrides})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "options"
+            fail(f"{option}: {error['msg'].removeprefix('Value error, ')}")
+        check_settings(spec, found.task_seed)
+        folder = out_dir or Path("evals") / found.name
+        evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+                                    log=lambda line: err.print(line, highlight=False))
+    table = Table("task", title=f"{found.name}: percent")
+    for column in (f"avg@{spec.k}", f"pass@{spec.k}", f"maj@{spec.k}", "problems", "samples"):
+        table.add_column(column, justify="right")
+    for task in spec.tasks:
+        entry = evaluation.tasks[task]
+        cells = [f"{entry[m]:.1f}" if entry.get(m) is not None else "–" for m in ("avg@k", "pass@k", "maj@k")]
+        table.add_row(display_name(task), *cells, str(entry["problems"]), str(entry["k"]))
+    out.print(table)
+    cached = len(spec.tasks) - len(evaluation.evaluated)
+    err.print(f"{len(evaluation.evaluated)} evaluated, {cached} cached; results in {evaluation.folder}; "
+              f"reproduce with: sh {evaluation.folder / 'lm_eval_command.txt'}", highlight=False, soft_wrap=True)

@@ -1,0 +1,240 @@
+"""`brts exp list|show|run|status`: an experiment's planned runs, their cost estimates, running and progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from brts.cli.common import (
+    SetOpt,
+    StoreOpt,
+    ensure_models,
+    err,
+    fail,
+    load_experiment,
+    out,
+    store_root,
+    user_errors,
+)
+from brts.cli.pool import prefill
+from brts.spec import SpecError, list_specs, load_spec, resolved_yaml
+
+app = typer.Typer(help="Experiments: declarative grids of arms x seeds.", no_args_is_help=True)
+
+
+class Executor(str, Enum):
+    local = "local"
+    slurm = "slurm"
+    ray = "ray"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command("list")
+def exp_list(store: StoreOpt = None) -> None:
+    """List the experiment specs found, with how many of their runs are finished in the store."""
+    from brts.runs.plan import plan
+    from brts.runs.store import RunStore
+
+    table = Table("experiment", "spec", "runs", "finished")
+    runs = RunStore(store_root(store))
+    for name, path in list_specs():
+        try:
+            planned = plan(load_spec(str(path)))
+        except SpecError as exc:
+            table.add_row(name, str(path), "[red]invalid[/red]", str(exc)[:60])
+            continue
+        done = sum(runs.folder(p.experiment, p.run_id).status == "finished" for p in planned)
+        table.add_row(name, str(path), str(len(planned)), str(done))
+    out.print(table)
+
+
+@app.command("show")
+def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+    """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
+    from brts.estimate import estimate
+    from brts.runs.plan import plan
+    from brts.runs.store import RunStore
+
+    with user_errors():
+        spec = load_experiment(name, set_)
+        planned = plan(spec)
+    out.print(resolved_yaml(spec), highlight=False, markup=False)
+    arms = Table("arm", "preset", "resolved method (fields that differ from the MethodConfig defaults)",
+                 title="arms")
+    for arm in spec.arms:
+        method = spec.method_for(arm)
+        changed = method.model_dump(exclude_defaults=True)
+        arms.add_row(arm.name, arm.preset, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "(defaults)")
+    out.print(arms)
+    runs = RunStore(store_root(store))
+    table = Table("run id", "arm", "seed", "status", "teacher tokens ≤", "GPU memory / GPU",
+                  title=f"{len(planned)} planned runs ({spec.resources.world_size} training process(es) each)")
+    for p in planned:
+        est = estimate(p.config, p.resources)
+        memory = _gib(est.memory_gib["total"]) if est.memory_gib else "unknown model"
+        table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status,
+                      _tokens(est.teacher_tokens), memory)
+    out.print(table)
+    _print_estimate_basis(planned[0])
+
+
+def _gib(value: float) -> str:
+    return f"{value:.1f} GiB" if value >= 1 else f"{value * 1024:.1f} MiB"
+
+
+def _params(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.2f} M"
+
+
+def _tokens(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.2f} M" if count >= 1e5 else str(count)
+
+
+def _print_estimate_basis(first: Any) -> None:
+    from brts.estimate import estimate
+
+    est = estimate(first.config, first.resources)
+    sizes = ", ".join(f"{role} {_params(n)} parameters" if n else f"{role} size unknown"
+                      for role, n in (("student", est.student_params), ("teacher", est.teacher_params)))
+    parts = ", ".join(f"{k} {_gib(v)}" for k, v in est.memory_gib.items() if k != "total")
+    rollout = first.config.rollout
+    vllm = (f"; plus two vLLM engines at {rollout.vllm_memory_fraction:.0%} of the GPU each"
+            if rollout.backend == "vllm" else "")
+    out.print(f"Estimates from the spec alone, nothing downloaded ({sizes}). Teacher tokens: upper bound, every "
+              "sample at the length limit and every prompt retried in Tier 2. GPU memory per GPU under data "
+              f"parallelism ({parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
+              "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations"
+              f"{vllm} (see brts/estimate.py).", highlight=False)
+
+
+@app.command("run")
+def exp_run(
+    name: str,
+    set_: SetOpt = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="parallel runs (default: the spec's `workers`)")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed runs again")] = False,
+    store: StoreOpt = None,
+    executor: Annotated[Executor, typer.Option(
+        help="where runs execute: local processes, Slurm job arrays (submitit) or a Ray cluster ($RAY_ADDRESS)",
+    )] = Executor.local,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would run or be submitted; run nothing")]
+    = False,
+) -> None:
+    """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers and exits as Ctrl-C does
+    from brts.runs.cluster import ClusterUnavailable
+    from brts.runs.executor import execute
+    from brts.runs.plan import plan
+    from brts.runs.reference import evaluate_references
+    from brts.runs.store import RunStore
+    from brts.runs.summary import collect, render
+
+    with user_errors():
+        spec = load_experiment(name, set_)
+        planned = plan(spec)
+        runs = RunStore(store_root(store))
+        if dry_run:
+            _dry_run(planned, runs, executor, workers or spec.workers, retry_failed)
+            return
+        runs.check_writable()
+        ensure_models(spec)
+    try:
+        todo = [p for p in planned if runs.folder(p.experiment, p.run_id).status != "finished"]
+        if spec.pool.enabled and spec.pool.prefill and todo:
+            prefill(spec, todo, runs.root)
+        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err,
+                           executor=executor.value)
+    except ClusterUnavailable as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again to resume where it stopped", code=130)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.action] = counts.get(o.action, 0) + 1
+    err.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
+    for o in outcomes:
+        if o.action in ("failed", "skipped-failed"):
+            stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
+                if o.record.get("failed_stage") == "eval" else ""
+            err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
+                      f"{o.record.get('error')}", highlight=False)
+    try:
+        references = evaluate_references(spec, runs.root, log=lambda line: err.print(line, highlight=False))
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again to resume where it stopped", code=130)
+    for role, record in references.items():
+        if record.get("status") == "failed":
+            err.print(f"[red]failed[/red] reference {role}: {record.get('error')}", highlight=False)
+    frame = collect(planned, runs)
+    out.print(render(frame, [a.name for a in spec.arms], list(spec.eval.tasks), title=spec.name,
+                     references=references))
+    failed_refs = any(r.get("status") == "failed" for r in references.values())
+    if failed_refs or any(o.action in ("failed", "skipped-failed", "locked") for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _dry_run(planned: list[Any], runs: Any, executor: Executor, workers: int, retry_failed: bool) -> None:
+    """What `exp run` would execute or submit, and nothing else."""
+    from brts.runs.cluster import ray_options, submitit_plan
+    from brts.runs.executor import skipped
+
+    todo = [p for p in planned if skipped(p, runs.folder(p.experiment, p.run_id).record(), retry_failed) is None]
+    out.print(f"{len(planned)} planned, {len(planned) - len(todo)} finished or failed (skipped), {len(todo)} to run "
+              f"with --executor {executor.value} (store {runs.root})", highlight=False)
+    if executor is Executor.slurm:
+        for array in submitit_plan(todo, workers):
+            out.print(f"job array of {len(array['runs'])}: submitit parameters "
+                      f"{json.dumps(array['parameters'], sort_keys=True)}", highlight=False)
+            for run in array["runs"]:
+                out.print(f"  {run['run_id']}  {run['arm']} seed {run['seed']}  ({run['processes']} training "
+                          "process(es))", highlight=False)
+        return
+    for p in todo:
+        where = (f"ray task {json.dumps(ray_options(p.resources), sort_keys=True)}" if executor is Executor.ray
+                 else f"local worker (of {workers})")
+        out.print(f"  {p.run_id}  {p.arm} seed {p.seed}: {where}, {p.resources.world_size} training process(es)",
+                  highlight=False)
+
+
+@app.command("status")
+def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+    """Show each planned run's status, progress and final accuracy."""
+    from brts.runs.plan import plan
+    from brts.runs.store import RunStore
+
+    with user_errors():
+        spec = load_experiment(name, set_)
+        planned = plan(spec)
+    from brts.evaluation.catalog import display_name
+
+    runs = RunStore(store_root(store))
+    tasks = spec.eval.tasks
+    table = Table("run id", "arm", "seed", "status", "step", *map(display_name, tasks), "error", title=spec.name)
+    for p in planned:
+        record = runs.folder(p.experiment, p.run_id).record()
+        evals = record.get("eval", {})
+        step = _last_step(runs.folder(p.experiment, p.run_id).metrics_path)
+        status = record.get("status", "planned")
+        status += " (eval)" if record.get("failed_stage") == "eval" else ""
+        table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",
+                      *[f"{evals[t]:.1f}" if t in evals else "" for t in tasks],
+                      (record.get("error") or "")[:80])
+    out.print(table)
+
+
+def _last_step(path: Path) -> int:
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    return int(json.loads(lines[-1])["step"]) if lines else 0

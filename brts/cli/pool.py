@@ -1,0 +1,112 @@
+"""`brts pool show|clear|fill`: the shared teacher sample pool, and the pre-fill `exp run` does before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from brts.cli.common import (
+    SetOpt,
+    StoreOpt,
+    ensure_models,
+    err,
+    fail,
+    load_experiment,
+    out,
+    store_root,
+    user_errors,
+)
+from brts.spec import ExperimentSpec
+
+app = typer.Typer(help="The shared teacher sample pool: show, fill for an experiment, clear.", no_args_is_help=True)
+
+PoolPathOpt = Annotated[
+    Path | None, typer.Option("--path", help="pool file (default: <store>/.pool/teacher-samples.sqlite)",
+                              show_default=False)
+]
+
+
+def prefill(spec: ExperimentSpec, planned: list[Any], root: Path) -> Any:
+    """Draw every teacher sample of `planned` into the experiment's pool, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from brts.runs.prefill import plan_demand
+    from brts.runs.run import open_pool
+
+    pool = open_pool(spec.pool, root)
+    columns = (TextColumn("pre-filling teacher samples (steps)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task("fill", total=None)
+            demand = plan_demand(planned, pool, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        if pool is not None:
+            pool.close()
+    return demand
+
+
+def _pool_file(store: Path | None, path: Path | None) -> Path:
+    from brts.runs.run import POOL_FILE
+
+    return path or store_root(store) / POOL_FILE
+
+
+@app.command("show")
+def pool_show(store: StoreOpt = None, path: PoolPathOpt = None) -> None:
+    """Size of the teacher sample pool: samples, tokens, bytes on disk, samples per teacher."""
+    from brts.rollout.pool import SamplePool
+
+    file = _pool_file(store, path)
+    if not file.exists():
+        out.print(f"no pool at {file} (it is created by the first run that draws teacher samples)", highlight=False)
+        return
+    stats = SamplePool(file).stats()
+    table = Table("pool", "samples", "tokens", "on disk", title="teacher sample pool")
+    table.add_row(str(stats.path), str(stats.samples), str(stats.tokens), f"{stats.file_bytes / 2**20:.1f} MiB")
+    out.print(table)
+    for teacher, count in sorted(stats.teachers.items()):
+        out.print(f"  teacher {teacher}: {count} samples", highlight=False)
+
+
+@app.command("clear")
+def pool_clear(
+    store: StoreOpt = None, path: PoolPathOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Delete every sample of the pool (runs then draw their teacher samples again, identically)."""
+    from brts.rollout.pool import SamplePool
+
+    file = _pool_file(store, path)
+    if not file.exists():
+        out.print(f"no pool at {file}", highlight=False)
+        return
+    if not yes and not typer.confirm(f"delete every teacher sample in {file}?"):
+        raise typer.Exit(1)
+    out.print(f"deleted {SamplePool(file).clear()} samples from {file}", highlight=False)
+
+
+@app.command("fill")
+def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+    """Draw every teacher sample an experiment's runs will use into its pool, in large batches, before
+    training; print the teacher tokens its runs need with and without the pool."""
+    from brts.runs.plan import plan
+    from brts.runs.prefill import totals
+    from brts.runs.store import RunStore
+
+    with user_errors():
+        spec = load_experiment(name, set_)
+        if not spec.pool.enabled:
+            fail(f"{name}: pool.enabled is false; set pool.enabled: true (or --set pool.enabled=true) to fill it")
+        planned = plan(spec)
+        runs = RunStore(store_root(store))
+        runs.check_writable()
+        ensure_models(spec)
+    try:
+        counted = totals(prefill(spec, planned, runs.root))
+    except KeyboardInterrupt:
+        fail("interrupted; the samples drawn so far are kept: run the same command again to finish", code=130)
+    out.print(f"{counted.samples} distinct teacher samples; teacher tokens the runs need: "
+              f"{counted.with_pool} with the pool, {counted.without_pool} without", highlight=False)
