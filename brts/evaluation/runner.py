@@ -92,8 +92,11 @@ def uses_chat_template(lm: Any, spec: EvalSpec) -> bool:
 def silenced_progress(quiet: bool) -> Iterator[None]:
     """With `quiet`, lm-eval's tqdm bars are off (they would tear `brts exp run`'s own progress display).
 
-    tqdm reads TQDM_DISABLE only when first imported, so the bars are switched off where lm-eval made them.
+    tqdm reads TQDM_DISABLE only when first imported, so the bars are switched off where lm-eval made them;
+    the modules that make them are imported first (the first evaluation of a process would otherwise find
+    them not yet loaded and leak its bars).
     """
+    import importlib
     import sys
 
     from tqdm import tqdm
@@ -102,6 +105,9 @@ def silenced_progress(quiet: bool) -> Iterator[None]:
         return tqdm(*args, **{**kwargs, "disable": True})
 
     names = ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface", "lm_eval.models.vllm_causallms")
+    if quiet:
+        for name in names[:3]:  # vLLM's module is patched only when its backend has loaded it
+            importlib.import_module(name)
     modules = [sys.modules[n] for n in names if quiet and n in sys.modules and hasattr(sys.modules[n], "tqdm")]
     saved = [getattr(m, "tqdm") for m in modules]  # noqa: B009
     for module in modules:
