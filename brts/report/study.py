@@ -32,7 +32,7 @@ class Study:
     storage: Path
     objectives: list[str]
     directions: list[str]  # "maximize" / "minimize", one per objective
-    trials: pd.DataFrame  # number, state, params (by name), objective columns, run_id, run_path
+    trials: pd.DataFrame  # number, state, params, objective columns and their "<obj> sd" over seeds, run links
     params: list[str]
     importances: dict[str, float] | None
     importance_note: str
@@ -95,12 +95,17 @@ def _trial_frame(trials: list[Any], objectives: list[str]) -> pd.DataFrame:
         values = t.values or []
         for i, obj in enumerate(objectives):
             row[obj] = values[i] if i < len(values) else math.nan
+        sd = t.user_attrs.get("seed_sd") or {}
+        for obj in objectives:
+            row[f"{obj} sd"] = sd.get(obj, math.nan)
         row["run_id"] = t.user_attrs.get("run_id")
         row["run_path"] = t.user_attrs.get("run_path")
+        row["run_paths"] = t.user_attrs.get("run_paths")  # every seed's run (brts sweeps); run_path: the first
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["number", "state", *objectives, "run_id", "run_path"])
+        return pd.DataFrame(columns=["number", "state", *objectives, *[f"{o} sd" for o in objectives], "run_id",
+                                     "run_path", "run_paths"])
     return frame.sort_values("number").reset_index(drop=True)
 
 

@@ -14,12 +14,17 @@ from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.study import PARAM_LABELS, Study, load_study, resolve_run_path
 
 
-def _run_folder(trial: pd.Series, store: Path) -> Path | None:
-    found = resolve_run_path(trial.get("run_path"), store)
-    if found is None and trial.get("run_id"):
+def _run_folders(trial: pd.Series, store: Path) -> list[Path]:
+    """Every seed's run folder of a trial (`run_paths`), else the one its `run_path` or `run_id` names."""
+    paths = trial.get("run_paths")
+    if isinstance(paths, list | tuple) and paths:
+        found = [resolve_run_path(p, store) for p in paths]
+        return [f for f in found if f is not None]
+    one = resolve_run_path(trial.get("run_path"), store)
+    if one is None and trial.get("run_id"):
         matches = sorted(p for p in store.glob(f"*/{trial['run_id']}") if (p / "record.json").is_file())
-        found = matches[0] if matches else None
-    return found
+        one = matches[0] if matches else None
+    return [] if one is None else [one]
 
 
 def _best(study: Study) -> str:
@@ -45,8 +50,7 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
     progress(f"reading the runs of {len(trials)} trials")
     folders, labels = [], {}
     for _, t in trials.iterrows():
-        folder = _run_folder(t, store)
-        if folder is not None:
+        for folder in _run_folders(t, store):
             folders.append(folder)
             labels[str(folder)] = {"arm": f"trial {int(t['number'])}"}
     data = read_runs(folders, labels)
@@ -59,10 +63,10 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
     summary = [
         f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in states.items()) + ".",
         _best(study),
-        "Each trial is one training run, so its objective carries that run's seed and sampling noise: the best "
-        "cell is where to look further (more seeds), not a significant winner.",
+        "A trial's objective is the mean over its seeds' runs (± their sd where it has several), so it still "
+        "carries seed and sampling noise: the best cell is where to look further, not a significant winner.",
     ]
-    missing = [int(t["number"]) for _, t in trials.iterrows() if _run_folder(t, store) is None]
+    missing = [int(t["number"]) for _, t in trials.iterrows() if not _run_folders(t, store)]
     if missing:
         summary.append(f"No run folder found for trial(s) {', '.join(map(str, missing))} (user attribute run_path).")
     progress("drawing figures")
@@ -76,7 +80,8 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
         Para(f"Sweep {name}: study {study.name!r} in {study.storage}; objective(s): "
              + ", ".join(f"{o} ({d})" for o, d in zip(study.objectives, study.directions, strict=True)) + "."),
         Heading("Summary"), Bullets(summary),
-        Heading("Trials"), Table(table, "one row per trial; avg@k per task from the trial's run (percent)"),
+        Heading("Trials"), Table(table, "one row per trial; objective: mean ± sd over its seeds; avg@k per task "
+                                        "over every seed's run (percent)"),
     ]
     captions = {"sweep_objective": "objective over N × λ", "sweep_history": "optimisation history",
                 "sweep_importance": study.importance_note, "sweep_pareto": "Pareto front of the two objectives"}
@@ -96,7 +101,9 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
 
 
 def _trial_table(study: Study, runs: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
-    status = {row.arm: row.status for row in runs.itertuples()}
+    status: dict[str, list[str]] = {}
+    for run in runs.itertuples():
+        status.setdefault(str(run.arm), []).append(str(run.status))
     rows = []
     for _, t in study.trials.iterrows():
         label = f"trial {int(t['number'])}"
@@ -105,11 +112,14 @@ def _trial_table(study: Study, runs: pd.DataFrame, per_task: pd.DataFrame) -> pd
             value = t.get(f"param:{p}")
             row[PARAM_LABELS.get(p, p)] = "–" if value is None or pd.isna(value) else f"{value:.3g}"
         for obj in study.objectives:
-            row[obj] = "–" if math.isnan(float(t[obj])) else f"{float(t[obj]):.2f}"
+            value, sd = float(t[obj]), float(t.get(f"{obj} sd", math.nan))
+            row[obj] = "–" if math.isnan(value) else f"{value:.2f}" + ("" if math.isnan(sd) else f" ± {sd:.2f}")
         if study.pareto:
             row["Pareto"] = "yes" if int(t["number"]) in study.pareto else ""
         run_id = "–" if pd.isna(t["run_id"]) else str(t["run_id"])
-        row["run"] = f"{run_id} ({status.get(label, 'no folder')})"
+        states = status.get(label, [])
+        seeds = f", {len(states)} seeds" if len(states) > 1 else ""
+        row["run"] = f"{run_id}{seeds} ({', '.join(sorted(set(states))) or 'no folder'})"
         for task in per_task.columns:
             value = per_task[task].get(label, math.nan)
             row[f"avg@k {display_task(task)}"] = "–" if pd.isna(value) else f"{value:.1f}"

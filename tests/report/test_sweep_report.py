@@ -101,3 +101,27 @@ def test_a_journal_file_study_is_read(tmp_path):
     loaded = load_study(folder, "j")
     assert list(loaded.trials["number"]) == [0, 1, 2] and loaded.objectives == ["objective"]
     assert loaded.trials["objective"].tolist() == [t.value for t in study.trials]
+
+
+def test_a_trial_is_reported_over_every_seed_run(tmp_path):
+    store = tmp_path / "store"
+    exp = ExperimentSpec(name="nl-seeds", arms=[{"name": "n4", "preset": "brts"}], seeds=[0, 1],
+                         train={"steps": 10, "validate_every": 5},
+                         eval={"splits": ["easy", "hard"], "problems": 20, "k": 2}, method={"alignment_top_k": 3})
+    planned = write_experiment(store, exp, {"n4": 0.0}, references=False)
+    paths = [str(store / "nl-seeds" / p.run_id) for p in planned]
+    (store / "sweeps" / "nl").mkdir(parents=True)
+    study = optuna.create_study(study_name="nl", storage=f"sqlite:///{store / 'sweeps' / 'nl' / 'study.db'}")
+    study.set_metric_names(["hard avg@k"])
+    study.add_trial(optuna.trial.create_trial(
+        params={"teacher_samples": 4}, distributions={"teacher_samples": optuna.distributions.CategoricalDistribution([2, 4])},
+        value=50.0, user_attrs={"run_id": planned[0].run_id, "run_path": paths[0], "run_paths": paths,
+                                "seed_sd": {"hard avg@k": 1.25}}))
+    out = tmp_path / "out"
+    build_report("nl", store, out)
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(results["seed"]) == {0, 1} and len(results) == 2 * 2 * 20 * 2  # both seeds' runs, not the first
+    hard = results[results["task"] == "brts_synthetic_hard"]
+    row = next(line for line in (out / "index.md").read_text().splitlines() if line.startswith("| 0 | complete |"))
+    assert "50.00 ± 1.25" in row and "2 seeds" in row
+    assert f"{100 * hard.groupby('problem_id')['correct'].mean().mean():.1f}" in row
