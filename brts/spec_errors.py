@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from brts.spec import ArmSpec
 
 
+class SpecError(Exception):
+    """A mistake in a spec the user can fix; the message is one line naming the file, the field and the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split("\n")))
+
+
 def show(value: Any) -> str:
     """A given value as an error message quotes it: JSON-like, on one line, at most 80 characters."""
     if isinstance(value, str):

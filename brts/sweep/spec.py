@@ -12,7 +12,6 @@ import difflib
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from brts.spec import (
 )
 from brts.spec_errors import error_detail, validation_message
 from brts.spec_errors import source as source_label
+from brts.spec_files import search_dirs
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
@@ -275,13 +275,7 @@ class Sweep:
 
 def default_sweep_dirs() -> list[Path]:
     """`$BRTS_SWEEPS` (os.pathsep-separated), `./sweeps`, then the repository's `sweeps/`."""
-    dirs = [Path(p).expanduser() for p in os.environ.get("BRTS_SWEEPS", "").split(os.pathsep) if p]
-    dirs += [Path("sweeps"), Path(brts.__file__).resolve().parent.parent / "sweeps"]
-    unique: list[Path] = []
-    for d in dirs:
-        if all(d.resolve() != u.resolve() for u in unique):
-            unique.append(d)
-    return unique
+    return search_dirs("BRTS_SWEEPS", "sweeps")
 
 
 def load_sweep(name_or_path: str | Path, overrides: Sequence[str] = (), fields: Mapping[str, Any] | None = None,
