@@ -222,7 +222,8 @@ def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Examp
     else:
         ops = rng.randint(1, known)
     steps_right = min(ops, known)
-    if settings.student_shaky_fraction and ops >= known and rng.random() < settings.student_shaky_fraction:
+    # A share of 0 draws nothing, so a stage without doubts or copies keeps the earlier stages' random stream.
+    if settings.student_shaky_fraction > 0 and ops >= known and rng.random() < settings.student_shaky_fraction:
         steps_right = known - 1
     problem = to_problem(sampler.expression(ops))
     if steps_right == ops:
@@ -230,7 +231,7 @@ def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Examp
     guesses: list[int] = []
     previous = running_values(problem.problem)[steps_right - 1] if steps_right else int(problem.problem[0])
     for _ in range(ops - steps_right):
-        copy = settings.student_copy_fraction and rng.random() < settings.student_copy_fraction
+        copy = settings.student_copy_fraction > 0 and rng.random() < settings.student_copy_fraction
         previous = previous if copy else rng.randrange(10)
         guesses.append(previous)
     return _TASK.prompt(problem), guessed_solution(problem.problem, steps_right, guesses)

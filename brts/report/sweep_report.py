@@ -48,11 +48,9 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
     if trials.empty:
         raise ReportError(f"sweep {name!r} in {store} has no trials yet; run `brts sweep run {name}` first")
     progress(f"reading the runs of {len(trials)} trials")
-    folders, labels = [], {}
-    for _, t in trials.iterrows():
-        for folder in _run_folders(t, store):
-            folders.append(folder)
-            labels[str(folder)] = {"arm": f"trial {int(t['number'])}"}
+    trial_folders = {int(t["number"]): _run_folders(t, store) for _, t in trials.iterrows()}
+    folders = [folder for found in trial_folders.values() for folder in found]
+    labels = {str(folder): {"arm": f"trial {number}"} for number, found in trial_folders.items() for folder in found}
     data = read_runs(folders, labels)
     per_task = pd.DataFrame()
     if not data.samples.empty:
@@ -66,7 +64,7 @@ def compose(store: Path, name: str, progress: Progress) -> Composed:
         "A trial's objective is the mean over its seeds' runs (± their sd where it has several), so it still "
         "carries seed and sampling noise: the best cell is where to look further, not a significant winner.",
     ]
-    missing = [int(t["number"]) for _, t in trials.iterrows() if not _run_folders(t, store)]
+    missing = [number for number, found in trial_folders.items() if not found]
     if missing:
         summary.append(f"No run folder found for trial(s) {', '.join(map(str, missing))} (user attribute run_path).")
     progress("drawing figures")
