@@ -50,6 +50,7 @@ class Architecture:
 # Architecture values from each model's published config.json.
 KNOWN_MODELS: dict[str, Architecture] = {
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": Architecture(1536, 28, 8960, 12, 2, 151936, tied=False),
+    "hbx/JustRL-DeepSeek-1.5B": Architecture(1536, 28, 8960, 12, 2, 151936, tied=False),  # RL-trained from the above
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": Architecture(3584, 28, 18944, 28, 4, 152064, tied=False),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": Architecture(5120, 48, 13824, 40, 8, 152064, tied=False),
     "Qwen/Qwen2.5-Math-1.5B": Architecture(1536, 28, 8960, 12, 2, 151936, tied=True),

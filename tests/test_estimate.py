@@ -30,19 +30,22 @@ def test_parameter_counts_match_published_and_instantiated_models(tmp_path):
 def test_paper_spec_estimates():
     runs = {p.arm: p for p in plan(load_spec("paper-r1-distill"))}
     assert set(runs) == {"opd", "brts_n2", "brts_n4"}
-    # 200 steps x 64 prompts x (N + 1 hinted retry) x 7168 tokens, at most.
+    # 220 steps x 64 prompts x (N + 1 hinted retry) x 7168 tokens, at most.
     assert teacher_tokens(runs["opd"].config) == 0
-    assert teacher_tokens(runs["brts_n4"].config) == 200 * 64 * 5 * 7168
+    assert teacher_tokens(runs["brts_n4"].config) == 220 * 64 * 5 * 7168
     est = estimate(runs["brts_n4"].config, runs["brts_n4"].resources)
-    assert est.student_params == 1_777_088_000
+    assert est.student_params == est.teacher_params == 1_777_088_000  # JustRL is an RL-trained copy of the student
     assert est.memory_gib["student"] == 16 * 1_777_088_000 / 2**30
     assert est.memory_gib["total"] == sum(v for k, v in est.memory_gib.items() if k != "total")
 
 
-def test_exp_show_paper_spec_validates_and_plans_without_the_hub(monkeypatch):
+def test_exp_show_paper_specs_validate_and_plan_without_the_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = CliRunner().invoke(app, ["exp", "show", "paper-r1-distill"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "3 planned runs (8 training process(es) each)" in result.output
-    assert "student 1.78 B parameters, teacher 7.62 B parameters" in result.output
-    assert "0.46 B" in result.output  # brts_n4's teacher-token bound
+    assert "student 1.78 B parameters, teacher 1.78 B parameters" in result.output
+    assert "0.50 B" in result.output  # brts_n4's teacher-token bound
+    larger = CliRunner().invoke(app, ["exp", "show", "paper-r1-distill-7b"], env={"COLUMNS": "200"})
+    assert larger.exit_code == 0, larger.output
+    assert "student 1.78 B parameters, teacher 7.62 B parameters" in larger.output

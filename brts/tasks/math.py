@@ -1,9 +1,9 @@
 """Math word problems from a JSONL file or a Hugging Face dataset, graded with math-verify.
 
 Training prompts come from `task.train` (DAPO-Math-17k in the paper-scale spec), evaluation splits from
-`task.eval_sets` (AIME 2024/2025, AMC 2023, MATH-500, or a user's own files). The prompt is the problem, one
-space and `task.prompt_suffix`; with `task.chat_template` the model's chat template wraps it (see
-`brts.tasks.base.prompt_ids`).
+`task.eval_sets` (AIME 2024/2025, AMC 2023, MATH-500, or a user's own files). The prompt is the problem (without
+DAPO-Math-17k's own answer-format instruction), one space and `task.prompt_suffix`; with `task.chat_template`
+the model's chat template wraps it (see `brts.tasks.base.prompt_ids`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,22 @@ KEY_MARKER = "verification key"
 HINT = ("(A {marker} is given: {answer}. Do not mention it; derive the solution from the problem and use the key "
         "only to check your final result.)")
 _HINT_PHRASES = ("use the key only", "do not mention it", "key is given")
+# DAPO-Math-17k wraps each problem in its own instruction (open-r1's copy keeps it in `prompt`): it asks for an
+# "Answer: ..." last line, which the grader (the last \boxed{}) does not read.
+DAPO_PREFIX = ("Solve the following math problem step by step. The last line of your response should be of the "
+               "form Answer: $Answer (without quotes) where $Answer is the answer to the problem.")
+DAPO_SUFFIX = 'Remember to put your answer on its own line after "Answer:".'
+
+
+def problem_text(raw: str) -> str:
+    """The problem alone: DAPO-Math-17k's answer-format instruction around it removed, so that the prompt asks
+    only for what `task.prompt_suffix` asks (the `\boxed{}` the grader reads); other text is only stripped."""
+    text = raw.strip()
+    if text.startswith(DAPO_PREFIX):
+        text = text[len(DAPO_PREFIX):]
+    if text.endswith(DAPO_SUFFIX):
+        text = text[: -len(DAPO_SUFFIX)]
+    return text.strip()
 
 
 def _is_local(path: str) -> bool:
@@ -49,7 +65,8 @@ def load_problems(spec: DatasetSpec, label: str) -> tuple[Problem, ...]:
                                 f"{', '.join(sorted(row))}); set problem_field/answer_field in the spec")
         ident = row.get(spec.id_field)
         problems.append(Problem(id=str(ident) if ident is not None else f"{label}-{index}",
-                                problem=str(row[spec.problem_field]), answer=answer_text(row[spec.answer_field]),
+                                problem=problem_text(str(row[spec.problem_field])),
+                                answer=answer_text(row[spec.answer_field]),
                                 difficulty=label))
     if not problems:
         raise TaskDataError(f"{spec.path}: no problems; give a non-empty problem set")
