@@ -134,6 +134,12 @@ class TrainSpec(_Spec):
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
     gradient_checkpointing: bool = Field(False, description="recompute layer activations in backward")
+    # Memory only (not in run ids): results equal to float rounding whatever the chunk (brts.logprobs).
+    logprob_chunk: int = Field(256, ge=1, description="response positions per lm_head/log-softmax chunk of the "
+                               "streamed log-probs: bounds their [chunk, vocabulary] tensors")
+
+
+MEMORY_ONLY_TRAIN_FIELDS = ("logprob_chunk",)
 
 
 class ResourcesSpec(_Spec):
@@ -275,6 +281,14 @@ class RunConfig(_Spec):
     rollout: RolloutSpec = _default(RolloutSpec)
     method: MethodConfig
     seed: int
+
+    def results_dump(self) -> dict[str, Any]:
+        """The config as JSON data without the fields that bound memory but change no result (to float
+        rounding): what run ids and sweep identities hash."""
+        data = self.model_dump(mode="json")
+        for name in MEMORY_ONLY_TRAIN_FIELDS:
+            data["train"].pop(name)
+        return data
 
     @property
     def validation_splits(self) -> tuple[str, ...]:

@@ -6,19 +6,21 @@ This is the I/O-facing half of METHOD.md section 2; the decisions themselves are
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 from transformers import PreTrainedModel
 
+from brts.logprobs import OutputHead, logprobs_at, response_hidden, token_scores, top_tokens
 from brts.method import alignment as align
 from brts.method.config import MethodConfig
-from brts.method.selection import Candidate, Selection, needs_recovery, select
+from brts.method.selection import Candidate, Selection, contested, needs_recovery, select
 from brts.rollout.base import Completion, SamplingSettings
 from brts.rollout.teacher import DrawRequest, DrawStats, TeacherSampler
-from brts.scoring import ResponseBatch, build_batch, response_logprobs
+from brts.scoring import build_batch
 from brts.tasks.base import Problem, Task
 
 Encode = Callable[[str], list[int]]
@@ -32,6 +34,9 @@ class BranchResult:
     aux_prompts: list[list[int]] = field(default_factory=list)
     aux_trajectories: list[list[int]] = field(default_factory=list)
     selections: list[Selection] = field(default_factory=list)
+    # (selection, aux row) pairs whose alignment the student's training forward over that row gives (nothing
+    # ranked them, so no forward scored them here); `with_alignments` fills them in.
+    pending: list[tuple[int, int]] = field(default_factory=list)
     tier1_any_correct: int = 0
     retries: int = 0
     recovered: int = 0
@@ -39,14 +44,12 @@ class BranchResult:
     teacher_tokens: int = 0  # tokens of every teacher sample the step used, drawn here or taken from the pool
     stats: DrawStats = field(default_factory=DrawStats)
 
-
-@dataclass(frozen=True)
-class _StudentScores:
-    """The student's view of every candidate of the step, from one no-grad forward."""
-
-    forced: Tensor  # teacher-forced alignment per candidate
-    logprob: Tensor  # mean log-prob per candidate
-    batch: ResponseBatch
+    def with_alignments(self, per_aux_row: Sequence[float]) -> BranchResult:
+        """This result with the pending selections' alignment taken from `per_aux_row` (one per aux row)."""
+        selections = list(self.selections)
+        for index, row in self.pending:
+            selections[index] = dataclasses.replace(selections[index], alignment=per_aux_row[row])
+        return dataclasses.replace(self, selections=selections, pending=[])
 
 
 def teacher_settings(cfg: MethodConfig, max_new_tokens: int) -> SamplingSettings:
@@ -78,51 +81,59 @@ def retry_prompts(graded: Sequence[Sequence[bool]], cfg: MethodConfig) -> list[i
 def _student_scores(
     student: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
-    completions: Sequence[Completion],
+    trajectories: Sequence[Sequence[int]],
     cfg: MethodConfig,
     pad_id: int,
-) -> _StudentScores | None:
-    """Score every candidate under its unhinted prompt; None when the alignment ignores the student."""
-    if cfg.alignment in ("first", "random"):
-        return None
-    batch = build_batch(prompts, [c.token_ids for c in completions], pad_id).to(student.device)
-    with torch.no_grad():
-        logp = response_logprobs(student, batch)
-    forced = align.teacher_forced_alignment(logp, batch.tokens, batch.mask, cfg.effective_alignment_top_k)
-    return _StudentScores(forced, align.logprob_alignment(logp, batch.tokens, batch.mask), batch)
+    chunk: int,
+    micro_batch: int | None,
+) -> list[tuple[float, float]]:
+    """(teacher-forced alignment, mean log-prob) of each trajectory under its prompt, from no-grad forwards of
+    `micro_batch` rows (all at once when None)."""
+    out: list[tuple[float, float]] = []
+    size = micro_batch or max(1, len(prompts))
+    for start in range(0, len(prompts), size):
+        batch = build_batch(prompts[start : start + size], trajectories[start : start + size], pad_id)
+        token, kth = token_scores(student, batch, cfg.effective_alignment_top_k, chunk)
+        mask = batch.mask.to(token.device)
+        out += zip(align.teacher_forced_from(token, kth, mask).tolist(), align.logprob_from(token, mask).tolist(),
+                   strict=True)
+    return out
 
 
-def _alignment(
+def _positional(
+    student: PreTrainedModel,
+    prompt: Sequence[int],
+    own: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[int]],
     cfg: MethodConfig,
-    scores: _StudentScores | None,
-    rows: list[int],
-    view: tuple[Tensor | None, Tensor],
-    rng: torch.Generator,
-) -> tuple[list[float], list[float]]:
-    """Alignment and tie-break log-prob of the candidates at `rows`, per `cfg.alignment`."""
-    count = len(rows)
-    if scores is None:
-        first = cfg.alignment == "first"
-        ranks = align.first_alignment(count) if first else align.random_alignment(count, rng)
-        return ranks.tolist(), [0.0] * count
-    logprob = scores.logprob[rows].tolist()
-    if cfg.alignment == "teacher_forced":
-        return scores.forced[rows].tolist(), logprob
-    if cfg.alignment == "logprob":
-        return logprob, logprob
-    if view[0] is None:
-        raise ValueError("the positional alignment needs the student's log-probs along its own samples")
-    positional = align.positional_alignment(
-        view[0], view[1], scores.batch.tokens[rows], scores.batch.mask[rows], cfg.effective_alignment_top_k
-    )
-    return positional.tolist(), logprob
+    pad_id: int,
+    chunk: int,
+) -> Callable[[slice], list[float]]:
+    """The `positional` alignment of every candidate against the student's own responses `own` to `prompt` (one
+    no-grad forward over them): a function of which own responses form the view (`own[view]`)."""
+    batch = build_batch([prompt] * len(own), own, pad_id)
+    cand = build_batch([prompt] * len(candidates), candidates, pad_id)
+    head, hidden = OutputHead.of(student), response_hidden(student, batch)
+    device = hidden.device
+    mask, cand_mask = batch.mask.to(device), cand.mask.to(device)
+    top = top_tokens(head, hidden, batch.tokens.to(device)[mask], cfg.effective_alignment_top_k, chunk)
+    length = min(mask.shape[1], cand_mask.shape[1])
+    columns = align.positional_columns(cand.tokens.to(device), cand_mask, length).T  # [L, C]
+    # Own position t reads the candidates' tokens at t (positions past the candidates' length read nothing).
+    position = torch.arange(mask.shape[1], device=device).expand_as(mask)[mask].clamp(max=length - 1)
+    at = logprobs_at(head, hidden, columns[position], top.log_normaliser, chunk)  # [N, C]
+    kth = torch.zeros(mask.shape, device=device)
+    kth[mask] = top.values[:, -1]
+    cand_logp = torch.zeros(*mask.shape, len(candidates), device=device)
+    cand_logp[mask] = at
+    return lambda view: align.positional_from(cand_logp[view, :length], kth[view], mask[view], cand_mask).tolist()
 
 
 def run_branch(
     *,
     problems: Sequence[Problem],
     prompt_ids: Sequence[list[int]],
-    student_own: Sequence[tuple[Tensor | None, Tensor]],
+    own_responses: Sequence[Sequence[Sequence[int]]],
     student: PreTrainedModel,
     teacher: TeacherSampler,
     task: Task,
@@ -132,13 +143,18 @@ def run_branch(
     stream: str,
     seed: int,
     pad_id: int,
+    chunk: int = 256,
+    micro_batch: int | None = None,
 ) -> BranchResult:
     """Tiered selection for every prompt of the step (or for every student response, per `selection_scope`).
 
     Teacher samples are the keyed samples of `stream` (see `brts.rollout.teacher`); `seed` drives the
-    `random` alignment only. `student_own[i]` holds the student's log-probs and mask along prompt i's own
-    sampled responses ([n, R, V], [n, R]); the log-probs are read by the `positional` alignment only (None
-    otherwise), the mask by `truncate_to_student_length`.
+    `random` alignment only. `own_responses[i]` are the student's own sampled responses to prompt i (read by
+    the `positional` alignment and by `truncate_to_student_length`). The student scores only the candidates
+    whose alignment can change a choice (`brts.method.selection.contested`), in no-grad forwards of
+    `micro_batch` rows (all at once when None) with log-probs streamed `chunk` positions at a time; a chosen
+    trajectory that nothing ranked is left `pending`: the student's training forward over it gives its
+    alignment (`BranchResult.with_alignments`).
     """
     result = BranchResult()
     settings = teacher_settings(cfg, max_new_tokens)
@@ -159,50 +175,81 @@ def run_branch(
         hinted_graded = {i: [d.correct for d in row] for i, row in zip(retry, drawn, strict=True)}
         result.retries = len(retry)
     result.teacher_tokens = result.stats.generated_tokens + result.stats.pool_tokens
+    leaked = {i: [task.leaks(c.text, problems[i].answer) for c in row] for i, row in hinted.items()}
+    sources = [{"unhinted": tier1[i], "hinted": hinted.get(i, [])} for i in range(len(problems))]
 
-    # Every candidate, hinted or not, is scored under the unhinted prompt it will be trained under.
-    pool: list[tuple[int, str, int]] = []
-    for i, row in enumerate(tier1):
-        pool += [(i, "unhinted", j) for j in range(len(row))]
-        pool += [(i, "hinted", j) for j in range(len(hinted.get(i, [])))]
+    def candidates(i: int, alignment: dict[str, list[float]], logprob: dict[str, list[float]]
+                   ) -> tuple[list[Candidate], list[Candidate] | None]:
+        unhinted = [Candidate(c, a, lp) for c, a, lp in
+                    zip(graded[i], alignment["unhinted"], logprob["unhinted"], strict=True)]
+        if i not in hinted:
+            return unhinted, None
+        return unhinted, [Candidate(c, a, lp, leak) for c, a, lp, leak in
+                          zip(hinted_graded[i], alignment["hinted"], logprob["hinted"], leaked[i], strict=True)]
+
+    def unscored(i: int) -> tuple[list[Candidate], list[Candidate] | None]:
+        nan = {src: [math.nan] * len(rows) for src, rows in sources[i].items()}
+        return candidates(i, nan, nan)
+
+    # The student scores, under the unhinted prompt they are trained under, the candidates whose alignment can
+    # change the choice, and with truncation (whose training forward sees a cut trajectory) an unranked choice.
+    student_scored = cfg.alignment in ("teacher_forced", "logprob", "positional")
+    keys: list[tuple[int, str, int]] = []
+    for i in range(len(problems)) if student_scored else ():
+        ranked_u, ranked_h = contested(*unscored(i), cfg)
+        keys += [(i, "unhinted", j) for j in ranked_u] + [(i, "hinted", j) for j in ranked_h]
+        if cfg.alignment != "positional" and cfg.truncate_to_student_length and not (ranked_u or ranked_h):
+            chosen = select(*unscored(i), cfg)
+            if chosen.index is not None:
+                keys.append((i, chosen.source or "unhinted", chosen.index))
 
     def completion(key: tuple[int, str, int]) -> Completion:
         i, source, j = key
-        return (hinted[i] if source == "hinted" else tier1[i])[j]
+        return sources[i][source][j]
 
-    scores = _student_scores(student, [prompt_ids[i] for i, _, _ in pool], [completion(k) for k in pool], cfg, pad_id)
+    scores = _student_scores(student, [prompt_ids[i] for i, _, _ in keys], [completion(k).token_ids for k in keys],
+                             cfg, pad_id, chunk, micro_batch) if keys else []
+    scored = dict(zip(keys, scores, strict=True))
+
+    def from_scores(i: int, pick: int) -> dict[str, list[float]]:
+        return {src: [scored.get((i, src, j), (math.nan, math.nan))[pick] for j in range(len(rows))]
+                for src, rows in sources[i].items()}
+
     rng = torch.Generator().manual_seed(seed + 2)
-    row_of = {key: r for r, key in enumerate(pool)}
     per_response = cfg.selection_scope == "response"
-    for i, problem in enumerate(problems):
-        own_logp, own_mask = student_own[i]
-        views = [(None if own_logp is None else own_logp[j : j + 1], own_mask[j : j + 1])
-                 for j in range(own_mask.shape[0])]
-        views = views if per_response else [(own_logp, own_mask)]
-        hinted_leaked = [task.leaks(c.text, problem.answer) for c in hinted.get(i, [])]
-        hinted_correct = hinted_graded.get(i, [])
-        result.leaks_dropped += sum(hinted_leaked)
-        unhinted_rows = [row_of[(i, "unhinted", j)] for j in range(len(tier1[i]))]
-        hinted_rows = [row_of[(i, "hinted", j)] for j in range(len(hinted.get(i, [])))]
+    for i in range(len(problems)):
+        own = own_responses[i]
+        views = [slice(j, j + 1) for j in range(len(own))] if per_response else [slice(0, len(own))]
+        result.leaks_dropped += sum(leaked.get(i, []))
+        positional = None
+        if cfg.alignment == "positional":
+            trajectories = [c.token_ids for src in ("unhinted", "hinted") for c in sources[i][src]]
+            positional = _positional(student, prompt_ids[i], own, trajectories, cfg, pad_id, chunk)
         recovered = False
         for view in views:
-            align_u, lp_u = _alignment(cfg, scores, unhinted_rows, view, rng)
-            unhinted = [Candidate(c, a, lp) for c, a, lp in zip(graded[i], align_u, lp_u, strict=True)]
-            hinted_cands = None
-            if i in hinted:
-                align_h, lp_h = _alignment(cfg, scores, hinted_rows, view, rng)
-                hinted_cands = [
-                    Candidate(c, a, lp, leak)
-                    for c, a, lp, leak in zip(hinted_correct, align_h, lp_h, hinted_leaked, strict=True)
-                ]
+            if not student_scored:  # `first` or `random`: ranks that ignore the student
+                ranks = {src: (align.first_alignment(len(rows)) if cfg.alignment == "first"
+                               else align.random_alignment(len(rows), rng)).tolist() if rows else []
+                         for src, rows in sources[i].items()}
+                unhinted, hinted_cands = candidates(i, ranks, {src: [0.0] * len(r) for src, r in ranks.items()})
+            elif positional is not None:
+                both, split = positional(view), len(sources[i]["unhinted"])
+                unhinted, hinted_cands = candidates(i, {"unhinted": both[:split], "hinted": both[split:]},
+                                                    from_scores(i, 1))
+            else:
+                unhinted, hinted_cands = candidates(i, from_scores(i, 0 if cfg.alignment == "teacher_forced" else 1),
+                                                    from_scores(i, 1))
             chosen = select(unhinted, hinted_cands, cfg)
-            result.selections.append(chosen)
             recovered |= chosen.tier == 2
             if chosen.tier == 0 or chosen.index is None:
+                result.selections.append(chosen)
                 continue
+            if chosen.alignment is not None and math.isnan(chosen.alignment):
+                result.pending.append((len(result.selections), len(result.aux_trajectories)))
+            result.selections.append(chosen)
             trajectory = list(completion((i, chosen.source or "unhinted", chosen.index)).token_ids)
             if cfg.truncate_to_student_length:
-                trajectory = trajectory[: int(view[1].sum(-1).max())]
+                trajectory = trajectory[: max(len(r) for r in own[view])]
             result.aux_prompts.append(list(prompt_ids[i]))
             result.aux_trajectories.append(trajectory)
         result.recovered += int(recovered)

@@ -24,13 +24,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from brts import checkpoint, timing
 from brts.distributed import Ranks
 from brts.grading import extract_boxed
-from brts.method.losses import mean_entropy, opd_loss, teacher_context_loss
+from brts.logprobs import OutputHead, kept_logprobs, teacher_pass
+from brts.method import alignment as align
+from brts.method.losses import opd_loss, teacher_context_loss, token_mean
+from brts.method.support import support_top_k
 from brts.rollout.backends import student_generator, teacher_generator
 from brts.rollout.base import Request, SamplingSettings
 from brts.rollout.keyed import row_seed
 from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawStats, TeacherSampler, model_identity, stream_name
-from brts.scoring import ResponseBatch, build_batch, response_logprobs
+from brts.scoring import ResponseBatch, build_batch
 from brts.spec import RunConfig
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.teacher_context import BranchResult, run_branch
@@ -281,57 +284,51 @@ class Trainer:
         if load_weights is not None:
             load_weights(self.models.student)
 
-    def _student_own(
-        self, prompts: list[list[int]], responses: list[tuple[int, ...]], n: int
-    ) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
-        """Per prompt, the student's log-probs (only for the `positional` alignment, the one reader; from a
-        no-grad forward) and the mask along its own `n` samples."""
-        batch = build_batch(prompts, responses, self.pad_id).to(self.device)
-        logp = None
-        if self.cfg.method.alignment == "positional":
-            with torch.no_grad(), self.amp():
-                logp = torch.cat([response_logprobs(self.models.student, mb) for mb in self._micro_batches(batch)])
-        return [(None if logp is None else logp[i * n : (i + 1) * n], batch.mask[i * n : (i + 1) * n])
-                for i in range(len(prompts) // n)]
-
     def _micro_batches(self, batch: ResponseBatch) -> list[ResponseBatch]:
         size = self.cfg.train.micro_batch_size or batch.size
         return [batch.rows(i, i + size) for i in range(0, batch.size, size)]
 
     def _backprop(
         self, batch: ResponseBatch, own_rows: int, opd_tokens: float, aux_tokens: float, timer: Timer
-    ) -> tuple[float, float, float]:
+    ) -> tuple[float, float, float, list[float]]:
         """Forward and backward `batch` (the student's own samples in its first `own_rows` rows, the selected
-        teacher trajectories after them) in micro-batches. Each micro-batch's OPD and aux token means are
-        weighted by its share of the step's `opd_tokens` and `aux_tokens` over all ranks: summed over
-        micro-batches and ranks (the gradient all-reduce), the gradients are those of the global token means.
-        Returns the token-weighted sums of the OPD loss, the student's entropy and the aux loss."""
+        teacher trajectories after them) in micro-batches, log-probs streamed (`brts.logprobs`). Each
+        micro-batch's OPD and aux token means are weighted by its share of the step's `opd_tokens` and
+        `aux_tokens` over all ranks: summed over micro-batches and ranks (the gradient all-reduce), the gradients
+        are those of the global token means. Returns the token-weighted sums of the OPD loss, the student's
+        entropy and the aux loss, and the student's alignment score (`method.alignment`) of each aux row."""
         student, teacher, method = self.models.student, self.models.teacher, self.cfg.method
-        opd_sum, entropy_sum, aux_sum = 0.0, 0.0, 0.0
+        opd_sum, entropy_sum, aux_sum, aux_alignment = 0.0, 0.0, 0.0, []
+        chunk, top_k = self.cfg.train.logprob_chunk, support_top_k(method, OutputHead.of(student).vocab_size)
         size = self.cfg.train.micro_batch_size or batch.size
         for start in range(0, batch.size, size):
             mb = batch.rows(start, start + size).to(self.device)
             split = max(0, min(own_rows - start, mb.size))  # rows [0, split) of mb are the student's own
             own, aux = slice(0, split), slice(split, None)
             with timer("teacher_score"), torch.no_grad(), self.amp():
-                teacher_logp = response_logprobs(teacher, mb)
+                teacher_part = teacher_pass(teacher, mb, top_k, chunk)
             with timer("update"):
                 with self.amp():
-                    student_logp = response_logprobs(student, mb)
+                    kept = kept_logprobs(student, mb, teacher_part, chunk)
                 own_tokens, aux_tokens_mb = int(mb.mask[own].sum()), int(mb.mask[aux].sum())
-                loss = student_logp.new_zeros(())
+                loss = kept.student.new_zeros(())
                 if own_tokens:
-                    part = opd_loss(student_logp[own], teacher_logp[own], mb.tokens[own], mb.mask[own], method)
+                    part = opd_loss(kept.student[own], kept.teacher[own], kept.token[own], mb.mask[own], method)
                     loss = loss + part * (own_tokens / max(opd_tokens, 1.0))
                     opd_sum += part.item() * own_tokens
-                    entropy_sum += mean_entropy(student_logp[own].detach(), mb.mask[own]).item() * own_tokens
+                    entropy_sum += token_mean(kept.entropy[own], mb.mask[own]).item() * own_tokens
                 if aux_tokens_mb:
-                    part = teacher_context_loss(student_logp[aux], teacher_logp[aux], mb.mask[aux], method)
+                    part = teacher_context_loss(kept.student[aux], kept.teacher[aux], mb.mask[aux], method)
                     loss = loss + part * (method.aux_weight * aux_tokens_mb / max(aux_tokens, 1.0))
                     aux_sum += part.item() * aux_tokens_mb
+                if mb.size > split:
+                    token_logp, mask = kept.token_logprob()[aux].detach(), mb.mask[aux]
+                    score = (align.teacher_forced_from(token_logp, kept.kth(method.effective_alignment_top_k)[aux], mask)
+                             if method.alignment == "teacher_forced" else align.logprob_from(token_logp, mask))
+                    aux_alignment += score.tolist()
                 if loss.requires_grad and torch.isfinite(loss):  # a non-finite loss fails the step after the gather
                     loss.backward()  # type: ignore[no-untyped-call]
-        return opd_sum, entropy_sum, aux_sum
+        return opd_sum, entropy_sum, aux_sum, aux_alignment
 
     def step(self, step: int) -> dict[str, Any]:
         """One optimiser step over this rank's block of the step's prompts; returns the whole step's metrics."""
@@ -362,10 +359,12 @@ class Trainer:
         if method.teacher_context:
             with timer("select"), self.amp():
                 branch = run_branch(
-                    problems=problems, prompt_ids=prompt_ids, student_own=self._student_own(opd_prompts, opd_responses, n),
+                    problems=problems, prompt_ids=prompt_ids, own_responses=[opd_responses[i * n : (i + 1) * n]
+                                                                             for i in range(len(problems))],
                     student=student, teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
                     max_new_tokens=tc.max_new_tokens, stream=stream_name(cfg.seed, epoch),
-                    seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id,
+                    seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id, chunk=tc.logprob_chunk,
+                    micro_batch=tc.micro_batch_size,
                 )
             timer.seconds["teacher_sample"] = branch.stats.seconds
 
@@ -375,7 +374,10 @@ class Trainer:
         own_tokens = int(batch.mask[: len(opd_responses)].sum())
         opd_tokens, aux_tokens, aux_rows = ranks.sum([own_tokens, batch.num_tokens - own_tokens, len(aux_trajectories)])
         self.optimizer.zero_grad(set_to_none=True)
-        opd_sum, entropy_sum, aux_sum = self._backprop(batch, len(opd_responses), opd_tokens, aux_tokens, timer)
+        opd_sum, entropy_sum, aux_sum, aux_alignment = self._backprop(
+            batch, len(opd_responses), opd_tokens, aux_tokens, timer)
+        if branch is not None:  # chosen trajectories that nothing ranked: their alignment from the update's forward
+            branch = branch.with_alignments(aux_alignment)
 
         # The whole step's numbers, from every rank's share (the identity in one process).
         parts = ranks.gather(RankShare(

@@ -42,9 +42,9 @@ def _setup(script, **overrides):
                                   [(p, h) for p in problems for h in (None, p.answer)] if (p.id, h) in script})
     encode = lambda text: list(tok(text)["input_ids"])  # noqa: E731
     cfg = arm_config("brts", {"alignment": "first", **overrides})
-    own = (None, torch.ones(1, 3, dtype=torch.bool))
+    own = [(5, 6, 7)]
     result = run_branch(
-        problems=problems, prompt_ids=[encode(task.prompt(p)) for p in problems], student_own=[own, own],
+        problems=problems, prompt_ids=[encode(task.prompt(p)) for p in problems], own_responses=[own, own],
         student=None, teacher=TeacherSampler(gen, "scripted-teacher", task.grader), task=task, encode=encode,
         cfg=cfg, max_new_tokens=32, stream="seed0/epoch0", seed=0, pad_id=tok.pad_token_id,
     )

@@ -2,13 +2,18 @@
 
 from brts.method.alignment import (
     first_alignment,
+    kth_largest,
     logprob_alignment,
+    logprob_from,
     positional_alignment,
+    positional_from,
     random_alignment,
     teacher_forced_alignment,
+    teacher_forced_from,
 )
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config
 from brts.method.losses import (
+    entropy,
     mean_entropy,
     opd_candidates,
     opd_loss,
@@ -18,7 +23,8 @@ from brts.method.losses import (
     topk_mask,
     total_loss,
 )
-from brts.method.selection import Candidate, Selection, count_leaks, needs_recovery, select
+from brts.method.selection import Candidate, Selection, contested, count_leaks, needs_recovery, select
+from brts.method.support import first_occurrences, restricted, support_columns, support_top_k, token_column
 
 __all__ = [
     "ARM_PRESETS",
@@ -26,19 +32,30 @@ __all__ = [
     "MethodConfig",
     "Selection",
     "arm_config",
+    "contested",
     "count_leaks",
+    "entropy",
     "first_alignment",
+    "first_occurrences",
+    "kth_largest",
     "logprob_alignment",
+    "logprob_from",
     "mean_entropy",
     "needs_recovery",
     "opd_candidates",
     "opd_loss",
     "opd_weights",
     "positional_alignment",
+    "positional_from",
     "random_alignment",
+    "restricted",
     "select",
+    "support_columns",
+    "support_top_k",
     "teacher_context_loss",
     "teacher_forced_alignment",
+    "teacher_forced_from",
+    "token_column",
     "token_mean",
     "topk_mask",
     "total_loss",

@@ -1,7 +1,10 @@
 """The student-context loss L_OPD, the teacher-context loss L_aux and their sum (METHOD.md sections 1 and 3).
 
-Every loss takes full-vocabulary log-probabilities `[B, T, V]` at the positions that predict the response
-tokens: `student_logp` carries the gradient, `teacher_logp` is treated as a constant. Losses are written
+Every loss takes log-probabilities `[B, T, V]` at the positions that predict the response tokens:
+`student_logp` carries the gradient, `teacher_logp` is treated as a constant. `V` is the vocabulary, or any
+set of token columns, the same for both models at a position, that holds every token a loss reads (the
+student's and the teacher's top-K and the response token: `brts.method.support`), with repeated columns at
+−inf; a −inf column is never a candidate, so the losses are the same on both. Losses are written
 in the surrogate form `sg[coefficient] * s(k)`, so their value is a bookkeeping number and their gradient
 is the estimator of METHOD.md. Everything is computed in the dtype of the inputs.
 """
@@ -21,10 +24,11 @@ def token_mean(per_token: Tensor, mask: Tensor) -> Tensor:
 
 
 def topk_mask(logp: Tensor, k: int) -> Tensor:
-    """Boolean mask `[..., V]` of the `k` largest entries of `logp` on the last axis (all if k >= V)."""
+    """Boolean mask `[..., V]` of the `k` largest entries of `logp` on the last axis (all if k >= V), leaving
+    out entries at −inf (tokens of probability 0, or columns a restricted support leaves out)."""
     k = min(k, logp.shape[-1])
     indices = logp.topk(k, dim=-1).indices
-    return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, indices, True)
+    return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, indices, True) & (logp > float("-inf"))
 
 
 def renormalised(logp: Tensor, candidates: Tensor) -> Tensor:
@@ -139,7 +143,13 @@ def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:
 
 
 @torch.no_grad()
+def entropy(logp: Tensor) -> Tensor:
+    """Entropy −Σ p log p over the last axis of full-vocabulary log-probs `[..., V]`, `[...]`."""
+    p_log_p = logp.exp().mul_(logp).nan_to_num_(nan=0.0)  # p = 0 at log p = −inf gives nan: 0 · log 0 = 0
+    return -p_log_p.sum(dim=-1)
+
+
+@torch.no_grad()
 def mean_entropy(student_logp: Tensor, mask: Tensor) -> Tensor:
     """Token-mean over `mask` of the student's full-vocabulary entropy −Σ p log p (`student/entropy`)."""
-    p_log_p = torch.where(torch.isfinite(student_logp), student_logp.exp() * student_logp, 0.0)
-    return token_mean(-p_log_p.sum(dim=-1), mask)
+    return token_mean(entropy(student_logp), mask)

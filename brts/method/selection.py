@@ -57,6 +57,36 @@ def count_leaks(hinted: Sequence[Candidate]) -> int:
     return sum(c.leaked for c in hinted)
 
 
+def contested(
+    unhinted: Sequence[Candidate], hinted: Sequence[Candidate] | None, cfg: MethodConfig
+) -> tuple[list[int], list[int]]:
+    """The unhinted and hinted candidates among which `select` chooses by alignment, from correctness and leaks
+    alone (their `alignment` and `logprob` are not read): empty lists when the choice does not depend on any
+    alignment, because the tier that decides it has at most one eligible candidate.
+
+    `select` reads the alignment (and log-prob) of these candidates and of no other, so the student needs to
+    score only these; a prompt with zero or one correct candidate needs none, unless it falls back to Tier 3
+    `most_similar`, which ranks every unhinted candidate.
+    """
+    everyone = list(range(len(unhinted)))
+
+    def ranked(eligible: list[int]) -> list[int]:
+        return eligible if len(eligible) > 1 else []
+
+    if not cfg.require_correct:
+        return ranked(everyone), []
+    correct = [i for i in everyone if unhinted[i].correct]
+    if correct:
+        return ranked(correct), []
+    if needs_recovery(unhinted, cfg) and hinted:
+        kept = [i for i in range(len(hinted)) if hinted[i].correct and not hinted[i].leaked]
+        if kept:
+            return [], ranked(kept)
+    if cfg.fallback == "skip":
+        return [], []
+    return ranked(everyone), []
+
+
 def select(unhinted: Sequence[Candidate], hinted: Sequence[Candidate] | None, cfg: MethodConfig) -> Selection:
     """Pick one teacher trajectory for a prompt by the tier rule of METHOD.md section 2.
 

@@ -28,11 +28,12 @@ class PlannedRun:
 def run_id(config: RunConfig) -> str:
     """12 hex digits of sha256 over the canonical JSON of the config, brts.__version__ and RUN_FORMAT.
 
-    Labels (experiment name, arm name) are not part of it: equal configs share a run id wherever they come from.
+    Labels (experiment name, arm name) are not part of it: equal configs share a run id wherever they come from;
+    nor are settings that bound memory without changing results (RunConfig.results_dump).
     Of `eval`, only what training reads is (EvalSpec.training_view): the final evaluation is cached apart, so
     changing k or the task list re-evaluates a finished run instead of training it again.
     """
-    data = config.model_dump(mode="json")
+    data = config.results_dump()
     data["eval"] = config.eval.training_view()
     payload = {"brts": brts.__version__, "format": RUN_FORMAT, "config": data}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -146,7 +146,8 @@ class RunStore:
 
     def prepare(self, planned: PlannedRun) -> RunFolder:
         """The run's folder, created with a record the first time; `config.yaml` is the current resolved config
-        (only its evaluation settings can differ from an earlier invocation's: the run id covers the rest)."""
+        (only its evaluation settings and memory-only settings such as `train.logprob_chunk` can differ from an
+        earlier invocation's: the run id covers the rest)."""
         run = self.folder(planned.experiment, planned.run_id)
         run.path.mkdir(parents=True, exist_ok=True)
         config = resolved_yaml(planned.config)

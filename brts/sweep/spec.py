@@ -259,7 +259,7 @@ class Sweep:
 
     def identity(self) -> dict[str, str]:
         """What makes two sweeps the same study: base config, arm, space, objectives, seeds (not budget or sampler)."""
-        base = self.config({}, self.seeds[0]).model_dump(mode="json")
+        base = self.config({}, self.seeds[0]).results_dump()
         base.pop("seed")
         parts = {
             "base": {"brts": brts.__version__, "run_format": RUN_FORMAT, "config": base},

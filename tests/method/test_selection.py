@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
-from brts.method import Candidate, MethodConfig, Selection, count_leaks, needs_recovery, select
+from brts.method import Candidate, MethodConfig, Selection, contested, count_leaks, needs_recovery, select
 
 BRTS = MethodConfig(teacher_context=True)
 
@@ -96,3 +99,53 @@ def test_random_alignment_scores_order_the_choice() -> None:
 def test_empty_unhinted_is_rejected() -> None:
     with pytest.raises(ValueError, match="at least one unhinted"):
         select([], [c(True, 1.0)], BRTS)
+
+
+def test_contested_candidates_by_hand() -> None:
+    # Two or more correct: those are ranked; one correct: nothing to rank (the wrong ones do not matter).
+    assert contested([c(True, 0), c(False, 0), c(True, 0)], None, BRTS) == ([0, 2], [])
+    assert contested([c(False, 0), c(True, 0), c(False, 0)], [c(True, 0)], BRTS) == ([], [])
+    # None correct: the hinted retries that are correct and do not leak, when two or more.
+    hinted = [c(True, 0), c(True, 0, leaked=True), c(True, 0), c(False, 0)]
+    assert contested([c(False, 0), c(False, 0)], hinted, BRTS) == ([], [0, 2])
+    assert contested([c(False, 0), c(False, 0)], hinted[:2], BRTS) == ([], [])
+    # None correct and no usable retry: Tier 3 `most_similar` ranks every unhinted candidate, wrong ones too.
+    assert contested([c(False, 0), c(False, 0), c(False, 0)], [c(True, 0, leaked=True)], BRTS) == ([0, 1, 2], [])
+    assert contested([c(False, 0)], None, BRTS) == ([], [])
+    no_recovery = MethodConfig(teacher_context=True, recovery=False)
+    assert contested([c(False, 0), c(False, 0)], [c(True, 0), c(True, 0)], no_recovery) == ([0, 1], [])
+    skip = MethodConfig(teacher_context=True, fallback="skip")
+    assert contested([c(False, 0), c(False, 0)], None, skip) == ([], [])
+    # Without correctness every unhinted candidate is ranked.
+    anyway = MethodConfig(teacher_context=True, require_correct=False)
+    assert contested([c(True, 0), c(False, 0)], None, anyway) == ([0, 1], [])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"recovery": False}, {"fallback": "skip"}, {"require_correct": False}])
+def test_select_reads_the_alignment_of_contested_candidates_only(overrides) -> None:
+    cfg = MethodConfig(teacher_context=True, **overrides)
+    rng = random.Random(len(str(overrides)))
+    for _ in range(400):
+        def draw(n: int, hinted: bool) -> list[Candidate]:
+            return [c(rng.random() < 0.4, rng.choice([0.1, 0.5, 0.9]), rng.choice([-1.0, -2.0]),
+                      hinted and rng.random() < 0.3) for _ in range(n)]
+        unhinted, hinted = draw(rng.randint(1, 4), False), draw(rng.randint(0, 3), True) or None
+        ranked_u, ranked_h = contested(unhinted, hinted, cfg)
+        chosen = select(unhinted, hinted, cfg)
+
+        # Scores of candidates outside the contested sets are never read: garbage there changes nothing.
+        def scramble(cands: list[Candidate], keep: list[int]) -> list[Candidate]:
+            return [x if i in keep else Candidate(x.correct, float("nan"), float("nan"), x.leaked)
+                    for i, x in enumerate(cands)]
+        blind = select(scramble(unhinted, ranked_u), None if hinted is None else scramble(hinted, ranked_h), cfg)
+        assert (blind.tier, blind.source, blind.index) == (chosen.tier, chosen.source, chosen.index)
+        # And the choice is one of them whenever there are any.
+        if ranked_u or ranked_h:
+            assert chosen.index in (ranked_u if chosen.source == "unhinted" else ranked_h)
+        # Every permutation of the contested scores can change the choice only among the contested.
+        for perm in itertools.islice(itertools.permutations(range(len(unhinted))), 6):
+            shuffled = [Candidate(x.correct, unhinted[perm[i]].alignment, x.logprob, x.leaked)
+                        for i, x in enumerate(unhinted)]
+            again = select(shuffled, hinted, cfg)
+            if not ranked_u and again.source == "unhinted":
+                assert again.index == chosen.index
