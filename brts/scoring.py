@@ -1,4 +1,4 @@
-"""Forward passes that turn (prompt, response) token lists into per-position log-probabilities."""
+"""Packing (prompt, response) token lists into one batch whose response positions line up (scored by brts.logprobs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,3 @@ def build_batch(
     tokens = input_ids[:, width:]
     mask = attention_mask[:, width:].bool()
     return ResponseBatch(input_ids, attention_mask, position_ids, tokens, mask, width)
-
-
-def response_logprobs(model: PreTrainedModel, batch: ResponseBatch) -> Tensor:
-    """Full-vocabulary log-probs [B, R, V] at the positions that predict each response token."""
-    device = model.device
-    out = model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,
-    )
-    width, resp_len = batch.prompt_width, batch.tokens.shape[1]
-    logits = out.logits[:, width - 1 : width - 1 + resp_len].float()
-    return torch.log_softmax(logits, dim=-1)

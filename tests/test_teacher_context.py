@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import torch
-
 from brts.method.config import arm_config
 from brts.rollout.base import Completion, SamplingSettings
 from brts.rollout.teacher import TeacherSampler

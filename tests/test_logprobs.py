@@ -1,0 +1,177 @@
+"""Streamed log-probs equal the full-vocabulary computation, and no scoring forward holds more than one chunk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from brts.logprobs import UnsupportedHeadError, kept_logprobs, teacher_pass, token_scores
+from brts.method import MethodConfig, kth_largest, opd_loss, teacher_context_loss
+from brts.scoring import build_batch
+
+PROMPTS = [[1, 5, 6], [1, 7], [1, 9, 9, 4]]
+RESPONSES = [[8, 9, 2, 11, 40], [4], [3, 3, 250, 7]]
+
+
+def _model(seed: int, vocab: int = 300) -> Qwen2ForCausalLM:
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=vocab, hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         tie_word_embeddings=seed % 2 == 0)
+    return Qwen2ForCausalLM(config)
+
+
+def full_logprobs(model, batch):
+    """The reference: full-vocabulary log-probs [B, R, V] from the model's own logits (what brts did before)."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+    width, length = batch.prompt_width, batch.tokens.shape[1]
+    return torch.log_softmax(out.logits[:, width - 1 : width - 1 + length].float(), -1)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1000])
+def test_kept_logprobs_equal_the_full_vocabulary_values_losses_and_gradients(chunk):
+    student, teacher = _model(2), _model(1)
+    batch = build_batch(PROMPTS, RESPONSES, pad_id=0)
+    cfg = MethodConfig(teacher_context=True, opd_top_k=4, aux_top_k=3, alignment_top_k=2)
+    k, mask = 4, batch.mask
+
+    s_full = full_logprobs(student, batch)
+    with torch.no_grad():
+        tau_full = full_logprobs(teacher, batch)
+        kept = kept_logprobs(student, batch, teacher_pass(teacher, batch, k, chunk), chunk)
+    columns = kept.columns[mask]
+    finite = kept.student[mask] > float("-inf")
+    torch.testing.assert_close(kept.student[mask][finite], s_full[mask].gather(-1, columns)[finite].detach())
+    torch.testing.assert_close(kept.teacher[mask][finite], tau_full[mask].gather(-1, columns)[finite])
+    torch.testing.assert_close(columns[:, :k], s_full[mask].topk(k, -1).indices)
+    torch.testing.assert_close(columns[:, k : 2 * k], tau_full[mask].topk(k, -1).indices)
+    assert torch.equal(columns.gather(-1, kept.token[mask].unsqueeze(-1)).squeeze(-1), batch.tokens[mask])
+    p = s_full.detach().exp()
+    torch.testing.assert_close(kept.entropy[mask], -(p * s_full.detach()).sum(-1)[mask])
+    torch.testing.assert_close(kept.kth(2)[mask], kth_largest(s_full.detach(), 2)[mask])
+
+    def losses_and_grads(s, tau, tokens):
+        student.zero_grad()
+        loss = opd_loss(s, tau, tokens, mask, cfg) + teacher_context_loss(s, tau, mask, cfg)
+        loss.backward()
+        return loss.detach(), {n: q.grad.clone() for n, q in student.named_parameters()}
+
+    ref_loss, ref_grads = losses_and_grads(s_full, tau_full, batch.tokens)
+    with torch.no_grad():
+        teacher_part = teacher_pass(teacher, batch, k, chunk)
+    kept = kept_logprobs(student, batch, teacher_part, chunk)
+    loss, grads = losses_and_grads(kept.student, kept.teacher, kept.token)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_kept_logprobs_under_bf16_autocast_match_the_autocast_reference():
+    student, teacher = _model(2), _model(1).to(torch.bfloat16)
+    batch = build_batch(PROMPTS, RESPONSES, pad_id=0)
+    cfg = MethodConfig(opd_top_k=4)
+    with torch.autocast("cpu", torch.bfloat16):
+        with torch.no_grad():
+            tau_full = full_logprobs(teacher, batch)
+        ref = opd_loss(full_logprobs(student, batch), tau_full, batch.tokens, batch.mask, cfg)
+        ref.backward()
+        ref_grads = {n: q.grad.clone() for n, q in student.named_parameters()}
+        student.zero_grad()
+        with torch.no_grad():
+            teacher_part = teacher_pass(teacher, batch, 4, 3)
+        kept = kept_logprobs(student, batch, teacher_part, 3)
+        loss = opd_loss(kept.student, kept.teacher, kept.token, batch.mask, cfg)
+    loss.backward()
+    torch.testing.assert_close(loss, ref, rtol=2e-2, atol=1e-3)
+    for name, q in student.named_parameters():
+        assert q.grad.dtype == torch.float32
+        torch.testing.assert_close(q.grad, ref_grads[name], rtol=0.1, atol=2e-3, msg=name)
+
+
+def test_token_scores_are_the_token_log_prob_and_the_kth_largest():
+    model, batch = _model(3), build_batch(PROMPTS, RESPONSES, pad_id=0)
+    with torch.no_grad():
+        full = full_logprobs(model, batch)
+        token, kth = token_scores(model, batch, k=3, chunk=2)
+    mask = batch.mask
+    torch.testing.assert_close(token[mask], full.gather(-1, batch.tokens.unsqueeze(-1)).squeeze(-1)[mask])
+    torch.testing.assert_close(kth[mask], kth_largest(full, 3)[mask])
+    assert torch.all(token[~mask] == 0)
+
+
+def test_a_model_that_transforms_its_logits_is_refused():
+    model, batch = _model(1), build_batch(PROMPTS, RESPONSES, pad_id=0)
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(UnsupportedHeadError, match="final_logit_softcapping"):
+        teacher_pass(model, batch, 4, 8)
+
+
+class VocabularyRows(TorchDispatchMode):
+    """Records the most rows of any vocabulary-wide float tensor an op produces (views left out)."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab, self.rows = vocab, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() and t.shape[-1] == self.vocab:
+                    self.rows = max(self.rows, t.numel() // self.vocab)
+        return out
+
+
+def _long_vocab_trainer(tmp_path, alignment: str, chunk: int):
+    from brts.random_models import build_models
+    from brts.runs.plan import plan
+    from brts.runs.run import load_pair
+    from brts.spec import load_spec
+    from brts.tasks.registry import make_task
+    from brts.train import Trainer
+
+    arch = {"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "intermediate_size": 32, "vocab_size": 6000, "tie_word_embeddings": True}
+    teacher, student, _ = build_models(tmp_path, arch)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""name: long-vocab
+models: {{teacher: {teacher}, student: {student}}}
+train: {{steps: 1, prompts_per_step: 2, samples_per_prompt: 2, max_new_tokens: 10, logprob_chunk: {chunk},
+        validation_problems: 1}}
+eval: {{problems: 1, k: 1, max_new_tokens: 4}}
+method: {{alignment: {alignment}, alignment_top_k: 3, opd_top_k: 4, aux_top_k: 2}}
+arms: [{{name: b, preset: brts, set: {{teacher_samples: 3, fallback: most_similar}}}}]
+pool: {{enabled: false}}
+seeds: [0]
+""")
+    planned = plan(load_spec(str(spec)))[0]
+    trainer = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), tmp_path / "run")
+    # Generation is the samplers' business (it holds one position per row); this test is about scoring.
+    for gen in (trainer.student_gen, trainer.teacher.generator):
+        sample = gen.sample
+
+        def untracked(*args, _sample=sample, **kwargs):
+            with _disable_current_modes():
+                return _sample(*args, **kwargs)
+
+        gen.sample = untracked
+    return trainer
+
+
+@pytest.mark.parametrize("alignment", ["teacher_forced", "positional"])
+def test_no_scoring_forward_holds_more_than_one_chunk_of_vocabulary_rows(tmp_path, alignment):
+    (tmp_path / "run").mkdir()
+    trainer = _long_vocab_trainer(tmp_path, alignment, chunk=4)
+    recorder = VocabularyRows(6000)
+    with recorder:
+        record = trainer.step(1)  # student and teacher scoring, alignment of candidates, forward and backward
+    assert record["loss/aux"] is not None and record["selection/frac_tier3"] is not None
+    assert 0 < recorder.rows <= 4
+    # The recorder does see a full-vocabulary computation: the reference holds every response position.
+    batch = build_batch([[1, 5, 6]] * 4, [[7] * 10] * 4, pad_id=0)
+    with VocabularyRows(6000) as reference, torch.no_grad():
+        full_logprobs(trainer.models.student, batch)
+    assert reference.rows >= 40
