@@ -1,90 +1,57 @@
-"""GPU check: three training steps of `opd` and `brts` on a randomly initialised Qwen2-style model, nothing downloaded.
+"""GPU go/no-go check: a few training steps of `opd` and `brts` on random Qwen2-style models, nothing downloaded.
 
-    python scripts/gpu_check.py                       # ~0.5B (Qwen2.5-0.5B's shape), vLLM rollouts, on the GPU
-    python scripts/gpu_check.py --size tiny --backend hf   # the same path on CPU in seconds (no vLLM)
+    python scripts/gpu_check.py                                  # ~0.5B (Qwen2.5-0.5B's shape), vLLM, on the GPU
+    python scripts/gpu_check.py --size tiny --backend hf         # the same path on CPU in seconds (no vLLM)
+    python scripts/gpu_check.py --size tiny-qwen-vocab --backend hf --max-new-tokens 256 --steps 1 --max-peak-gib 3
+                                                                 # Qwen2's 151,936-token vocabulary on CPU
 
 Builds a tokenizer here (one token per character plus filler tokens up to the vocabulary size), a random
-teacher and a random student of one architecture, and a spec over the synthetic task; then trains each arm in
-its own process (so each arm's vLLM engines start and end with it) and prints per-step times, the time
-breakdown and peak GPU memory. Random models rarely sample EOS, so every response runs to the length limit:
-the step times are those of full-length rollouts.
+teacher and a random student of one architecture (`brts.random_models`), and a spec over the synthetic task
+(8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4); then trains each arm in its own process
+(so each arm's vLLM engines and peak memory are its own) and prints one table: per arm the step time, the
+rollout tokens/s, the peak memory (GPU: `torch.cuda.max_memory_allocated`, vLLM engines in-process included;
+CPU: the process's peak resident memory), the estimate of `brts.estimate` for the streamed computation and
+for the full-vocabulary one it replaced, and pass/fail. An arm fails when it does not finish, a loss is not
+finite, or its peak passes `--max-peak-gib`; the exit status is 1 when any arm fails. Random models rarely
+sample EOS, so every response runs to the length limit: the step times are those of full-length rollouts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-SIZES = {  # Qwen2.5-0.5B's architecture (494M parameters, tied embeddings) and a CPU-sized one
-    "0.5b": {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-             "intermediate_size": 4864, "vocab_size": 151936, "tie_word_embeddings": True},
-    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-             "intermediate_size": 128, "vocab_size": 512, "tie_word_embeddings": True},
-}
-
-
-def build_tokenizer(vocab_size: int) -> object:
-    """The character tokenizer of the built-in models, padded with filler tokens to `vocab_size` entries."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    from brts.tokenizer import BOS, CHARACTERS, EOS, PAD, SPECIAL_TOKENS, UNK
-
-    tokens = list(SPECIAL_TOKENS + CHARACTERS)
-    tokens += [f"<f{i}>" for i in range(vocab_size - len(tokens))]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-                                   unk_token=UNK, padding_side="left", clean_up_tokenization_spaces=False)
-
-
-def build_models(folder: Path, size: str) -> tuple[Path, Path, int]:
-    """Random teacher and student folders (model + tokenizer); returns them and the parameter count."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = build_tokenizer(SIZES[size]["vocab_size"])
-    config = Qwen2Config(**SIZES[size], max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    out = []
-    for role, seed in (("teacher", 1), ("student", 2)):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-        count = sum(p.numel() for p in model.parameters())
-        model.save_pretrained(folder / role)
-        tokenizer.save_pretrained(folder / role)  # type: ignore[attr-defined]
-        out.append(folder / role)
-        del model
-    return out[0], out[1], count
+ARMS = ("opd", "brts")
 
 
 def spec_text(teacher: Path, student: Path, args: argparse.Namespace) -> str:
     dtype = "bfloat16" if args.device == "cuda" else "float32"
+    chunk = f", logprob_chunk: {args.logprob_chunk}" if args.logprob_chunk else ""
     return f"""name: gpu-check
 models: {{teacher: {teacher}, student: {student}}}
 train: {{steps: {args.steps}, prompts_per_step: {args.prompts}, samples_per_prompt: 2,
         max_new_tokens: {args.max_new_tokens}, lr: 1.0e-6, compute_dtype: {dtype}, micro_batch_size: 4,
-        checkpoint_every: 1000, validate_every: 1000, validation_problems: 2, validation_k: 1, threads: 4}}
-eval: {{problems: 1, k: 1, max_new_tokens: 16}}
+        checkpoint_every: 1000, validate_every: 1000, validation_problems: 2, validation_k: 1, threads: {args.threads}{chunk}}}
+eval: {{tasks: [brts_synthetic_easy], problems: 1, k: 1, max_new_tokens: 16}}
 rollout: {{backend: {args.backend}, vllm_memory_fraction: {args.vllm_memory_fraction}}}
 method: {{alignment_top_k: 3}}
 arms: [opd, brts]
+pool: {{enabled: false}}
 seeds: [0]
 """
 
 
 def run_arm(spec_path: Path, arm: str, out_dir: Path) -> dict[str, object]:
-    """Train one arm in this process; return its step times and peak memory."""
+    """Train one arm in this process; return its step times, rollout rate, losses and peak memory."""
     import torch
 
     from brts.runs.plan import plan
@@ -106,36 +73,101 @@ def run_arm(spec_path: Path, arm: str, out_dir: Path) -> dict[str, object]:
         now = time.perf_counter()
         step_walls.append(now - last[0])
         last[0] = now
-        print(f"  {arm} step {step}: {step_walls[-1]:.2f} s, loss/total {record['loss/total']:.4f}", flush=True)
+        print(f"  {arm} step {step}: {step_walls[-1]:.2f} s, loss/total {record['loss/total']}", flush=True)
 
     log = trainer.run(on_step)
     steps = [m for m in log if "loss/total" in m]
+    rows = planned.config.train.prompts_per_step * planned.config.train.samples_per_prompt
+    tokens = sum(m["student/response_tokens"] * rows for m in steps) + steps[-1]["teacher/tokens_generated"]
+    sampling = sum(m["time/student_sample"] + m["time/teacher_sample"] for m in steps)
     result: dict[str, object] = {
         "arm": arm, "setup_s": round(ready - started, 1), "step_s": [round(s, 2) for s in step_walls],
         "breakdown_s": {k.removeprefix("time/"): round(sum(m[k] for m in steps) / len(steps), 3)
                         for k in steps[0] if k.startswith("time/")},
-        "teacher_tokens": steps[-1]["teacher/tokens_generated"],
-        "response_tokens": steps[-1]["student/response_tokens"],
+        "finite": all(isinstance(m["loss/total"], float) and math.isfinite(m["loss/total"]) for m in steps),
+        "rollout_tokens_per_s": round(tokens / sampling) if sampling else None,
     }
     if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        result["device_used_gib"] = round((total - free) / 2**30, 2)
+        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["device"] = torch.cuda.get_device_name()
     else:
-        result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         result["device"] = "cpu"
     return result
 
 
+def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> tuple[float, float]:
+    """(streamed, full-vocabulary) peak memory estimates of one arm's process in GiB (brts.estimate)."""
+    import torch
+
+    from brts.estimate import memory_estimate
+    from brts.runs.plan import plan
+    from brts.spec import load_spec
+
+    planned = next(p for p in plan(load_spec(str(spec_path))) if p.arm == arm)
+    device = "gpu" if torch.cuda.is_available() else "cpu"
+    streamed = memory_estimate(planned.config, planned.resources, prompt_tokens=prompt_tokens, device=device)
+    full = memory_estimate(planned.config, planned.resources, prompt_tokens=prompt_tokens, streamed=False,
+                           device=device)
+    return streamed["total"], full["total"]
+
+
+def prompt_width(spec_path: Path) -> int:
+    """Tokens of the longest training prompt (what the full-vocabulary computation also scored)."""
+    from brts.models import load_model
+    from brts.spec import load_spec
+    from brts.tasks.base import prompt_ids
+    from brts.tasks.registry import make_task
+
+    spec = load_spec(str(spec_path))
+    _, tokenizer = load_model(spec.models.student)
+    task = make_task(spec.task)
+    return max(len(prompt_ids(tokenizer, task, task.prompt(p))) for p in task.train_problems()[:64])
+
+
+def render(results: list[dict[str, object]], args: argparse.Namespace, wall: float) -> str:
+    unit = "GPU GiB" if args.device == "cuda" else "RSS GiB"
+    lines = [f"{'arm':6} {'step s':>8} {'rollout tok/s':>14} {'peak ' + unit:>14} {'estimate':>9} "
+             f"{'unstreamed':>11}  result"]
+    for r in results:
+        steps = r.get("step_s") or []
+        step = f"{statistics.median(steps[1:] or steps):.2f}" if steps else "-"  # type: ignore[arg-type]
+        peak = f"{r['peak_gib']:.2f}" if "peak_gib" in r else "-"
+        rate = r.get("rollout_tokens_per_s") or "-"
+        lines.append(f"{r['arm']:6} {step:>8} {rate!s:>14} {peak:>14} {r['estimate_gib']:>9.2f} "
+                     f"{r['unstreamed_gib']:>11.2f}  {r['verdict']}")
+    lines.append(f"device: {results[0].get('device', args.device)}; backend: {args.backend}; size: {args.size}; "
+                 f"{args.max_new_tokens} new tokens; step s = median over steps after the first (the first "
+                 f"alone when there is one); estimate = brts.estimate for the streamed log-probs, unstreamed = "
+                 f"the full-vocabulary computation before them")
+    lines.append(f"total wall time: {wall:.0f} s")
+    return "\n".join(lines)
+
+
+def verdict(result: dict[str, object], args: argparse.Namespace) -> str:
+    if "error" in result:
+        return f"FAIL ({result['error']})"
+    if not result["finite"]:
+        return "FAIL (a loss is not finite)"
+    if args.max_peak_gib is not None and float(result["peak_gib"]) > args.max_peak_gib:  # type: ignore[arg-type]
+        return f"FAIL (peak above {args.max_peak_gib} GiB)"
+    return "pass"
+
+
 def main() -> int:
+    from brts.random_models import SIZES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="0.5b")
     parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step (2 student samples each)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="response length, student and teacher")
+    parser.add_argument("--logprob-chunk", type=int, default=None, help="train.logprob_chunk (default: the spec's)")
+    parser.add_argument("--threads", type=int, default=2, help="train.threads (CPU)")
+    parser.add_argument("--max-peak-gib", type=float, default=None, help="fail an arm whose peak memory is above")
     parser.add_argument("--vllm-memory-fraction", type=float, default=0.2)
+    parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: train one arm in this process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -150,35 +182,41 @@ def main() -> int:
     if args.backend == "vllm" and args.device != "cuda":
         print("error: --backend vllm needs a GPU here; use --backend hf on CPU", file=sys.stderr)
         return 2
+    if args.logprob_chunk is not None and args.logprob_chunk < 1:
+        print("error: --logprob-chunk must be at least 1", file=sys.stderr)
+        return 2
+    from brts.random_models import build_models
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="brts-gpu-check-") as tmp:
         work = Path(tmp)
-        teacher, student, params = build_models(work, args.size)
-        print(f"built random Qwen2 teacher and student: {params / 1e6:.2f} M parameters each, "
+        teacher, student, params = build_models(work, SIZES[args.size])
+        print(f"built random Qwen2 teacher and student ({args.size}): {params / 1e6:.2f} M parameters each, "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         (work / "spec.yaml").write_text(spec_text(teacher, student, args))
+        width = prompt_width(work / "spec.yaml")
         results = []
-        for arm in ("opd", "brts"):
+        for arm in ARMS:
             (work / arm).mkdir()
             cmd = [sys.executable, __file__, "--arm", arm, "--work", str(work), "--size", args.size,
                    "--backend", args.backend]
             child = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
             lines = child.stdout.splitlines()
             print("\n".join(line for line in lines if not line.startswith("RESULT ")), flush=True)
-            if child.returncode != 0:
+            found = next((line for line in lines if line.startswith("RESULT ")), None)
+            if child.returncode != 0 or found is None:
                 print(f"error: arm {arm} failed (exit {child.returncode}); its output is above", file=sys.stderr)
-                return 1
-            results.append(json.loads(next(line for line in lines if line.startswith("RESULT "))[7:]))
-    print(f"\n{'arm':6} {'setup s':>8} {'step times s':>22} {'peak GiB':>9}  breakdown (mean s/step)")
-    for r in results:
-        peak = r.get("peak_allocated_gib", r.get("peak_rss_gib"))
-        steps = ", ".join(f"{s:.2f}" for s in r["step_s"])  # type: ignore[attr-defined]
-        print(f"{r['arm']:6} {r['setup_s']:>8} {steps:>22} {peak:>9}  {r['breakdown_s']}")
-    print(f"device: {results[0]['device']}; backend: {args.backend}; peak = "
-          + ("torch.cuda.max_memory_allocated (vLLM engines in-process included)" if args.device == "cuda"
-             else "peak resident memory of the arm's process"))
-    print(f"total wall time: {time.perf_counter() - started:.0f} s")
-    return 0
+                result: dict[str, object] = {"arm": arm, "error": f"exit {child.returncode}"}
+            else:
+                result = json.loads(found.removeprefix("RESULT "))
+            result["estimate_gib"], result["unstreamed_gib"] = estimates(work / "spec.yaml", arm, width)
+            result["verdict"] = verdict(result, args)
+            results.append(result)
+    print()
+    print(render(results, args, time.perf_counter() - started))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0 if all(r["verdict"] == "pass" for r in results) else 1
 
 
 if __name__ == "__main__":
