@@ -176,6 +176,10 @@ def memory_estimate(
     return memory
 
 
+# GPU memory as the driver reports it (nvidia-smi's total): an 80 GB A100/H100 and a 141 GB H200.
+GPUS = {"80 GB": 81559 / 1024, "141 GB": 143771 / 1024}
+
+
 def fits(memory: dict[str, float], cfg: RunConfig, gpu_gib: float) -> bool:
     """Whether a run's process fits a GPU of `gpu_gib` GiB beside its vLLM engines (two, student and teacher,
     at `rollout.vllm_memory_fraction` of the GPU each, when the backend is vllm)."""

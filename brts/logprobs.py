@@ -57,11 +57,16 @@ class OutputHead:
     def vocab_size(self) -> int:
         return int(self.weight.shape[0])
 
-    def logits(self, hidden: Tensor, dtype: torch.dtype) -> Tensor:
-        """float32 logits `[N, V]` of `hidden[N, H]`, the product computed in `dtype` (the compute dtype)."""
-        bias = None if self.bias is None else self.bias.to(dtype)
+    def cast(self, dtype: torch.dtype) -> OutputHead:
+        """This head in `dtype` (itself when it already is): cast once, outside a loop over chunks."""
+        if self.weight.dtype == dtype:
+            return self
+        return OutputHead(self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype))
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """float32 logits `[N, V]` of `hidden[N, H]`, the product computed in the head's dtype."""
         with torch.autocast(hidden.device.type, enabled=False):
-            return F.linear(hidden.to(dtype), self.weight.to(dtype), bias).float()
+            return F.linear(hidden.to(self.weight.dtype), self.weight, self.bias).float()
 
 
 def compute_dtype(hidden: Tensor, head: OutputHead) -> torch.dtype:
@@ -105,15 +110,15 @@ class TopTokens:
 @torch.no_grad()
 def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: int) -> TopTokens:
     """`TopTokens` of `hidden[N, H]` (no gradient), `chunk` positions at a time."""
-    n, dtype = hidden.shape[0], compute_dtype(hidden, head)
-    k = min(k, head.vocab_size)
+    n, k = hidden.shape[0], min(k, head.vocab_size)
+    head = head.cast(compute_dtype(hidden, head))
     values = hidden.new_empty(n, k, dtype=torch.float32)
     indices = torch.empty(n, k, dtype=torch.long, device=hidden.device)
     token = hidden.new_empty(n, dtype=torch.float32)
     log_normaliser = hidden.new_empty(n, dtype=torch.float32)
     for start in _chunks(n, chunk):
         part = slice(start, start + chunk)
-        logits = head.logits(hidden[part], dtype)
+        logits = head.logits(hidden[part])
         log_normaliser[part] = logits.logsumexp(-1)
         logp = torch.log_softmax(logits, -1)
         del logits
@@ -147,13 +152,13 @@ class _StudentColumns(torch.autograd.Function):
         ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, extra: Tensor, k: int, chunk: int,
         dtype: torch.dtype,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        head, n = OutputHead(weight, bias), hidden.shape[0]
+        head, n = OutputHead(weight, bias).cast(dtype), hidden.shape[0]
         values = hidden.new_empty(n, k + extra.shape[1], dtype=torch.float32)
         columns = torch.empty(n, k + extra.shape[1], dtype=torch.long, device=hidden.device)
         ent = hidden.new_empty(n, dtype=torch.float32)
         for start in _chunks(n, chunk):
             part = slice(start, start + chunk)
-            logp = torch.log_softmax(head.logits(hidden[part], dtype), -1)
+            logp = torch.log_softmax(head.logits(hidden[part]), -1)
             top = logp.topk(k, dim=-1)
             columns[part] = torch.cat([top.indices, extra[part]], dim=-1)
             values[part] = torch.cat([top.values, logp.gather(-1, extra[part])], dim=-1)
@@ -166,22 +171,22 @@ class _StudentColumns(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_values: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         hidden, weight, bias, columns = ctx.saved_tensors
-        head, dtype, chunk = OutputHead(weight, bias), ctx.dtype, ctx.chunk
+        dtype, chunk = ctx.dtype, ctx.chunk
+        head = OutputHead(weight, bias).cast(dtype)
         grad_hidden = torch.zeros_like(hidden)
         grad_weight = torch.zeros_like(weight)
         grad_bias = None if bias is None else torch.zeros_like(bias)
-        weight_c = weight.to(dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             for start in _chunks(hidden.shape[0], chunk):
                 part = slice(start, start + chunk)
                 # d log_softmax: g - softmax * sum(g), g the upstream gradient scattered to its columns.
-                probs = torch.log_softmax(head.logits(hidden[part], dtype), -1).exp_()
+                probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
                 grad_cols = grad_values[part].float()
                 grad_logits = torch.zeros_like(probs).scatter_add_(-1, columns[part], grad_cols)
                 grad_logits.sub_(probs.mul_(grad_cols.sum(-1, keepdim=True)))
                 del probs
                 grad_logits_c, hidden_c = grad_logits.to(dtype), hidden[part].to(dtype)
-                grad_hidden[part] = (grad_logits_c @ weight_c).to(hidden.dtype)
+                grad_hidden[part] = (grad_logits_c @ head.weight).to(hidden.dtype)
                 if grad_weight.dtype == dtype:
                     grad_weight.addmm_(grad_logits_c.T, hidden_c)
                 else:

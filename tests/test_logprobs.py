@@ -8,8 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_flatten
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from brts.logprobs import UnsupportedHeadError, kept_logprobs, teacher_pass, token_scores
-from brts.method import MethodConfig, kth_largest, opd_loss, teacher_context_loss
+from brts.logprobs import OutputHead, UnsupportedHeadError, kept_logprobs, teacher_pass, token_scores
+from brts.method import MethodConfig, kth_largest, opd_loss, support_top_k, teacher_context_loss
 from brts.scoring import build_batch
 
 PROMPTS = [[1, 5, 6], [1, 7], [1, 9, 9, 4]]
@@ -175,3 +175,37 @@ def test_no_scoring_forward_holds_more_than_one_chunk_of_vocabulary_rows(tmp_pat
     with VocabularyRows(6000) as reference, torch.no_grad():
         full_logprobs(trainer.models.student, batch)
     assert reference.rows >= 40
+
+
+def test_on_the_built_in_models_with_the_default_grids_method_the_losses_and_gradients_are_unchanged(tiny_models):
+    from brts.method import arm_config
+    from brts.models import load_model
+    from brts.tasks.synthetic import SyntheticTask
+
+    student, tok = load_model(str(tiny_models.student_dir))
+    teacher, _ = load_model(str(tiny_models.teacher_dir))
+    task = SyntheticTask(seed=0)
+    problems = task.train_problems()[:3]
+    prompts = [list(tok(task.prompt(p))["input_ids"]) for p in problems]
+    responses = [list(tok(text, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
+                 for text in ("A1\nB2\n\\boxed{3}", "A4\n\\boxed{4}", "B9\nC0\nD1\n\\boxed{1}")]
+    batch = build_batch(prompts, responses, pad_id=tok.pad_token_id)
+    cfg = arm_config("brts", {"opd_top_k": 64, "alignment_top_k": 3, "aux_top_k": 1})  # experiments/ablation-grid
+    k = support_top_k(cfg, OutputHead.of(student).vocab_size)  # the whole 59-symbol vocabulary
+
+    def losses_and_grads(s, tau, tokens):
+        student.zero_grad()
+        loss = opd_loss(s, tau, tokens, batch.mask, cfg) + 0.5 * teacher_context_loss(s, tau, batch.mask, cfg)
+        loss.backward()
+        return loss.detach(), [q.grad.clone() for q in student.parameters()]
+
+    with torch.no_grad():
+        tau_full = full_logprobs(teacher, batch)
+    ref_loss, ref_grads = losses_and_grads(full_logprobs(student, batch), tau_full, batch.tokens)
+    with torch.no_grad():
+        teacher_part = teacher_pass(teacher, batch, k, 16)
+    kept = kept_logprobs(student, batch, teacher_part, 16)
+    loss, grads = losses_and_grads(kept.student, kept.teacher, kept.token)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-7)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-7)

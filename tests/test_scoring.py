@@ -24,7 +24,7 @@ def test_response_hidden_states_give_the_unpadded_forwards_log_probs():
     batch = build_batch(prompts, responses, pad_id=0)
     with torch.no_grad():
         hidden = response_hidden(model, batch)  # [N, H]: the real response positions, row by row
-        logp = torch.log_softmax(OutputHead.of(model).logits(hidden, torch.float32), -1)
+        logp = torch.log_softmax(OutputHead.of(model).logits(hidden), -1)
         expected = []
         for p, r in zip(prompts, responses, strict=True):
             alone = torch.log_softmax(model(torch.tensor([p + r])).logits[0].float(), -1)

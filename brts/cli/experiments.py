@@ -61,7 +61,7 @@ def exp_list(store: StoreOpt = None) -> None:
 @app.command("show")
 def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
     """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
-    from brts.estimate import estimate
+    from brts.estimate import GPUS, estimate, fits
     from brts.runs.plan import plan
     from brts.runs.store import RunStore
 
@@ -78,12 +78,15 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
     out.print(arms)
     runs = RunStore(store_root(store))
     table = Table("run id", "arm", "seed", "status", "teacher tokens ≤", "GPU memory / GPU",
+                  *(f"fits {name}" for name in GPUS),
                   title=f"{len(planned)} planned runs ({spec.resources.world_size} training process(es) each)")
     for p in planned:
         est = estimate(p.config, p.resources)
         memory = _gib(est.memory_gib["total"]) if est.memory_gib else "unknown model"
+        verdicts = [("yes" if fits(est.memory_gib, p.config, size) else "no") if est.memory_gib else "?"
+                    for size in GPUS.values()]
         table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status,
-                      _tokens(est.teacher_tokens), memory)
+                      _tokens(est.teacher_tokens), memory, *verdicts)
     out.print(table)
     _print_estimate_basis(planned[0])
 
@@ -113,8 +116,9 @@ def _print_estimate_basis(first: Any) -> None:
     out.print(f"Estimates from the spec alone, nothing downloaded ({sizes}). Teacher tokens: upper bound, every "
               "sample at the length limit and every prompt retried in Tier 2. GPU memory per GPU under data "
               f"parallelism ({parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
-              "in the compute dtype, full-vocabulary log-probs of one micro-batch, bf16 layer activations"
-              f"{vllm} (see brts/estimate.py).", highlight=False)
+              "in the compute dtype, and the largest phase of a step (sampling, alignment scoring, update with "
+              f"log-probs streamed {first.config.train.logprob_chunk} positions at a time){vllm}; a run fits a "
+              "GPU when that total fits beside the vLLM engines (see brts/estimate.py).", highlight=False)
 
 
 @app.command("run")
