@@ -18,7 +18,7 @@ resident plus the largest of the three phases of a step, which do not overlap:
             layers at 2-byte precision, the usual estimate without recomputation; with gradient checkpointing
             each layer's input plus one layer's 34) and the streamed head: `train.logprob_chunk` positions x
             vocabulary x 4 bytes x 3 (logits, log-probs, one temporary), with the kept columns and the
-            teacher's hidden states
+            teacher's hidden states (and in bf16 the student's weight copies autocast keeps, 2 bytes/parameter)
   runtime   on CPU only, the Python process itself (interpreter, torch, transformers, the tokenizer)
 `streamed=False` gives what the full-vocabulary computation before `brts.logprobs` needed instead: the
 alignment scored every candidate of the step in one forward, and every scoring forward held `[rows, P + R, V]`
@@ -146,6 +146,7 @@ def memory_estimate(
     align_rows = min(tc.micro_batch_size or candidates, candidates) if streamed else candidates
     head = min(tc.logprob_chunk, micro * response) * vocab * (3 * 4 + (precision if precision != 4 else 0))
     width = 2 * min(vocab, max(m.opd_top_k, m.aux_top_k, m.effective_alignment_top_k)) + 1
+    autocast_copies = 2 * student.parameters if precision == 2 else 0  # bf16 weights autocast keeps for backward
 
     sample_rows = min(SAMPLING_BATCH, max(prompts * tc.samples_per_prompt, candidates))
     kv = 2 * teacher.kv_heads * (teacher.hidden // teacher.heads) * teacher.layers * precision
@@ -156,12 +157,13 @@ def memory_estimate(
     if streamed:
         alignment = _activations(student, align_rows * (prompt + response), precision, False, False) + (head if align_rows else 0)
         update = (_activations(student, micro * (prompt + response), precision, tc.gradient_checkpointing, True)
-                  + head + micro * response * (width * (4 + 4 + 8 + 4) + (student.hidden + teacher.hidden) * 4))
+                  + head + micro * response * (width * (4 + 4 + 8 + 4) + (student.hidden + teacher.hidden) * 4)
+                  + autocast_copies)
     else:
         logits = (prompt + response) * vocab * precision + response * vocab * 4  # the logits and their log-probs
         alignment = _activations(student, align_rows * (prompt + response), precision, False, False) + align_rows * logits
         update = (_activations(student, micro * (prompt + response), precision, tc.gradient_checkpointing, True)
-                  + micro * (2 * logits + response * vocab * 4 + (prompt + response) * vocab * 4))
+                  + micro * (2 * logits + response * vocab * 4 + (prompt + response) * vocab * 4) + autocast_copies)
     memory = {
         "student": 16 * student.parameters / gib,
         "teacher": (2 if tc.compute_dtype == "bfloat16" else 4) * teacher.parameters / gib,

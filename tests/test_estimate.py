@@ -9,7 +9,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from typer.testing import CliRunner
 
 from brts.cli import app
-from brts.estimate import KNOWN_MODELS, architecture, estimate, teacher_tokens
+from brts.estimate import GPUS, KNOWN_MODELS, architecture, estimate, fits, memory_estimate, teacher_tokens
 from brts.runs.plan import plan
 from brts.spec import load_spec
 
@@ -36,7 +36,29 @@ def test_paper_spec_estimates():
     est = estimate(runs["brts_n4"].config, runs["brts_n4"].resources)
     assert est.student_params == est.teacher_params == 1_777_088_000  # JustRL is an RL-trained copy of the student
     assert est.memory_gib["student"] == 16 * 1_777_088_000 / 2**30
-    assert est.memory_gib["total"] == sum(v for k, v in est.memory_gib.items() if k != "total")
+    memory = est.memory_gib
+    assert memory["total"] == memory["student"] + memory["teacher"] + max(
+        memory["sampling"], memory["alignment"], memory["update"])
+    assert memory["sampling"] == 0  # vLLM rollouts: the engines are the GPU fractions beside the process
+
+
+def test_streamed_log_probs_are_what_let_the_paper_runs_fit():
+    runs = {p.arm: p for p in plan(load_spec("paper-r1-distill"))}
+    cfg, resources = runs["brts_n4"].config, runs["brts_n4"].resources
+    streamed, full = memory_estimate(cfg, resources), memory_estimate(cfg, resources, streamed=False)
+    # Before: 8 prompts x 5 candidates x (256 + 7168) x 151,936 bf16 logits and 7168 x V float32 log-probs.
+    assert full["alignment"] > 200 and full["total"] > GPUS["141 GB"]
+    assert streamed["alignment"] < 2 and streamed["update"] < 5
+    assert fits(streamed, cfg, GPUS["80 GB"]) and not fits(full, cfg, GPUS["141 GB"])
+    # Two vLLM engines at 25% each leave half an 80 GB GPU: the 1.78B student's 26.5 GiB of weights, gradients
+    # and AdamW state and the 7.6B teacher's 14.2 GiB do not fit there; with engines at 10% they do.
+    larger = next(p for p in plan(load_spec("paper-r1-distill-7b")) if p.arm == "brts_n4").config
+    assert not fits(memory_estimate(larger, resources), larger, GPUS["80 GB"])
+    assert fits(memory_estimate(larger, resources), larger, GPUS["141 GB"])
+    lean = larger.model_copy(update={"rollout": larger.rollout.model_copy(update={"vllm_memory_fraction": 0.1})})
+    assert fits(memory_estimate(lean, resources), lean, GPUS["80 GB"])
+    smaller_chunk = cfg.model_copy(update={"train": cfg.train.model_copy(update={"logprob_chunk": 64})})
+    assert memory_estimate(smaller_chunk, resources)["update"] < streamed["update"]
 
 
 def test_exp_show_paper_specs_validate_and_plan_without_the_hub(monkeypatch):
@@ -49,3 +71,11 @@ def test_exp_show_paper_specs_validate_and_plan_without_the_hub(monkeypatch):
     larger = CliRunner().invoke(app, ["exp", "show", "paper-r1-distill-7b"], env={"COLUMNS": "200"})
     assert larger.exit_code == 0, larger.output
     assert "student 1.78 B parameters, teacher 7.62 B parameters" in larger.output
+    assert "fits 80 GB" in result.output and "fits 141 GB" in result.output
+
+    def fit_columns(output: str) -> list[str]:
+        row = next(line for line in output.splitlines() if "brts_n4" in line and "planned" in line)
+        return [cell.strip() for cell in row.split("│")[-3:-1]]
+
+    assert fit_columns(result.output) == ["yes", "yes"]
+    assert fit_columns(larger.output) == ["no", "yes"]
