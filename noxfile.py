@@ -76,7 +76,10 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "brts/method")
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def gpu_check(session: nox.Session) -> None:
-    """On a GPU machine with vLLM installed (in the current environment): scripts/gpu_check.sh."""
+    """The GPU go/no-go check from a fresh machine: installs brts[vllm] (torch 2.13.0 with CUDA and vLLM 0.32
+    from PyPI) into the session's environment, then scripts/gpu_check.sh: opd and brts on random ~0.5B models
+    with vLLM rollouts, one table, exit 1 on any failure. `nox -s gpu_check -- --size tiny --backend hf`: CPU."""
+    session.install("-e", ".[vllm]")
     session.run("bash", "scripts/gpu_check.sh", *session.posargs, external=True, env=OFFLINE)

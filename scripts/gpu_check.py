@@ -127,7 +127,8 @@ def prompt_width(spec_path: Path) -> int:
 
 def render(results: list[dict[str, object]], args: argparse.Namespace, wall: float) -> str:
     unit = "GPU GiB" if args.device == "cuda" else "RSS GiB"
-    lines = [f"{'arm':6} {'step s':>8} {'rollout tok/s':>14} {'peak ' + unit:>14} {'estimate':>9} "
+    rate_name = "vLLM tok/s" if args.backend == "vllm" else "keyed tok/s"
+    lines = [f"{'arm':6} {'step s':>8} {rate_name:>14} {'peak ' + unit:>14} {'estimate':>9} "
              f"{'unstreamed':>11}  result"]
     for r in results:
         steps = r.get("step_s") or []
@@ -138,8 +139,9 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, wall: flo
                      f"{r['unstreamed_gib']:>11.2f}  {r['verdict']}")
     lines.append(f"device: {results[0].get('device', args.device)}; backend: {args.backend}; size: {args.size}; "
                  f"{args.max_new_tokens} new tokens; step s = median over steps after the first (the first "
-                 f"alone when there is one); estimate = brts.estimate for the streamed log-probs, unstreamed = "
-                 f"the full-vocabulary computation before them")
+                 f"alone when there is one); tok/s = student and teacher tokens over their sampling time; "
+                 f"estimate = brts.estimate for the streamed log-probs, unstreamed = the full-vocabulary "
+                 f"computation before them")
     lines.append(f"total wall time: {wall:.0f} s")
     return "\n".join(lines)
 
