@@ -48,6 +48,7 @@ BAD_SPECS = {
     "empty_seeds": "arms: [opd]\nseeds: []\n",
     "n_below_1": "arms: [{name: b, preset: brts, set: {teacher_samples: 0}}]\nseeds: [0]\n",
     "negative_lambda": "arms: [brts]\nseeds: [0]\nmethod: {aux_weight: -0.1}\n",
+    "chunk_below_1": "arms: [opd]\nseeds: [0]\ntrain: {logprob_chunk: 0}\n",
     "unknown_arm": "arms: [best_arm]\nseeds: [0]\n",
     "unknown_extends": "extends: nowhere\narms: [opd]\nseeds: [0]\n",
     "python_tag": "arms: !!python/object/apply:os.system ['true']\nseeds: [0]\n",

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from brts.runs import plan as plan_module
 from brts.runs.plan import PlannedRun, plan, run_id
-from brts.spec import ArmSpec, ExperimentSpec, RunConfig
+from brts.spec import MEMORY_ONLY_TRAIN_FIELDS, ArmSpec, ExperimentSpec, RunConfig
 
 
 def make_spec(**fields: Any) -> ExperimentSpec:
@@ -88,6 +88,8 @@ def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
     for section in ("task", "models", "train", "rollout", "method"):
         part: BaseModel = getattr(config, section)
         for field in type(part).model_fields:
+            if section == "train" and field in MEMORY_ONLY_TRAIN_FIELDS:
+                continue
             changed = part.model_copy(update={field: bumped(getattr(part, field))})
             changes.append((f"{section}.{field}", config.model_copy(update={section: changed})))
     return changes
@@ -101,6 +103,14 @@ def test_changing_any_field_changes_run_id() -> None:
     original = run_id(config)
     for where, changed in changes:
         assert run_id(changed) != original, where
+
+
+def test_memory_only_settings_leave_the_run_id_alone() -> None:
+    config = base_config()
+    for field in MEMORY_ONLY_TRAIN_FIELDS:
+        changed = config.model_copy(update={"train": config.train.model_copy(update={field: 7})})
+        assert run_id(changed) == run_id(config)
+        assert changed.model_dump()["train"][field] == 7  # still in config.yaml, which a resumed rank reads
 
 
 def test_evaluation_only_settings_leave_the_run_id_alone() -> None:
