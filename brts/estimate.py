@@ -148,7 +148,8 @@ def memory_estimate(
     width = 2 * min(vocab, max(m.opd_top_k, m.aux_top_k, m.effective_alignment_top_k)) + 1
     autocast_copies = 2 * student.parameters if precision == 2 else 0  # bf16 weights autocast keeps for backward
 
-    sample_rows = min(SAMPLING_BATCH, max(prompts * tc.samples_per_prompt, candidates))
+    tier1 = prompts * m.teacher_samples if m.teacher_context else 0  # the teacher's Tier-1 draw is the largest
+    sample_rows = min(SAMPLING_BATCH, max(prompts * tc.samples_per_prompt, tier1))
     kv = 2 * teacher.kv_heads * (teacher.hidden // teacher.heads) * teacher.layers * precision
     sampling = sample_rows * ((prompt + response) * kv + (prompt * precision + SAMPLER_BYTES) * vocab)
     if cfg.rollout.backend == "vllm":

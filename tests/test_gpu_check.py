@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,19 @@ def test_gpu_check_runs_on_cpu_with_tiny_models():
     assert [line.split()[0] for line in table[1:3]] == ["opd", "brts"]
     assert all(line.endswith("pass") for line in table[1:3])
     assert "device: cpu; backend: hf; size: tiny" in table[3]
+
+
+@pytest.mark.slow
+def test_memory_estimate_is_within_30_percent_of_the_long_vocabulary_peak(tmp_path):
+    # Qwen2's 151,936-token vocabulary on a tiny body, one step, 64 new tokens: 4 x 64 positions fill one chunk.
+    out = tmp_path / "results.json"
+    done = subprocess.run(["bash", str(SCRIPT), "--size", "tiny-qwen-vocab", "--backend", "hf", "--steps", "1",
+                           "--max-new-tokens", "64", "--json", str(out)], capture_output=True, text=True,
+                          timeout=1800, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for result in json.loads(out.read_text()):
+        assert abs(result["estimate_gib"] - result["peak_gib"]) <= 0.3 * result["peak_gib"], result
+        assert result["unstreamed_gib"] > result["estimate_gib"]
 
 
 def test_a_verdict_fails_an_arm_that_broke_or_passed_its_memory_limit():
