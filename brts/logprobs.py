@@ -200,7 +200,12 @@ class _StudentColumns(torch.autograd.Function):
 class KeptLogprobs:
     """Both models' log-probs at the support columns of every response position (`brts.method.support`):
     `[B, R, 2K + 1]`, repeated columns at −inf, padding positions 0. What the losses take in place of the
-    full-vocabulary log-probs; the student's part carries the gradient."""
+    full-vocabulary log-probs; the student's part carries the gradient.
+
+    For metrics over either top-k (k <= top_k): the student's top-k are columns `[:k]`, most likely first and
+    never repeats, with `teacher[..., :k]` the teacher's log-probs there (a reverse KL on the student's top-k);
+    the teacher's top-k are `brts.method.losses.topk_mask(teacher, k)` (a forward KL on the teacher's top-k).
+    """
 
     student: Tensor  # [B, R, W]
     teacher: Tensor  # [B, R, W]

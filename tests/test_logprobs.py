@@ -209,3 +209,23 @@ def test_on_the_built_in_models_with_the_default_grids_method_the_losses_and_gra
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-7)
     for grad, ref in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_both_top_k_kls_follow_from_the_kept_columns():
+    from brts.method.losses import renormalised, topk_mask
+
+    student, teacher, batch, k = _model(2), _model(1), build_batch(PROMPTS, RESPONSES, pad_id=0), 5
+    with torch.no_grad():
+        s_full, tau_full = full_logprobs(student, batch), full_logprobs(teacher, batch)
+        kept = kept_logprobs(student, batch, teacher_pass(teacher, batch, k, 4), 4)
+
+    def kl(p_logp, q_logp, candidates):  # Σ_{c} p̃(c) (log p(c) − log q(c)), p renormalised over the candidates
+        terms = renormalised(p_logp, candidates) * (p_logp - q_logp).masked_fill(~candidates, 0)
+        return terms.sum(-1)[batch.mask]
+
+    s_top, t_top = topk_mask(s_full, 3), topk_mask(tau_full, 3)
+    kept_s_top = torch.zeros_like(kept.student, dtype=torch.bool)
+    kept_s_top[..., :3] = True
+    torch.testing.assert_close(kl(kept.student, kept.teacher, kept_s_top), kl(s_full, tau_full, s_top))
+    kept_t_top = topk_mask(kept.teacher, 3)
+    torch.testing.assert_close(kl(kept.teacher, kept.student, kept_t_top), kl(tau_full, s_full, t_top))
