@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from brts.evaluation.catalog import synthetic_split
 from brts.evaluation.spec import EvalSpec
-from brts.method.config import ARM_PRESETS, MethodConfig, arm_config
+from brts.method.config import ARM_PRESETS, MethodConfig, arm_config, preset_conflicts
 from brts.spec_errors import SpecError as SpecError  # re-exported: callers catch it as brts.spec.SpecError
 from brts.spec_errors import arm_method_error, show, source, validation_message
 from brts.spec_files import list_yaml, read_layers, search_dirs
@@ -206,6 +206,13 @@ class ArmSpec(_Spec):
         return value
 
 
+class ReportSpec(_Spec):
+    """How `brts report` reads the experiment (not part of any run id)."""
+
+    speed_threshold: float = Field(50.0, ge=0, le=100, description="learning speed: the first validation step "
+                                                                   "at which a split's accuracy (%) reaches this")
+
+
 def _default(model: type[_Spec]) -> Any:
     return Field(default_factory=model)
 
@@ -221,10 +228,12 @@ class ExperimentSpec(_Spec):
     rollout: RolloutSpec = _default(RolloutSpec)
     pool: PoolSpec = _default(PoolSpec)
     method: dict[str, Any] = Field(default_factory=dict, description="MethodConfig overrides shared by every arm")
+    override_presets: bool = Field(False, description="let `method` change fields that an arm's preset sets")
     arms: tuple[ArmSpec, ...] = Field(min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
     workers: int = Field(1, ge=1)
     resources: ResourcesSpec = _default(ResourcesSpec)
+    report: ReportSpec = _default(ReportSpec)
 
     @field_validator("arms")
     @classmethod
@@ -264,7 +273,21 @@ class ExperimentSpec(_Spec):
             except ValidationError as exc:
                 path, detail = arm_method_error(exc, i, arm, self.method)
                 raise PydanticCustomError("arm_method", "{path}: {detail}", {"path": path, "detail": detail}) from None
+        if not self.override_presets:
+            self._shared_keeps_presets()
         return self
+
+    def _shared_keeps_presets(self) -> None:
+        """A shared `method` field that would change what an arm's preset sets is refused: the arm would
+        silently become another arm (`teacher_samples: 4` turns first_rollout into brts)."""
+        for arm in self.arms:
+            shared = {k: v for k, v in self.method.items() if k not in arm.set}
+            for field, (own, new) in preset_conflicts(arm.preset, shared).items():
+                raise PydanticCustomError("arm_method", "{path}: {detail}", {
+                    "path": f"method.{field}",
+                    "detail": f"{show(new)} would silently change arm {arm.name!r} (its preset {arm.preset!r} "
+                              f"sets {field}: {show(own)}); move it into that arm's own `set`, or add "
+                              "override_presets: true"})
 
     def method_for(self, arm: ArmSpec) -> MethodConfig:
         """The arm's effective MethodConfig: its preset, then the shared `method` overrides, then its own `set`."""

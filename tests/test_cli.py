@@ -54,6 +54,7 @@ BAD_SPECS = {
     "python_tag": "arms: !!python/object/apply:os.system ['true']\nseeds: [0]\n",
     "missing_model": "arms: [opd]\nseeds: [0]\nmodels: {teacher: ./no/such/folder}\n",
     "not_a_model_folder": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /}\n",
+    "shared_preset_field": "arms: [first_rollout]\nseeds: [0]\nmethod: {teacher_samples: 4}\n",
 }
 
 
@@ -69,6 +70,28 @@ def test_bad_spec_is_one_line_exit_2_nothing_written(tmp_path, command, case):
     assert len(lines) == 1 and lines[0].startswith("error:") and f"{case}.yaml" in lines[0]
     assert "Traceback" not in result.output
     assert not store.exists()
+
+
+def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_report(tmp_path, monkeypatch):
+    spec = tmp_path / "own.yaml"
+    spec.write_text("name: own\narms: [{name: first_rollout, preset: first_rollout, set: {teacher_samples: 4}}, brts]\n"
+                    "seeds: [0, 1, 2, 3, 4, 5]\nmethod: {aux_weight: 0.5}\neval: {problems: 100}\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("exp", "show", str(spec))
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())  # rich wraps the table's cells
+    assert "teacher_samples=4*" in text and "aux_weight=0.5*" in text and "alignment=first," in text
+    assert "no previous report" in result.output
+    report = tmp_path / "reports" / "own"
+    report.mkdir(parents=True)
+    report.joinpath("table.csv").write_text(
+        "kind,arm,task,seeds,problems,diff,var_seed,var_problem,var_residual\n"
+        "arm,brts,brts_synthetic_hard,3,100,3.8,40.0,20.0,900.0\n"
+        "arm,opd,brts_synthetic_hard,3,100,,,,\n")
+    result = invoke("exp", "show", str(spec))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("│ brts") and "hard" in line)
+    assert "6 x 100" in line and "+3.8" in line and "±" in line, result.output
 
 
 def test_non_utf8_and_cyclic_extends(tmp_path):

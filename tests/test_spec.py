@@ -86,10 +86,10 @@ method: {aux_weight: 0.2}
 
 def test_arm_set_wins_over_shared_method(tmp_path: Path) -> None:
     write(tmp_path, "x.yaml", "arms: [{name: a, preset: brts, set: {aux_weight: 0.5}}]\nseeds: [0]\n"
-                              "method: {aux_weight: 0.1, teacher_samples: 2}\n")
+                              "method: {aux_weight: 0.1, aux_top_k: 2}\n")
     spec = load(tmp_path, "x")
     config = spec.method_for(spec.arms[0])
-    assert config.aux_weight == pytest.approx(0.5) and config.teacher_samples == 2
+    assert config.aux_weight == pytest.approx(0.5) and config.aux_top_k == 2
 
 
 def test_yaml_exponent_without_dot_is_a_number(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_extends_by_name_deep_merges(tmp_path: Path) -> None:
 name: base
 description: the base
 train: {steps: 5, lr: 0.01}
-method: {aux_weight: 0.1, teacher_samples: 2}
+method: {aux_weight: 0.1, aux_top_k: 2}
 eval: {splits: [easy, hard]}
 arms: [opd, brts]
 seeds: [0, 1]
@@ -111,7 +111,7 @@ seeds: [0, 1]
     write(tmp_path, "child.yaml", """
 extends: base
 train: {steps: 7}
-method: {teacher_samples: 8}
+method: {aux_top_k: 8}
 eval: {splits: [medium]}
 seeds: [3]
 """)
@@ -119,7 +119,7 @@ seeds: [3]
     assert spec.name == "child"  # the parent's name is not inherited
     assert spec.description == "the base"
     assert spec.train.steps == 7 and spec.train.lr == pytest.approx(0.01)  # mapping merges
-    assert spec.method == {"aux_weight": 0.1, "teacher_samples": 8}
+    assert spec.method == {"aux_weight": 0.1, "aux_top_k": 8}
     assert spec.eval.splits == ("medium",) and spec.seeds == (3,)  # lists replace
     assert [a.name for a in spec.arms] == ["opd", "brts"]
 
@@ -448,3 +448,39 @@ def test_set_invalid_value_names_the_override(tmp_path: Path) -> None:
 def test_set_unknown_key(tmp_path: Path) -> None:
     write(tmp_path, "x.yaml", MINIMAL)
     spec_error(tmp_path, "x", file="x.yaml", field="train.step", overrides=("train.step=3",))
+
+
+@pytest.mark.parametrize(("method", "arm", "field"), [
+    ("{teacher_samples: 4}", "first_rollout", "teacher_samples"),
+    ("{alignment: teacher_forced}", "brts_no_alignment", "alignment"),
+    ("{alignment: first}", "brts", "alignment"),
+    ("{teacher_context: true}", "opd", "teacher_context"),
+    ("{recovery: false}", "brts", "recovery"),
+])
+def test_a_shared_override_of_a_preset_field_is_refused(tmp_path: Path, method: str, arm: str, field: str) -> None:
+    write(tmp_path, "x.yaml", f"arms: [{arm}]\nseeds: [0]\nmethod: {method}\n")
+    with pytest.raises(SpecError) as exc:
+        load(tmp_path, "x")
+    message = str(exc.value)
+    assert "\n" not in message and f"method.{field}:" in message and repr(arm) in message
+    assert "override_presets: true" in message and str(tmp_path / "x.yaml") in message
+
+
+def test_a_preset_field_moves_into_the_arms_set_or_presets_are_overridden_on_purpose(tmp_path: Path) -> None:
+    write(tmp_path, "own.yaml", "arms: [{name: fr4, preset: first_rollout, set: {teacher_samples: 4}}, brts]\n"
+                                "seeds: [0]\nmethod: {teacher_samples: 4}\n")
+    spec = load(tmp_path, "own")
+    assert [spec.method_for(a).teacher_samples for a in spec.arms] == [4, 4]
+    write(tmp_path, "all.yaml", "arms: [first_rollout]\nseeds: [0]\nmethod: {teacher_samples: 4}\n"
+                                "override_presets: true\n")
+    spec = load(tmp_path, "all")
+    assert spec.method_for(spec.arms[0]).teacher_samples == 4
+    # The same value as the preset changes nothing, so it is not refused.
+    write(tmp_path, "same.yaml", "arms: [brts, brts_no_recovery]\nseeds: [0]\nmethod: {teacher_samples: 4}\n")
+    assert load(tmp_path, "same").method_for(spec.arms[0]).teacher_samples == 4
+
+
+def test_shipped_specs_load() -> None:
+    for name in ("ablation-grid", "smoke", "paper-r1-distill"):
+        spec = load_spec(name)
+        assert all(spec.method_for(a) for a in spec.arms)

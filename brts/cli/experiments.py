@@ -59,7 +59,11 @@ def exp_list(store: StoreOpt = None) -> None:
 
 
 @app.command("show")
-def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+def exp_show(
+    name: str, set_: SetOpt = None, store: StoreOpt = None,
+    report: Annotated[Path | None, typer.Option(help="a previous report folder for the power lines "
+                                                     "(default: reports/NAME when it exists)")] = None,
+) -> None:
     """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
     from brts.estimate import GPUS, estimate, fits
     from brts.runs.plan import plan
@@ -69,13 +73,12 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         spec = load_experiment(name, set_)
         planned = plan(spec)
     out.print(resolved_yaml(spec), highlight=False, markup=False)
-    arms = Table("arm", "preset", "resolved method (fields that differ from the MethodConfig defaults)",
-                 title="arms")
+    arms = Table("arm", "preset", "resolved method (fields that differ from the MethodConfig defaults; "
+                 "* differs from the arm's preset)", title="arms")
     for arm in spec.arms:
-        method = spec.method_for(arm)
-        changed = method.model_dump(exclude_defaults=True)
-        arms.add_row(arm.name, arm.preset, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "(defaults)")
+        arms.add_row(arm.name, arm.preset, _resolved_fields(spec, arm))
     out.print(arms)
+    _print_power_plan(spec, report or Path("reports") / spec.name)
     runs = RunStore(store_root(store))
     table = Table("run id", "arm", "seed", "status", "teacher tokens ≤", "GPU memory / GPU",
                   *(f"fits {name}" for name in GPUS),
@@ -89,6 +92,41 @@ def exp_show(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
                       _tokens(est.teacher_tokens), memory, *verdicts)
     out.print(table)
     _print_estimate_basis(planned[0])
+
+
+def _resolved_fields(spec: Any, arm: Any) -> str:
+    """`field=value` for every resolved field off the MethodConfig defaults or off the preset, `*` on the latter."""
+    from brts.method.config import arm_config
+
+    method, preset = spec.method_for(arm), arm_config(arm.preset)
+    fields = sorted(set(method.model_dump(exclude_defaults=True)) | {
+        k for k in type(method).model_fields if getattr(method, k) != getattr(preset, k)})
+    return ", ".join(f"{k}={getattr(method, k)}" + ("*" if getattr(method, k) != getattr(preset, k) else "")
+                     for k in fields) or "(defaults)"
+
+
+def _print_power_plan(spec: Any, folder: Path) -> None:
+    """Per comparison of a previous report of this experiment: what the planned seeds x problems could detect."""
+    from brts.report.aggregate import display_task
+    from brts.report.power import planned_power, read_previous
+    from brts.report.tables import signed
+
+    previous = read_previous(folder / "table.csv")
+    if previous is None:
+        out.print(f"Power: no previous report with variance components in {folder}/ (run `brts report "
+                  f"{spec.name}` after a run to see what this design can detect).", highlight=False)
+        return
+    plan = planned_power(previous, len(spec.seeds), spec.eval.problems)
+    table = Table("arm", "task", "observed Δ", "seeds x problems", "detectable Δ (80% power)",
+                  "seeds to detect the observed Δ",
+                  title=f"power of this design, from the variance in {folder / 'table.csv'}")
+    for r in plan.itertuples():
+        table.add_row(r.arm, display_task(r.task), signed(r.observed), f"{r.seeds} x {r.problems}",
+                      "–" if r.detectable != r.detectable else f"±{r.detectable:.1f}",
+                      "more than 1000" if r.seeds_needed != r.seeds_needed else str(int(r.seeds_needed)))
+    out.print(table)
+    out.print("Detectable Δ: the smallest true difference the report's test (5% level, before the Holm "
+              "correction) finds with 80% probability; seeds: at the same number of problems.", highlight=False)
 
 
 def _gib(value: float) -> str:

@@ -56,13 +56,17 @@ class MethodConfig(BaseModel):
         return self.alignment_top_k if self.alignment_top_k is not None else self.opd_top_k
 
 
-# Section 5: the arms of the ablation, each a complete config; specs override any field.
+# Section 5: the arms of the ablation, each a complete config. A preset names every field that makes the arm
+# what it is (its row of the table), so a spec's shared `method` cannot change one silently (brts.spec).
 ARM_PRESETS: dict[str, dict[str, Any]] = {
     "opd": {"teacher_context": False},
     "first_rollout": {"teacher_context": True, "teacher_samples": 1, "recovery": False, "alignment": "first"},
-    "brts": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "recovery_samples": 1},
-    "brts_no_recovery": {"teacher_context": True, "teacher_samples": 4, "recovery": False},
-    "brts_no_alignment": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "alignment": "first"},
+    "brts": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "recovery_samples": 1,
+             "alignment": "teacher_forced"},
+    "brts_no_recovery": {"teacher_context": True, "teacher_samples": 4, "recovery": False,
+                         "alignment": "teacher_forced"},
+    "brts_no_alignment": {"teacher_context": True, "teacher_samples": 4, "recovery": True, "recovery_samples": 1,
+                          "alignment": "first"},
 }
 
 
@@ -71,3 +75,11 @@ def arm_config(preset: str, overrides: dict[str, Any] | None = None) -> MethodCo
     if preset not in ARM_PRESETS:
         raise KeyError(preset)
     return MethodConfig(**{**ARM_PRESETS[preset], **(overrides or {})})
+
+
+def preset_conflicts(preset: str, overrides: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The fields the preset sets that `overrides` change: field -> (preset's value, overridden value).
+    Raises ValidationError where the overrides are invalid."""
+    base, changed = arm_config(preset), arm_config(preset, overrides)
+    return {k: (getattr(base, k), getattr(changed, k)) for k in ARM_PRESETS[preset]
+            if getattr(base, k) != getattr(changed, k)}

@@ -120,21 +120,24 @@ def teacher_context_loss(
     its top-`aux_top_k`: forward KL on the teacher's top-K, whose gradient −Σ p̃_T(k) ∇s(k) pulls the
     student toward the teacher.
 
-    `student_p_as_released`: candidates are the student's top-`aux_top_k` and the weights w are the student
-    renormalised over them, ℓᵃᵘˣ_t = Σ_k sg[w_k] · (τ(k) − s(k)). Since τ is a constant and w is stopped, the
-    gradient is −Σ_k w_k ∇s(k): it depends on the student alone, so the teacher changes only the logged
-    value and no teacher knowledge reaches the student. Kept only to reproduce the released code.
+    `student_p_as_released`: the authors' code (`dp_actor.py`, weight mode `student_p`): candidates are the
+    student's top-`aux_top_k`, w the student renormalised over them, ℓᵃᵘˣ_t = Σ_k sg[w_k] · (s(k) − τ(k)).
+    Since τ is a constant and w is stopped, the gradient is +Σ_k w_k ∇s(k): it lowers the student's top-K
+    mass (raises its entropy) whatever the teacher says, so the teacher changes only the logged value and no
+    teacher knowledge reaches the student. Kept only to reproduce the released code.
     """
     _check_shapes(student_logp, teacher_logp, mask)
     teacher_logp = teacher_logp.detach()
     if cfg.aux_mode == "teacher_topk":
         candidates = topk_mask(teacher_logp, cfg.aux_top_k)
         weights = renormalised(teacher_logp, candidates)
+        sign = -1.0  # Σ p̃_T (τ − s)
     else:
         candidates = topk_mask(student_logp.detach(), cfg.aux_top_k)
         weights = renormalised(student_logp, candidates)
+        sign = 1.0  # Σ w (s − τ), as released
     tau_part = torch.where(candidates, weights * teacher_logp, torch.zeros_like(weights)).sum(dim=-1)
-    return token_mean(tau_part - _surrogate(weights, student_logp, candidates), mask)
+    return token_mean(sign * (_surrogate(weights, student_logp, candidates) - tau_part), mask)
 
 
 def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:

@@ -42,6 +42,7 @@ class RunData:
     runs: pd.DataFrame  # one row per run folder (and per planned run not started), RUN_COLUMNS
     samples: pd.DataFrame  # per (run, task, problem, sample), usable runs and references only
     metrics: pd.DataFrame  # per (run, step), usable runs only; every metric a column
+    validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (run, split, step, problem), VALIDATION_COLUMNS
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> record
     settings: dict[str, Any] = field(default_factory=dict)  # evaluation settings of the runs (k, temperature)
 
@@ -84,6 +85,17 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+VALIDATION_COLUMNS = ["run_id", "arm", "seed", "split", "step", "problem_id", "correct"]
+
+
+def read_validation(path: Path) -> list[dict[str, Any]]:
+    """`validation.jsonl` as tidy rows: split, step, problem_id and the fraction of its samples correct."""
+    return [{"split": split, "step": int(record["step"]), "problem_id": str(pid), "correct": float(value)}
+            for record in read_metrics(path)
+            for split, problems in (record.get("problems") or {}).items()
+            for pid, value in problems.items()]
+
+
 def _config(path: Path) -> dict[str, Any]:
     cfg_path = path / "config.yaml"
     if not cfg_path.exists():
@@ -123,7 +135,7 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
 
     `labels` (path -> fields) overrides a record's fields, e.g. a sweep trial's arm label.
     """
-    rows, samples, metric_rows, settings = [], [], [], {}
+    rows, samples, metric_rows, validation_rows, settings = [], [], [], [], {}
     for path in folders:
         record = json.loads((path / "record.json").read_text()) if (path / "record.json").exists() else {}
         metrics = read_metrics(path / "metrics.jsonl")
@@ -143,12 +155,15 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
             samples.append(frame)
             for m in metrics:
                 metric_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **m})
+            for v in read_validation(path / "validation.jsonl"):
+                validation_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **v})
         rows.append(row)
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     sample_frame = (pd.concat(samples, ignore_index=True) if samples
                     else pd.DataFrame(columns=["run_id", "arm", "seed", *SAMPLE_COLUMNS]))
     metrics_frame = pd.DataFrame(metric_rows)
-    return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, settings=settings)
+    validation = pd.DataFrame(validation_rows, columns=VALIDATION_COLUMNS)
+    return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, validation=validation, settings=settings)
 
 
 def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +20,7 @@ from brts.report.aggregate import (
     read_runs,
 )
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
+from brts.report.speed import AREA, DEFAULT_THRESHOLD, STEPS, speed_sentences, speed_table
 from brts.report.tables import (
     StatsSettings,
     arm_task_table,
@@ -43,15 +45,23 @@ class Composed:
     summary: list[str]
 
 
-def _planned(name: str, folders: Sequence[Path]) -> list | None:
-    """The current spec's planned runs when a spec of this name exists and shares run ids with the store."""
-    from brts.runs.plan import plan
+def _spec(name: str) -> Any:
+    """The experiment spec of this name, or None when there is none (or it does not load)."""
     from brts.spec import SpecError, load_spec
 
     try:
-        planned = plan(load_spec(name))
+        return load_spec(name)
     except SpecError:
         return None
+
+
+def _planned(spec: Any, folders: Sequence[Path]) -> list | None:
+    """The current spec's planned runs when the spec exists and shares run ids with the store."""
+    from brts.runs.plan import plan
+
+    if spec is None:
+        return None
+    planned = plan(spec)
     ids = {p.name for p in folders}
     return planned if any(p.run_id in ids for p in planned) else None
 
@@ -68,12 +78,12 @@ def arm_order(runs: pd.DataFrame, planned: list | None) -> list[str]:
     return known + sorted(a for a in present if a not in known)
 
 
-def load(store: Path, name: str, progress: Progress) -> tuple[RunData, list[str], list | None]:
+def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[RunData, list[str], list | None]:
     """The experiment's runs (planned-but-absent ones listed as `not started`), its references and arm order."""
     base = store / name
     folders = [p for p in sorted(base.iterdir()) if (p / "record.json").is_file()]
     progress(f"reading {len(folders)} run folders in {base}")
-    planned = _planned(name, folders)
+    planned = _planned(spec, folders)
     data = read_runs(folders)
     data.runs = drop_superseded(data.runs, {p.run_id for p in planned} if planned else None)
     if planned:
@@ -87,6 +97,8 @@ def load(store: Path, name: str, progress: Progress) -> tuple[RunData, list[str]
     data.samples = data.samples[data.samples["run_id"].isin(used)]
     if not data.metrics.empty:
         data.metrics = data.metrics[data.metrics["run_id"].isin(used)]
+    if not data.validation.empty:
+        data.validation = data.validation[data.validation["run_id"].isin(used)]
     data.references, references = read_references(base)
     if not references.empty:
         data.samples = pd.concat([data.samples, references], ignore_index=True)
@@ -111,6 +123,22 @@ def _p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _ci(low: float, high: float, digits: int = 1) -> str:
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _diff_cells(r: Any, baseline: str, pct: str, is_base: bool) -> dict[str, str]:
+    """Δ [CI], p, p (Holm) and significant of one row; `baseline` / `–` where the row has no comparison."""
+    has = not math.isnan(r.diff)
+    return {
+        f"Δ vs {baseline} [{pct} CI]": (f"{signed(r.diff)} {interval_text(r.diff_low, r.diff_high)}" if has
+                                         else ("baseline" if is_base else "–")),
+        "p": _p_text(r.p) if has else "–",
+        "p (Holm)": _p_text(r.p_holm) if has else "–",
+        "significant": ("yes" if r.significant else "no") if has else "–",
+    }
+
+
 def formatted_table(table: pd.DataFrame, baseline: str, gaps: dict[str, tuple[int, int]], level: float) -> pd.DataFrame:
     """The arm x task table as display strings, grouped by task, reference models after the arms."""
     pct = f"{level:.0%}"
@@ -119,23 +147,47 @@ def formatted_table(table: pd.DataFrame, baseline: str, gaps: dict[str, tuple[in
         for r in table[table["task"] == task].itertuples():
             is_arm = r.kind == "arm"
             seeds = str(r.seeds) if r.arm not in gaps else f"{r.seeds} (of {gaps[r.arm][1]})"
-            has_diff = is_arm and not math.isnan(r.diff)
             rows.append({
                 "task": display_task(r.task), "arm": r.arm if is_arm else f"{r.arm} (reference)",
-                f"avg@{r.k} [{pct} CI]": f"{r.avg:.1f} [{r.low:.1f}, {r.high:.1f}]",
+                f"avg@{r.k} [{pct} CI]": f"{r.avg:.1f} {_ci(r.low, r.high)}",
                 "sd over seeds": _fmt(r.seed_sd), "seeds": seeds if is_arm else "–", "problems": str(r.problems),
                 f"pass@{r.k}": f"{r.pass_at_k:.1f}",
-                f"Δ vs {baseline} [{pct} CI]": (f"{signed(r.diff)} {interval_text(r.diff_low, r.diff_high)}"
-                                                 if has_diff else ("baseline" if r.arm == baseline else "–")),
-                "p (Wilcoxon)": _p_text(r.p) if has_diff else "–",
-                "significant": ("yes" if r.significant else "no") if has_diff else "–",
+                **_diff_cells(r, baseline, pct, is_arm and r.arm == baseline),
             })
+    return pd.DataFrame(rows).fillna("–")
+
+
+def power_display(table: pd.DataFrame, baseline: str, level: float, power: float) -> pd.DataFrame:
+    """Per comparison: Δ and its SE, the smallest difference the design detects, the seeds the observed Δ needs."""
+    rows = table[(table["kind"] == "arm") & table["diff"].notna()]
+    return pd.DataFrame([{
+        "task": display_task(r.task), "arm": r.arm, f"Δ vs {baseline}": signed(r.diff), "SE": _fmt(r.se),
+        f"detectable Δ ({power:.0%} power, {r.seeds} seeds)": "–" if math.isnan(r.detectable) else f"±{r.detectable:.1f}",
+        "seeds to detect this Δ": ("–" if math.isnan(r.var_seed) or r.diff == 0 else "more than 1000"
+                                   if math.isnan(r.seeds_needed) else str(int(r.seeds_needed))),
+    } for r in rows.itertuples()])
+
+
+def speed_display(speed: pd.DataFrame, baseline: str, level: float, threshold: float) -> pd.DataFrame:
+    """The learning-speed table as display strings: per measure and split, each arm's value and its Δ."""
+    pct = f"{level:.0%}"
+    names = {AREA: "area under the validation curve (%)", STEPS: f"first step with validation ≥ {threshold:g}%"}
+    rows = []
+    for r in speed.itertuples():
+        digits = 1 if r.measure == AREA else 0
+        rows.append({
+            "measure": names[r.measure], "split": display_task(r.split), "arm": r.arm,
+            f"value [{pct} CI]": f"{r.value:.{digits}f} {_ci(r.low, r.high, digits)}",
+            "reached": r.reached or "–", "seeds": str(r.seeds), **_diff_cells(r, baseline, pct, r.arm == baseline),
+        })
     return pd.DataFrame(rows).fillna("–")
 
 
 def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress: Progress) -> Composed:
     """Read the experiment `name` in `store` and compose its report; ReportError for what the user can fix."""
-    data, arms, planned = load(store, name, progress)
+    spec = _spec(name)
+    threshold = spec.report.speed_threshold if spec is not None else DEFAULT_THRESHOLD
+    data, arms, planned = load(store, name, progress, spec)
     runs = data.runs
     usable = runs[runs["usable"]]
     if usable.empty:
@@ -154,8 +206,10 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
     per_seed = (run_samples.groupby(["arm", "seed", "task", "problem_id"])["correct"].mean().mul(100)
                 .groupby(["arm", "seed", "task"]).mean().rename("avg").reset_index())
 
-    sentences = summary_sentences(table, baseline, cfg.level)
-    caveats = _caveats(table, runs, usable, gaps, cfg)
+    splits = _splits(data, run_samples)
+    speed = speed_table(data.metrics, data.validation, used_arms, splits, baseline, threshold, cfg)
+    sentences = summary_sentences(table, baseline, cfg.level) + speed_sentences(speed, baseline, threshold)
+    caveats = _caveats(table, speed, runs, usable, gaps, cfg)
     progress("drawing figures")
     colours = plots.arm_colours(used_arms)
     figures = {
@@ -164,16 +218,27 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
         "cost": plots.cost(table, costs, baseline, colours),
         "learning_curves": plots.learning_curves(
             data.metrics, colours, [display_task(t) for t in dict.fromkeys(run_samples["task"])]),
+        "divergence": plots.divergences(data.metrics, colours),
+        "learning_speed": plots.learning_speed(speed, colours, threshold, cfg.level),
         "selection_tiers": plots.selection_tiers(data.metrics, colours),
         "alignment": plots.alignment(data.metrics, colours, _scored_arms(usable)),
     }
-    blocks = _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline, cfg, figures)
+    blocks = _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, caveats, baseline, cfg,
+                     figures)
     return Composed(
         title=f"Report: {name}", blocks=blocks, figures={k: v for k, v in figures.items() if v is not None},
         frames={"results": _results(name, data.samples, runs), "runs": _run_summary(runs, run_samples),
-                "table": table},
+                "table": table, "speed": speed},
         summary=sentences + caveats,
     )
+
+
+def _splits(data: RunData, samples: pd.DataFrame) -> list[str]:
+    """The validation splits in the evaluation's task order, then any other."""
+    found = set(data.validation["split"]) if not data.validation.empty else set()
+    found |= {c.removeprefix("val/") for c in data.metrics.columns if c.startswith("val/")}
+    order = [display_task(t) for t in dict.fromkeys(samples["task"])]
+    return [s for s in order if s in found] + sorted(found - set(order))
 
 
 def _scored_arms(usable: pd.DataFrame) -> list[str]:
@@ -182,13 +247,24 @@ def _scored_arms(usable: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(scored["arm"]))
 
 
-def _caveats(table: pd.DataFrame, runs: pd.DataFrame, usable: pd.DataFrame, gaps: dict, cfg: StatsSettings) -> list[str]:
+METHOD_NOTE = ("a t-test of the crossed random-effects model seed x problem (Clark 1973; lmerTest's "
+               "y ~ 1 + (1|seed) + (1|problem)), its variance from the ANOVA mean squares and its critical value "
+               "Cochran & Cox's for a seed part with S - 1 and a problem part with P - 1 degrees of freedom")
+
+
+def _caveats(table: pd.DataFrame, speed: pd.DataFrame, runs: pd.DataFrame, usable: pd.DataFrame, gaps: dict,
+             cfg: StatsSettings) -> list[str]:
     compared = table[(table["kind"] == "arm") & table["diff"].notna()]
     seeds = usable.groupby("arm")["seed"].nunique()
-    out = [f"Each {cfg.level:.0%} interval is the wider, on each side, of a bootstrap over problems "
-           f"({cfg.n_boot} replicates) and a t-interval over training seeds, so neither a lucky problem set nor "
-           "one lucky seed alone makes a difference; a difference is called significant only when its interval "
-           f"excludes 0. {len(compared)} comparisons, no correction for multiple comparisons."]
+    out = [f"Each {cfg.level:.0%} interval and its p-value come from one test, {METHOD_NOTE}, so the interval "
+           f"excludes 0 exactly when p < {1 - cfg.level:.2g}; seeds and problems are both counted as sampled. "
+           f"A difference is called significant only when its Holm-adjusted p is below {1 - cfg.level:.2g}: "
+           f"Holm over the {len(compared)} comparisons of the accuracy table, and separately over each "
+           "learning-speed measure's. An interval that excludes 0 with a Holm p above that is not claimed."]
+    if not compared.empty:
+        out.append(f"Power: with these seeds the smallest difference found with {cfg.power:.0%} probability is "
+                   f"{_range(compared['detectable'])} points (per comparison under 'Power'); three seeds rarely "
+                   "resolve a few points.")
     one = [a for a, n in seeds.items() if n == 1]
     if one:
         out.append(f"One training seed only for {', '.join(one)}: the interval covers problem sampling, "
@@ -202,7 +278,13 @@ def _caveats(table: pd.DataFrame, runs: pd.DataFrame, usable: pd.DataFrame, gaps
     return out
 
 
-def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline, cfg, figures) -> list[Block]:
+def _range(values: pd.Series) -> str:
+    v = values.dropna()
+    return "–" if v.empty else f"{v.min():.1f}" if v.min() == v.max() else f"{v.min():.1f} to {v.max():.1f}"
+
+
+def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, caveats, baseline, cfg,
+            figures) -> list[Block]:
     runs = data.runs
     usable = runs[runs["usable"]]
     settings = data.settings.get("settings") or {}
@@ -214,17 +296,40 @@ def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline,
         Heading("Summary"), Bullets(sentences), Para("How far these statements reach:"), Bullets(caveats),
         Heading("Accuracy per arm and task"),
         Table(formatted_table(table, baseline, gaps, cfg.level),
-              f"avg@k: mean over problems of the fraction of k samples correct, averaged over seeds; CI: the wider "
-              f"of a {cfg.level:.0%} bootstrap over problems and a t-interval over seeds; sd: spread of the "
-              "per-seed avg@k; "
+              f"avg@k: mean over problems of the fraction of k samples correct, averaged over seeds; CI: "
+              f"{cfg.level:.0%}, seeds and problems both sampled (see above); sd: spread of the per-seed avg@k; "
               f"Δ: paired per-problem difference to {baseline} (same problem ids; seeds paired when both arms ran "
-              "the same seeds); p: Wilcoxon signed-rank over seed-averaged per-problem differences; significant "
-              "only when the Δ interval excludes 0.", left=2),
+              "the same seeds) with its interval; p: the same test's p-value, uncorrected; p (Holm): adjusted over "
+              "the table's comparisons; significant: p (Holm) < "
+              f"{1 - cfg.level:.2g}. table.csv also has p_wilcoxon_problems, a Wilcoxon signed-rank test over the "
+              "seed-averaged per-problem differences: it treats the seeds as fixed and is not a test of the arms.",
+              left=2),
     ]
     for key, caption in (("accuracy", "avg@k per arm with its interval; dots: single seeds; lines: reference models"),
                          ("difference", f"paired difference to {baseline}; filled where the interval excludes 0")):
         if figures.get(key) is not None:
             blocks.append(Figure(key, caption))
+    power = power_display(table, baseline, cfg.level, cfg.power)
+    if not power.empty:
+        blocks += [Heading("Power"), Table(
+            power, f"SE: standard error of Δ; detectable Δ: the smallest true difference this design (its seeds and "
+                   f"problems) finds with {cfg.power:.0%} probability at the uncorrected {1 - cfg.level:.2g} level, "
+                   "from the variance components estimated here; seeds to detect this Δ: the seeds (same problems) at "
+                   f"which a true difference of the observed size is found with {cfg.power:.0%} probability. The "
+                   "observed Δ is itself noisy: read the seed count as an order of magnitude.", left=2)]
+    if not speed.empty:
+        blocks += [Heading("Learning speed"), Table(
+            speed_display(speed, baseline, cfg.level, threshold),
+            "area: mean validation accuracy over training (trapezoid area under each validation problem's curve "
+            "over the validation steps, divided by their span), seeds and problems sampled as above; first step: "
+            f"the first validation step at which the split's accuracy reached {threshold:g}% (report."
+            "speed_threshold in the spec), seeds sampled; a run that never reached it counts at its last step plus "
+            "one validation interval (a lower bound; reached: runs that did). Δ, p and significant as above, "
+            "Holm over each measure's comparisons.", left=3)]
+        if figures.get("learning_speed") is not None:
+            blocks.append(Figure("learning_speed", f"area under the validation curve and first step at "
+                                                    f"{threshold:g}% per arm and split, {cfg.level:.0%} interval; "
+                                                    "hollow: difference to the baseline not significant"))
     blocks += [Heading("Cost"), Table(_cost_display(costs),
                                       "per run, mean over seeds: teacher tokens generated by the teacher-context "
                                       "branch (cumulative at the last step) and wall time of training and evaluation")]
@@ -232,6 +337,10 @@ def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline,
         blocks.append(Figure("cost", "accuracy gain over the baseline against teacher tokens generated per run"))
     blocks.append(Heading("Training"))
     for key, caption in (("learning_curves", "validation accuracy over steps; band: lowest to highest seed"),
+                         ("divergence", "per-token KL over training: kl/opd, the reverse KL on the student's "
+                                        "top-K of its own samples (exact where K covers the vocabulary); kl/aux, "
+                                        "the forward KL on the teacher's top-K along the selected teacher "
+                                        "trajectories; band: lowest to highest seed"),
                          ("selection_tiers", "fraction of prompts per selection tier over training"),
                          ("alignment", "alignment of the selected teacher trajectory per tier (arms that rank "
                                        "by an alignment score)")):
@@ -252,7 +361,9 @@ def _blocks(name, store, data, table, costs, gaps, sentences, caveats, baseline,
         "results.parquet / results.csv: one row per run x task x problem x sample (reference models have "
         "kind = reference); every number above can be recomputed from it.",
         "runs.parquet / runs.csv: one row per run with its status, cost and avg@k / pass@k per task.",
-        "table.csv: the table above at full precision.",
+        "table.csv: the table above at full precision, with each comparison's SE and variance components "
+        "(var_seed, var_problem, var_residual: what `brts exp show` plans a grid's power from).",
+        "speed.csv: the learning-speed table at full precision.",
         "figures/: every figure as PNG and SVG.",
     ])]
     return blocks

@@ -134,6 +134,64 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, splits: Sequence[str] 
     return fig
 
 
+KL_PANELS = {"kl/opd": "kl/opd: reverse KL, student's own samples", "kl/aux": "kl/aux: forward KL, teacher's trajectory"}
+
+
+def divergences(metrics: pd.DataFrame, colours: dict) -> Figure | None:
+    """The true per-token KL estimates over training (kl/opd, kl/aux): mean over seeds, band from the lowest to
+    the highest seed, rolling SMOOTH_STEPS steps; None when the runs logged neither (runs before 2026-12)."""
+    keys = [k for k in KL_PANELS if not metrics.empty and k in metrics.columns and metrics[k].notna().any()]
+    if not keys:
+        return None
+    fig, axes = facets(len(keys), width=4.2, sharey=False)
+    for ax, key in zip(axes, keys, strict=True):
+        sub = metrics[["arm", "seed", "step", key]].dropna()
+        for arm in [a for a in colours if a in set(sub["arm"])]:
+            per_seed = (sub[sub["arm"] == arm].pivot_table(index="step", columns="seed", values=key)
+                        .rolling(SMOOTH_STEPS, center=True, min_periods=1).mean())
+            ax.plot(per_seed.index, per_seed.mean(axis=1), color=colours[arm], lw=1.8)
+            ax.fill_between(per_seed.index, per_seed.min(axis=1), per_seed.max(axis=1), color=colours[arm],
+                            alpha=0.15, lw=0)
+        ax.set_title(KL_PANELS[key], fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_yscale("symlog", linthresh=0.01)
+    axes[0].set_ylabel("nats per token")
+    arms = [a for a in colours if a in set(metrics["arm"])]
+    _legend(fig, [Line2D([], [], color=colours[a], lw=2) for a in arms], arms)
+    fig.suptitle(f"Per-token KL to the teacher (mean over seeds, rolling {SMOOTH_STEPS} steps; band: seeds)",
+                 fontsize=10)
+    return fig
+
+
+def learning_speed(speed: pd.DataFrame, colours: dict, threshold: float, level: float) -> Figure | None:
+    """Two rows of panels per validation split: the area under the validation curve and the first step at the
+    threshold, per arm with its interval; significant differences to the baseline filled."""
+    if speed.empty:
+        return None
+    measures = [m for m in ("area", "steps_to_threshold") if (speed["measure"] == m).any()]
+    splits = list(dict.fromkeys(speed["split"]))
+    theme()
+    fig, grid = plt.subplots(len(measures), len(splits), figsize=(3.4 * len(splits) + 0.6, 3.0 * len(measures)),
+                             squeeze=False, sharey="row", layout="constrained")
+    labels = {"area": "area under val. curve (%)", "steps_to_threshold": f"first step at ≥ {threshold:g}%"}
+    for i, measure in enumerate(measures):
+        for j, split in enumerate(splits):
+            ax = grid[i][j]
+            rows = speed[(speed["measure"] == measure) & (speed["split"] == split)].reset_index(drop=True)
+            for k, r in rows.iterrows():
+                c = colours.get(r["arm"], "0.3")
+                filled = bool(r["significant"]) or pd.isna(r["diff"])
+                ax.errorbar(k, r["value"], yerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]], fmt="o",
+                            color=c, mfc=c if filled else "white", capsize=4, markersize=7, lw=2)
+            ax.set_xticks(range(len(rows)), rows["arm"], rotation=35, ha="right")
+            ax.set_title(display_task(split) if i == 0 else "")
+            if j == 0:
+                ax.set_ylabel(labels[measure])
+    fig.suptitle(f"Learning speed per arm, {level:.0%} interval (hollow: difference to the baseline not "
+                 "significant)", fontsize=10)
+    return fig
+
+
 def _branch_arms(metrics: pd.DataFrame, column: str, colours: dict) -> list[str]:
     """Arms (in colour order) whose metrics carry `column`, i.e. that ran the teacher-context branch."""
     if metrics.empty or column not in metrics.columns:

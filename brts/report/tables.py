@@ -17,16 +17,15 @@ from brts.report.aggregate import ReportError, display_task
 
 TABLE_COLUMNS = [
     "kind", "arm", "task", "seeds", "problems", "k", "avg", "low", "high", "seed_sd", "pass_at_k",
-    "diff", "diff_low", "diff_high", "p", "significant", "seed_pairing",
-    "diff_problems_low", "diff_problems_high", "diff_seeds_low", "diff_seeds_high",
+    "diff", "diff_low", "diff_high", "se", "p", "p_holm", "significant", "seed_pairing",
+    "detectable", "seeds_needed", "var_seed", "var_problem", "var_residual", "p_wilcoxon_problems",
 ]
 
 
 @dataclass(frozen=True)
 class StatsSettings:
-    n_boot: int = stats.DEFAULT_BOOT
     level: float = stats.DEFAULT_LEVEL
-    seed: int = 0
+    power: float = stats.DEFAULT_POWER
 
 
 def problem_matrix(samples: pd.DataFrame) -> pd.DataFrame:
@@ -47,24 +46,53 @@ def _samples_per_problem(samples: pd.DataFrame) -> int:
     return int(samples.groupby(["seed", "problem_id"], dropna=False).size().min())
 
 
+_DIFF_FIELDS = ("diff", "diff_low", "diff_high", "se", "p", "p_holm", "detectable", "seeds_needed", "var_seed",
+                "var_problem", "var_residual", "p_wilcoxon_problems")
+
+
 def _row(kind: str, arm: str, task: str, m: pd.DataFrame, samples: pd.DataFrame, cfg: StatsSettings) -> dict:
     k = _samples_per_problem(samples)
-    ci = stats.mean_interval(m.to_numpy(), n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed, bounds=(0.0, 100.0))
+    ci = stats.mean_interval(m.to_numpy(), level=cfg.level, bounds=(0.0, 100.0))
     return {
         "kind": kind, "arm": arm, "task": task, "seeds": m.shape[0], "problems": m.shape[1], "k": k,
         "avg": ci.estimate, "low": ci.low, "high": ci.high, "seed_sd": stats.seed_sd(m.to_numpy()),
-        "pass_at_k": _pass_at_k(samples, k), "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
-        "p": math.nan, "significant": False, "seed_pairing": "",
-        **dict.fromkeys(["diff_problems_low", "diff_problems_high", "diff_seeds_low", "diff_seeds_high"], math.nan),
+        "pass_at_k": _pass_at_k(samples, k), **dict.fromkeys(_DIFF_FIELDS, math.nan), "significant": False,
+        "seed_pairing": "",
     }
 
 
-def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, cfg: StatsSettings) -> stats.Difference:
+def paired_difference(arm: pd.DataFrame, base: pd.DataFrame, cfg: StatsSettings) -> stats.Test:
     """arm - baseline over their common problems; seeds paired when both arms ran the same seeds."""
     problems = arm.columns.intersection(base.columns)
     paired = list(arm.index) == list(base.index)
     return stats.paired_difference(arm[problems].to_numpy(), base[problems].to_numpy(), paired_seeds=paired,
-                                   n_boot=cfg.n_boot, level=cfg.level, seed=cfg.seed, bounds=(-100.0, 100.0))
+                                   level=cfg.level)
+
+
+def difference_fields(test: stats.Test, cfg: StatsSettings, bounds: tuple[float, float] = (-math.inf, math.inf),
+                      ) -> dict:
+    """The table's difference columns of one comparison (p_holm and significant are set over the table); the
+    interval cut to `bounds`, the range the difference can take (which never moves it across 0)."""
+    alpha = 1.0 - cfg.level
+    detectable = stats.detectable_difference(test.components, test.seeds, test.problems, alpha=alpha,
+                                             target=cfg.power)
+    needed = stats.seeds_needed(test.components, test.problems, test.estimate, alpha=alpha, target=cfg.power)
+    c = test.components
+    ci = stats.clip(test.interval, bounds)
+    return {"diff": ci.estimate, "diff_low": ci.low, "diff_high": ci.high, "se": test.se,
+            "p": test.p, "seed_pairing": "paired" if test.paired_seeds else "unpaired", "detectable": detectable,
+            "seeds_needed": math.nan if needed is None else float(needed), "var_seed": c.seed,
+            "var_problem": c.problem, "var_residual": c.residual}
+
+
+def apply_holm(table: pd.DataFrame, level: float, rows: pd.Series | None = None) -> pd.DataFrame:
+    """Holm-adjust the p-values of `rows` (default: every row with a p) as one family; significant when the
+    adjusted p is below 1 - level."""
+    table = table.copy()
+    chosen = table["p"].notna() if rows is None else rows & table["p"].notna()
+    table.loc[chosen, "p_holm"] = stats.holm(table.loc[chosen, "p"].tolist())
+    table["significant"] = table["p_holm"].notna() & (table["p_holm"] < 1.0 - level)
+    return table
 
 
 def arm_task_table(samples: pd.DataFrame, arms: Sequence[str], baseline: str | None,
@@ -84,19 +112,16 @@ def arm_task_table(samples: pd.DataFrame, arms: Sequence[str], baseline: str | N
         for arm, m in matrices.items():
             row = _row("arm", arm, task, m, by_task[by_task["arm"] == arm], cfg)
             if baseline is not None and arm != baseline and baseline in matrices:
-                d = paired_difference(m, matrices[baseline], cfg)
-                ci, seeds = d.interval, d.over_seeds
-                row.update(diff=ci.estimate, diff_low=ci.low, diff_high=ci.high, p=d.p,
-                           significant=ci.excludes_zero, seed_pairing="paired" if d.paired_seeds else "unpaired",
-                           diff_problems_low=d.over_problems.low, diff_problems_high=d.over_problems.high,
-                           diff_seeds_low=seeds.low if seeds else math.nan,
-                           diff_seeds_high=seeds.high if seeds else math.nan)
+                base = matrices[baseline]
+                row.update(difference_fields(paired_difference(m, base, cfg), cfg, (-100.0, 100.0)))
+                common = m.columns.intersection(base.columns)
+                row["p_wilcoxon_problems"] = stats.wilcoxon_p((m[common].mean() - base[common].mean()).to_numpy())
             rows.append(row)
     if references is not None and not references.empty:
         for (role, task), ref in references.groupby(["arm", "task"], sort=False):
             ref = ref.assign(seed=0)
             rows.append(_row("reference", str(role), str(task), problem_matrix(ref), ref, cfg))
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = apply_holm(pd.DataFrame(rows, columns=TABLE_COLUMNS), cfg.level)
     table["task_order"] = table["task"].map({t: i for i, t in enumerate(tasks)}).fillna(len(tasks))
     table["arm_order"] = table["arm"].map({a: i for i, a in enumerate(arms)}).fillna(len(arms))
     table = table.sort_values(["kind", "task_order", "arm_order"], kind="stable")
@@ -131,12 +156,12 @@ def interval_text(low: float, high: float) -> str:
 
 
 def summary_sentences(table: pd.DataFrame, baseline: str, level: float) -> list[str]:
-    """One plain sentence per compared arm, claiming a difference only where its interval excludes 0."""
+    """One plain sentence per compared arm, claiming a difference only where it is significant after Holm."""
     arms = table[(table["kind"] == "arm") & (table["arm"] != baseline) & table["diff"].notna()]
     out = []
     for arm, rows in arms.groupby("arm", sort=False):
-        found = [f"{signed(r.diff)} points on {display_task(r.task)} {interval_text(r.diff_low, r.diff_high)}"
-                 for r in rows.itertuples() if r.significant]
+        found = [f"{signed(r.diff)} points on {display_task(r.task)} {interval_text(r.diff_low, r.diff_high)} "
+                 f"(Holm p = {r.p_holm:.3g})" for r in rows.itertuples() if r.significant]
         flat = [display_task(r.task) for r in rows.itertuples() if not r.significant]
         parts = []
         if found:

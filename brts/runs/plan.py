@@ -10,7 +10,7 @@ import brts
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
-RUN_FORMAT = 3  # 3: keyed teacher and student sampling (brts.rollout.keyed)
+RUN_FORMAT = 4  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics
 
 
 @dataclass(frozen=True)

@@ -197,10 +197,11 @@ def _reference_aux(s: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, mode:
         by = tv if mode == "teacher_topk" else sv
         chosen = _top(by, k)
         norm = sum(math.exp(by[c]) for c in chosen)
+        sign = -1.0 if mode == "teacher_topk" else 1.0  # Σ p̃_T (τ − s); as released Σ w (s − τ)
         for c in chosen:
             w = math.exp(by[c]) / norm
-            value += w * (tv[c] - sv[c]) / n
-            grad[b, t, c] = -w / n
+            value += sign * w * (sv[c] - tv[c]) / n
+            grad[b, t, c] = sign * w / n
     return value, grad
 
 
@@ -214,6 +215,47 @@ def test_aux_value_and_gradient_match_loops(mode: str) -> None:
     assert loss.item() == pytest.approx(value, rel=1e-12)
     assert s.grad is not None
     torch.testing.assert_close(s.grad, grad, rtol=1e-12, atol=1e-12)
+
+
+def _authors_student_p_aux(logits: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """The released L_aux with weight mode `student_p`, step by step as BWGZK-keke/BRTS writes it
+    (verl/workers/actor/dp_actor.py, the `aux_teacher_ctx_kd` block; ids from `compute_log_prob`'s top-K):
+    gather the student's top-K ids, w = softmax over them of the detached student log-probs,
+    aux_kl = log p_s − log p_t, per token Σ w · aux_kl, token-mean over the response mask."""
+    logp = torch.log_softmax(logits, dim=-1)
+    ids = logp.detach().topk(k, dim=-1).indices  # aux_teacher_ctx_student_top_k_ids
+    aux_student_logp = logp.gather(-1, ids)
+    aux_teacher_logp = tau.gather(-1, ids)  # aux_teacher_ctx_teacher_on_student_log_probs
+    valid = mask.unsqueeze(-1).expand_as(aux_student_logp)
+    weight_logits = torch.where(valid, aux_student_logp.detach(), torch.full_like(aux_student_logp, -math.inf))
+    weights = torch.nan_to_num(torch.exp(weight_logits - torch.logsumexp(weight_logits, dim=-1, keepdim=True)))
+    aux_kl = torch.where(valid, aux_student_logp - aux_teacher_logp, torch.zeros_like(aux_student_logp))
+    per_token = (weights * aux_kl).sum(dim=-1)
+    return (per_token * mask).sum() / mask.sum()  # agg_loss, token-mean
+
+
+@pytest.mark.parametrize("seed", [40, 41, 42])
+def test_released_aux_matches_the_authors_formula_in_value_and_gradient(seed: int) -> None:
+    cfg = MethodConfig(aux_mode="student_p_as_released", aux_top_k=3)
+    logits, tau = _logits(seed), _teacher_logp(seed + 100)
+    ours, theirs = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    loss = teacher_context_loss(torch.log_softmax(ours, -1), tau, MASK, cfg)
+    reference = _authors_student_p_aux(theirs, tau, MASK, 3)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-14)
+    (g_ours,) = torch.autograd.grad(loss, ours)
+    (g_theirs,) = torch.autograd.grad(reference, theirs)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-10, atol=1e-14)
+
+
+def test_released_aux_step_lowers_the_students_top_k_mass() -> None:
+    """+Σ w ∇s: descending it pushes the student's top-K log-probs down (entropy up), whatever the teacher."""
+    cfg = MethodConfig(aux_mode="student_p_as_released", aux_top_k=2)
+    logits = _logits(50)
+    stepped = logits - 0.5 * _aux_grad_wrt_logits(logits, _teacher_logp(51), cfg)
+    top = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(2, -1).indices, True)
+    mass = lambda z: torch.where(top, torch.softmax(z, -1), 0.0).sum(-1)[MASK]  # noqa: E731
+    assert torch.all(mass(stepped) < mass(logits))
+    assert torch.all(mean_entropy(torch.log_softmax(stepped, -1), MASK) > mean_entropy(torch.log_softmax(logits, -1), MASK))
 
 
 def test_teacher_topk_aux_is_forward_kl_to_the_renormalised_teacher() -> None:

@@ -61,20 +61,39 @@ def write_eval(folder: Path, probs: Mapping[str, np.ndarray], k: int, rng: np.ra
     return avg
 
 
+def _validation(cfg, rng: np.random.Generator, level: float, frac: float) -> dict[str, dict[str, float]]:
+    """Per split, per validation problem: the fraction of validation_k samples correct at probability
+    level * frac, moved per problem (a fixed problem difficulty)."""
+    out = {}
+    for split in cfg.eval.splits:
+        n, k = cfg.train.validation_problems, cfg.train.validation_k
+        offset = np.random.default_rng(zlib.crc32(split.encode())).normal(0, 0.15, n)
+        p = np.clip(level * frac + offset, 0, 1)
+        out[split] = {f"{split}-val-{j:03d}": float(c) / k for j, c in enumerate(rng.binomial(k, p))}
+    return out
+
+
 def write_metrics(folder: Path, planned: PlannedRun, rng: np.random.Generator, level: float,
-                  upto: int | None = None) -> None:
-    """metrics.jsonl as the Trainer writes it: step 0 validation, then per-step records (validation every 10)."""
+                  upto: int | None = None, speed: float = 1.0) -> None:
+    """metrics.jsonl and validation.jsonl as the Trainer writes them: step 0 validation, then per-step records
+    (validation every `validate_every`). The validation accuracy rises linearly to `level`, `speed` times as
+    fast (capped at `level`)."""
     cfg = planned.config
     steps = cfg.train.steps if upto is None else upto
     branch = cfg.method.teacher_context
-    lines, tokens = [], 0.0
+    lines, validation, tokens = [], [], 0.0
     for step in range(steps + 1):
-        frac = min(1.0, step / max(cfg.train.steps, 1))
-        val = {f"val/{s}": 100.0 * float(np.clip(level * frac + rng.normal(0, 0.03), 0, 1)) for s in cfg.eval.splits}
+        frac = min(1.0, speed * step / max(cfg.train.steps, 1))
+        val = {}
+        if step == 0 or step % cfg.train.validate_every == 0 or step == cfg.train.steps:
+            problems = _validation(cfg, rng, level, frac)
+            validation.append({"step": step, "problems": problems})
+            val = {f"val/{s}": 100.0 * float(np.mean(list(v.values()))) for s, v in problems.items()}
         if step == 0:
             lines.append({"step": 0, **val})
             continue
-        record: dict = {"step": step, "loss/opd": float(rng.random()), "loss/total": float(rng.random())}
+        record: dict = {"step": step, "surrogate/opd": float(-rng.random()), "surrogate/total": float(-rng.random()),
+                        "kl/opd": float(0.5 * (1 - frac) + 0.05 * rng.random())}
         if branch:
             t1 = float(np.clip(0.3 + 0.5 * frac + rng.normal(0, 0.05), 0, 1))
             t2 = float((1 - t1) * 0.6) if cfg.method.recovery else 0.0
@@ -82,22 +101,26 @@ def write_metrics(folder: Path, planned: PlannedRun, rng: np.random.Generator, l
             record.update({"selection/frac_tier1": t1, "selection/frac_tier2": t2,
                            "selection/frac_tier3": 1 - t1 - t2, "selection/frac_tier0": 0.0,
                            "selection/alignment_tier1": 0.6 + 0.2 * frac, "selection/alignment_tier2": 0.5,
-                           "selection/alignment_tier3": 0.4 if t1 < 1 else None})
+                           "selection/alignment_tier3": 0.4 if t1 < 1 else None,
+                           "kl/aux": float(1.0 * (1 - frac) + 0.05 * rng.random()),
+                           "surrogate/aux": float(rng.random())})
         else:
             record.update(dict.fromkeys(["selection/frac_tier1", "selection/frac_tier2", "selection/frac_tier3",
-                                         "selection/frac_tier0", "selection/alignment_tier1"]))
+                                         "selection/frac_tier0", "selection/alignment_tier1", "kl/aux",
+                                         "surrogate/aux"]))
         record["teacher/tokens_generated"] = tokens
-        if step % cfg.train.validate_every == 0 or step == cfg.train.steps:
-            record.update(val)
+        record.update(val)
         lines.append(record)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
+    (folder / "validation.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in validation))
 
 
 def write_experiment(store: Path, exp: ExperimentSpec, shift: Mapping[str, float | Mapping[str, float]],
                      seed_shift: Mapping[tuple[str, int], float] | None = None,
                      status: Mapping[tuple[str, int], str] | None = None, references: bool = True,
-                     seed: int = 0) -> list[PlannedRun]:
-    """Write every planned run of `exp` under `store`; `status[(arm, seed)]` makes a run failed/running/absent."""
+                     seed: int = 0, speed: Mapping[str, float] | None = None) -> list[PlannedRun]:
+    """Write every planned run of `exp` under `store`; `status[(arm, seed)]` makes a run failed/running/absent;
+    `speed[arm]` makes its validation curve rise that many times as fast."""
     rng = np.random.default_rng(seed)
     runs = RunStore(store)
     planned = plan(exp)
@@ -123,7 +146,8 @@ def write_experiment(store: Path, exp: ExperimentSpec, shift: Mapping[str, float
         for t in tasks:
             delta = arm_shift.get(t, 0.0) if isinstance(arm_shift, Mapping) else arm_shift
             probs[t] = np.clip(base[t] + delta + (seed_shift or {}).get((p.arm, p.seed), 0.0), 0, 1)
-        write_metrics(folder.path, p, rng, float(np.mean([v.mean() for v in probs.values()])))
+        write_metrics(folder.path, p, rng, float(np.mean([v.mean() for v in probs.values()])),
+                      speed=(speed or {}).get(p.arm, 1.0))
         avg = write_eval(folder.path, probs, k, rng)
         folder.update_record(status="finished", eval=avg, train_seconds=round(30 + 10 * rng.random(), 2),
                              ended=f"2026-01-01T00:{p.seed:02d}:00+00:00", last_step=p.config.train.steps)
