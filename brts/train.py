@@ -26,7 +26,7 @@ from brts.distributed import Ranks
 from brts.grading import extract_boxed
 from brts.logprobs import OutputHead, kept_logprobs, teacher_pass
 from brts.method import alignment as align
-from brts.method.losses import opd_loss, teacher_context_loss, token_mean
+from brts.method.losses import forward_kl, opd_loss, reverse_kl, teacher_context_loss, token_mean
 from brts.method.support import support_top_k
 from brts.rollout.backends import student_generator, teacher_generator
 from brts.rollout.base import Request, SamplingSettings
@@ -125,8 +125,10 @@ SELECTION_KEYS = (
 )
 TIME_KEYS = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
 COUNTER_KEYS = ("teacher/tokens_generated", "teacher/tokens_from_pool")
-STEP_KEYS = ("loss/opd", "loss/aux", "loss/total", "grad_norm", "student/entropy", "student/reward",
-             "student/response_tokens")
+# kl/*: the true per-token KLs (METHOD.md sections 1 and 3); surrogate/*: the losses whose gradient is the
+# estimator, Σ sg[c]·s, negative while the KL is positive: a bookkeeping number, not a divergence.
+STEP_KEYS = ("kl/opd", "kl/aux", "surrogate/opd", "surrogate/aux", "surrogate/total", "grad_norm",
+             "student/entropy", "student/reward", "student/response_tokens")
 
 
 def metric_names(cfg: RunConfig) -> tuple[str, ...]:
@@ -142,6 +144,8 @@ class RankShare:
     opd_sum: float
     entropy_sum: float
     aux_sum: float
+    kl_opd_sum: float
+    kl_aux_sum: float
     reward: list[bool]
     seconds: dict[str, float]
     branch: BranchResult | None
@@ -290,15 +294,16 @@ class Trainer:
 
     def _backprop(
         self, batch: ResponseBatch, own_rows: int, opd_tokens: float, aux_tokens: float, timer: Timer
-    ) -> tuple[float, float, float, list[float]]:
+    ) -> tuple[float, float, float, float, float, list[float]]:
         """Forward and backward `batch` (the student's own samples in its first `own_rows` rows, the selected
         teacher trajectories after them) in micro-batches, log-probs streamed (`brts.logprobs`). Each
         micro-batch's OPD and aux token means are weighted by its share of the step's `opd_tokens` and
         `aux_tokens` over all ranks: summed over micro-batches and ranks (the gradient all-reduce), the gradients
         are those of the global token means. Returns the token-weighted sums of the OPD loss, the student's
-        entropy and the aux loss, and the student's alignment score (`method.alignment`) of each aux row."""
+        entropy, the aux loss and the two KLs (kl/opd, kl/aux), and the student's alignment score
+        (`method.alignment`) of each aux row."""
         student, teacher, method = self.models.student, self.models.teacher, self.cfg.method
-        opd_sum, entropy_sum, aux_sum, aux_alignment = 0.0, 0.0, 0.0, []
+        opd_sum, entropy_sum, aux_sum, kl_opd_sum, kl_aux_sum, aux_alignment = 0.0, 0.0, 0.0, 0.0, 0.0, []
         chunk, top_k = self.cfg.train.logprob_chunk, support_top_k(method, OutputHead.of(student).vocab_size)
         size = self.cfg.train.micro_batch_size or batch.size
         for start in range(0, batch.size, size):
@@ -317,10 +322,14 @@ class Trainer:
                     loss = loss + part * (own_tokens / max(opd_tokens, 1.0))
                     opd_sum += part.item() * own_tokens
                     entropy_sum += token_mean(kept.entropy[own], mb.mask[own]).item() * own_tokens
+                    kl_opd_sum += reverse_kl(kept.student[own].detach(), kept.teacher[own], mb.mask[own],
+                                             method.opd_top_k).item() * own_tokens
                 if aux_tokens_mb:
                     part = teacher_context_loss(kept.student[aux], kept.teacher[aux], mb.mask[aux], method)
                     loss = loss + part * (method.aux_weight * aux_tokens_mb / max(aux_tokens, 1.0))
                     aux_sum += part.item() * aux_tokens_mb
+                    kl_aux_sum += forward_kl(kept.student[aux].detach(), kept.teacher[aux], mb.mask[aux],
+                                             method.aux_top_k).item() * aux_tokens_mb
                 if mb.size > split:
                     token_logp, mask = kept.token_logprob()[aux].detach(), mb.mask[aux]
                     score = (align.teacher_forced_from(token_logp, kept.kth(method.effective_alignment_top_k)[aux], mask)
@@ -328,7 +337,7 @@ class Trainer:
                     aux_alignment += score.tolist()
                 if loss.requires_grad and torch.isfinite(loss):  # a non-finite loss fails the step after the gather
                     loss.backward()  # type: ignore[no-untyped-call]
-        return opd_sum, entropy_sum, aux_sum, aux_alignment
+        return opd_sum, entropy_sum, aux_sum, kl_opd_sum, kl_aux_sum, aux_alignment
 
     def step(self, step: int) -> dict[str, Any]:
         """One optimiser step over this rank's block of the step's prompts; returns the whole step's metrics."""
@@ -374,23 +383,24 @@ class Trainer:
         own_tokens = int(batch.mask[: len(opd_responses)].sum())
         opd_tokens, aux_tokens, aux_rows = ranks.sum([own_tokens, batch.num_tokens - own_tokens, len(aux_trajectories)])
         self.optimizer.zero_grad(set_to_none=True)
-        opd_sum, entropy_sum, aux_sum, aux_alignment = self._backprop(
-            batch, len(opd_responses), opd_tokens, aux_tokens, timer)
+        *sums, aux_alignment = self._backprop(batch, len(opd_responses), opd_tokens, aux_tokens, timer)
         if branch is not None:  # chosen trajectories that nothing ranked: their alignment from the update's forward
             branch = branch.with_alignments(aux_alignment)
 
         # The whole step's numbers, from every rank's share (the identity in one process).
         parts = ranks.gather(RankShare(
-            opd_sum, entropy_sum, aux_sum, reward, dict(timer.seconds),
+            *sums, reward, dict(timer.seconds),
             None if branch is None else dataclasses.replace(branch, aux_prompts=[], aux_trajectories=[]),
         ))
-        opd_total, entropy_total, aux_total = (sum(getattr(part, f) for part in parts)
-                                               for f in ("opd_sum", "entropy_sum", "aux_sum"))
+        opd_total, entropy_total, aux_total, kl_opd_total, kl_aux_total = (
+            sum(getattr(part, f) for part in parts)
+            for f in ("opd_sum", "entropy_sum", "aux_sum", "kl_opd_sum", "kl_aux_sum"))
         loss_opd = opd_total / max(opd_tokens, 1.0)
         loss_aux = aux_total / max(aux_tokens, 1.0) if aux_rows else None
         loss = loss_opd if loss_aux is None else loss_opd + method.aux_weight * loss_aux
         if not math.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite loss at step {step}: loss/opd={loss_opd}, loss/aux={loss_aux}")
+            raise NonFiniteLossError(f"non-finite loss at step {step}: surrogate/opd={loss_opd}, "
+                                     f"surrogate/aux={loss_aux}")
 
         with timer("update"):
             ranks.all_reduce_gradients(student.parameters())
@@ -413,9 +423,11 @@ class Trainer:
 
         metrics.update({
             "step": step,
-            "loss/opd": loss_opd,
-            "loss/aux": loss_aux,
-            "loss/total": loss,
+            "kl/opd": kl_opd_total / max(opd_tokens, 1.0),
+            "kl/aux": kl_aux_total / max(aux_tokens, 1.0) if aux_rows else None,
+            "surrogate/opd": loss_opd,
+            "surrogate/aux": loss_aux,
+            "surrogate/total": loss,
             "grad_norm": float(grad_norm),
             "student/entropy": entropy_total / max(opd_tokens, 1.0),
             "student/reward": sum(rewards) / len(rewards),

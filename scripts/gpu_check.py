@@ -73,10 +73,10 @@ def run_arm(spec_path: Path, arm: str, out_dir: Path) -> dict[str, object]:
         now = time.perf_counter()
         step_walls.append(now - last[0])
         last[0] = now
-        print(f"  {arm} step {step}: {step_walls[-1]:.2f} s, loss/total {record['loss/total']}", flush=True)
+        print(f"  {arm} step {step}: {step_walls[-1]:.2f} s, surrogate/total {record['surrogate/total']}", flush=True)
 
     log = trainer.run(on_step)
-    steps = [m for m in log if "loss/total" in m]
+    steps = [m for m in log if "surrogate/total" in m]
     rows = planned.config.train.prompts_per_step * planned.config.train.samples_per_prompt
     tokens = sum(m["student/response_tokens"] * rows for m in steps) + steps[-1]["teacher/tokens_generated"]
     sampling = sum(m["time/student_sample"] + m["time/teacher_sample"] for m in steps)
@@ -84,7 +84,7 @@ def run_arm(spec_path: Path, arm: str, out_dir: Path) -> dict[str, object]:
         "arm": arm, "setup_s": round(ready - started, 1), "step_s": [round(s, 2) for s in step_walls],
         "breakdown_s": {k.removeprefix("time/"): round(sum(m[k] for m in steps) / len(steps), 3)
                         for k in steps[0] if k.startswith("time/")},
-        "finite": all(isinstance(m["loss/total"], float) and math.isfinite(m["loss/total"]) for m in steps),
+        "finite": all(isinstance(m["surrogate/total"], float) and math.isfinite(m["surrogate/total"]) for m in steps),
         "rollout_tokens_per_s": round(tokens / sampling) if sampling else None,
     }
     if torch.cuda.is_available():

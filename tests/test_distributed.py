@@ -22,7 +22,7 @@ TOLERANCE = 1e-4  # relative, on losses, entropy, grad norm and every weight
 EXACT = ("student/reward", "student/response_tokens", "teacher/tokens_generated", "selection/frac_tier1",
          "selection/frac_tier2", "selection/frac_tier3", "selection/frac_tier0", "selection/tier1_any_correct",
          "selection/leaks_dropped", "val/easy", "val/hard")
-CLOSE = ("loss/opd", "loss/aux", "loss/total", "grad_norm", "student/entropy")
+CLOSE = ("kl/opd", "kl/aux", "surrogate/opd", "surrogate/aux", "surrogate/total", "grad_norm", "student/entropy")
 
 
 def _planned(spec_file, *overrides):

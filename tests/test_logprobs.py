@@ -168,7 +168,7 @@ def test_no_scoring_forward_holds_more_than_one_chunk_of_vocabulary_rows(tmp_pat
     recorder = VocabularyRows(6000)
     with recorder:
         record = trainer.step(1)  # student and teacher scoring, alignment of candidates, forward and backward
-    assert record["loss/aux"] is not None and record["selection/frac_tier3"] is not None
+    assert record["surrogate/aux"] is not None and record["selection/frac_tier3"] is not None
     assert 0 < recorder.rows <= 4
     # The recorder does see a full-vocabulary computation: the reference holds every response position.
     batch = build_batch([[1, 5, 6]] * 4, [[7] * 10] * 4, pad_id=0)

@@ -16,7 +16,7 @@ from brts.tasks.registry import make_task
 from brts.train import Trainer
 
 SECTION_6 = [
-    "loss/opd", "loss/aux", "loss/total", "grad_norm", "student/entropy", "student/reward",
+    "kl/opd", "kl/aux", "surrogate/opd", "surrogate/aux", "surrogate/total", "grad_norm", "student/entropy", "student/reward",
     "selection/frac_tier1", "selection/frac_tier2", "selection/frac_tier3", "selection/frac_tier0",
     "selection/tier1_any_correct", "selection/tier2_recovered_of_retries", "selection/alignment_tier1",
     "selection/alignment_tier2", "selection/alignment_tier3", "selection/leaks_dropped",
@@ -35,7 +35,7 @@ def test_every_arm_logs_every_metric(tmp_path, tiny_spec_file, arm):
     planned = next(p for p in _planned(tiny_spec_file, f"arms={ARMS}", "train.steps=2") if p.arm == arm)
     trainer = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), tmp_path)
     log = trainer.run()
-    steps = [m for m in log if "loss/total" in m]
+    steps = [m for m in log if "surrogate/total" in m]
     assert [m["step"] for m in steps] == [1, 2]
     for key in SECTION_6:
         assert key in steps[-1], key
@@ -47,11 +47,14 @@ def test_every_arm_logs_every_metric(tmp_path, tiny_spec_file, arm):
     hard = validation[-1]["problems"]["hard"]
     assert len(hard) == 2 and sum(hard.values()) / 2 == log[-1]["val/hard"]
     if arm == "opd":
-        assert steps[-1]["loss/aux"] is None and steps[-1]["teacher/tokens_generated"] == 0
+        assert steps[-1]["surrogate/aux"] is None and steps[-1]["kl/aux"] is None
+        assert steps[-1]["teacher/tokens_generated"] == 0
     else:
         fracs = sum(steps[-1][f"selection/frac_tier{t}"] for t in (1, 2, 3, 0))
         assert fracs == pytest.approx(1.0)
         assert steps[-1]["teacher/tokens_generated"] > steps[0]["teacher/tokens_generated"] > 0
+        assert steps[-1]["kl/aux"] >= 0
+    assert all(m["kl/opd"] >= 0 for m in steps)  # a divergence, unlike the surrogates
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run_bitwise(tmp_path, tiny_spec_file):
@@ -96,5 +99,5 @@ def test_positional_alignment_and_truncation_read_the_students_own_samples(tmp_p
     arm = "arms=[{name: pos, preset: brts, set: {alignment: positional, truncate_to_student_length: true}}]"
     planned = _planned(tiny_spec_file, arm, "train.steps=1")[0]
     log = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), tmp_path).run()
-    assert log[-1]["loss/aux"] is not None
+    assert log[-1]["surrogate/aux"] is not None and log[-1]["kl/aux"] is not None
     assert sum(log[-1][f"selection/frac_tier{t}"] for t in (1, 2, 3, 0)) == pytest.approx(1.0)

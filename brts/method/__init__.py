@@ -14,10 +14,12 @@ from brts.method.alignment import (
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config
 from brts.method.losses import (
     entropy,
+    forward_kl,
     mean_entropy,
     opd_candidates,
     opd_loss,
     opd_weights,
+    reverse_kl,
     teacher_context_loss,
     token_mean,
     topk_mask,
@@ -37,6 +39,7 @@ __all__ = [
     "entropy",
     "first_alignment",
     "first_occurrences",
+    "forward_kl",
     "kth_largest",
     "logprob_alignment",
     "logprob_from",
@@ -49,6 +52,7 @@ __all__ = [
     "positional_from",
     "random_alignment",
     "restricted",
+    "reverse_kl",
     "select",
     "support_columns",
     "support_top_k",

@@ -145,6 +145,30 @@ def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:
     return opd if aux is None else opd + cfg.aux_weight * aux
 
 
+def _kl_on(p_logp: Tensor, q_logp: Tensor, candidates: Tensor) -> Tensor:
+    """Σ_{k∈C} p̃(k) (log p̃(k) − q(k)) per position, `[B, T]`: KL(p̃ || q) with p̃ = p renormalised over C."""
+    p_logp = p_logp.masked_fill(~candidates, float("-inf"))
+    log_p = p_logp - p_logp.logsumexp(dim=-1, keepdim=True)
+    terms = log_p.exp() * (log_p - q_logp)
+    return torch.where(candidates, terms, torch.zeros_like(terms)).sum(dim=-1)
+
+
+@torch.no_grad()
+def reverse_kl(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor, top_k: int) -> Tensor:
+    """`kl/opd`: token-mean of KL(p̃_θ || π_T) over the student's top-`top_k`, p̃_θ the student renormalised
+    there: the reverse KL that L_OPD's surrogate estimates, exact when `top_k` covers the vocabulary."""
+    _check_shapes(student_logp, teacher_logp, mask)
+    return token_mean(_kl_on(student_logp, teacher_logp, topk_mask(student_logp, top_k)), mask)
+
+
+@torch.no_grad()
+def forward_kl(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor, top_k: int) -> Tensor:
+    """`kl/aux`: token-mean of KL(p̃_T || π_θ) over the teacher's top-`top_k`, p̃_T the teacher renormalised
+    there (what `teacher_topk` L_aux distils), exact when `top_k` covers the vocabulary."""
+    _check_shapes(student_logp, teacher_logp, mask)
+    return token_mean(_kl_on(teacher_logp, student_logp, topk_mask(teacher_logp, top_k)), mask)
+
+
 @torch.no_grad()
 def entropy(logp: Tensor) -> Tensor:
     """Entropy −Σ p log p over the last axis of full-vocabulary log-probs `[..., V]`, `[...]`."""

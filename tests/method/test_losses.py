@@ -8,7 +8,16 @@ import math
 import pytest
 import torch
 
-from brts.method import MethodConfig, mean_entropy, opd_loss, teacher_context_loss, token_mean, total_loss
+from brts.method import (
+    MethodConfig,
+    forward_kl,
+    mean_entropy,
+    opd_loss,
+    reverse_kl,
+    teacher_context_loss,
+    token_mean,
+    total_loss,
+)
 
 B, T, V, K = 2, 3, 6, 2
 MASK = torch.tensor([[True, True, True], [True, True, False]])
@@ -365,3 +374,44 @@ def test_mismatched_shapes_are_rejected() -> None:
         opd_loss(s, tau, torch.zeros(B, T, dtype=torch.long), MASK, MethodConfig())
     with pytest.raises(ValueError, match=r"mask \[B, T\]"):
         teacher_context_loss(s, s.detach(), MASK[:, :2], MethodConfig())
+
+
+def test_logged_kls_are_exact_with_the_whole_vocabulary_and_non_negative_on_a_top_k() -> None:
+    s, tau = torch.log_softmax(_logits(60), -1), torch.log_softmax(_logits(61), -1)
+    exact_reverse = (s.exp() * (s - tau)).sum(-1)[MASK].mean()
+    exact_forward = (tau.exp() * (tau - s)).sum(-1)[MASK].mean()
+    assert reverse_kl(s, tau, MASK, V).item() == pytest.approx(exact_reverse.item(), rel=1e-12)
+    assert forward_kl(s, tau, MASK, V).item() == pytest.approx(exact_forward.item(), rel=1e-12)
+    for k in (1, 2, 3):
+        assert reverse_kl(s, tau, MASK, k).item() >= 0 and forward_kl(s, tau, MASK, k).item() >= 0
+
+
+def test_logged_kls_on_a_top_k_against_loops() -> None:
+    s, tau = torch.log_softmax(_logits(62), -1), torch.log_softmax(_logits(63), -1)
+    k = 2
+
+    def loop(p: torch.Tensor, q: torch.Tensor) -> float:
+        total, n = 0.0, 0
+        for b, t in itertools.product(range(B), range(T)):
+            if not MASK[b, t]:
+                continue
+            pv, qv = p[b, t].tolist(), q[b, t].tolist()
+            top = _top(pv, k)
+            norm = sum(math.exp(pv[c]) for c in top)
+            total += sum(math.exp(pv[c]) / norm * (math.log(math.exp(pv[c]) / norm) - qv[c]) for c in top)
+            n += 1
+        return total / n
+
+    assert reverse_kl(s, tau, MASK, k).item() == pytest.approx(loop(s, tau), rel=1e-12)
+    assert forward_kl(s, tau, MASK, k).item() == pytest.approx(loop(tau, s), rel=1e-12)
+    # top-1 of the teacher: the student's negative log-likelihood of the teacher's most likely token
+    nll = -s.gather(-1, tau.argmax(-1, keepdim=True)).squeeze(-1)[MASK].mean()
+    assert forward_kl(s, tau, MASK, 1).item() == pytest.approx(nll.item(), rel=1e-12)
+
+
+def test_the_opd_surrogate_is_not_the_kl_it_estimates() -> None:
+    """Why both are logged: with a leaf s the surrogate's value is Σ sg[w(s − τ)] s, negative where the KL is not."""
+    s, tau = _leaf_logp(64), _teacher_logp(65)
+    cfg = MethodConfig(opd_top_k=V)
+    surrogate = opd_loss(s, tau, torch.zeros(B, T, dtype=torch.long), MASK, cfg).item()
+    assert reverse_kl(s.detach(), tau, MASK, V).item() > 0 > surrogate

@@ -97,4 +97,4 @@ def test_a_run_trains_with_vllm_rollouts(tmp_path, vllm_models):
     assert trainer.teacher.generator.sampler.startswith("vllm-")
     log = trainer.run()
     assert [m["step"] for m in log] == [0, 1, 2]
-    assert log[-1]["teacher/tokens_generated"] > 0 and log[-1]["loss/aux"] is not None
+    assert log[-1]["teacher/tokens_generated"] > 0 and log[-1]["surrogate/aux"] is not None

@@ -66,7 +66,7 @@ BAD = {
     "grid_too_small": (["trials=5"], "exceeds the 4 points of the grid"),
     "prune_two_objectives": (["pruner.name=median", "second_objective={metric: teacher/tokens_generated}"],
                              "cannot prune a multi-objective study"),
-    "prune_not_validation": (["pruner.name=wilcoxon", "objective.metric=loss/total"], "must be val/<split>"),
+    "prune_not_validation": (["pruner.name=wilcoxon", "objective.metric=surrogate/total"], "must be val/<split>"),
     "bad_experiment_override": (["overrides.train.steps=0"], "train.steps: expected an integer >= 1"),
 }
 
