@@ -66,6 +66,9 @@ class DatasetSpec(_Spec):
         return {"path": data} if isinstance(data, str) else data
 
 
+HOLDOUT_SPLIT = "heldout"
+
+
 class TaskSpec(_Spec):
     """`synthetic` (the embedded default) or `math`: prompts from `train`, validation benchmarks from `eval_sets`
     (the final evaluation reads `eval.tasks`)."""
@@ -75,6 +78,8 @@ class TaskSpec(_Spec):
     train: DatasetSpec | None = Field(None, description="math: training prompts")
     eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict,
                                               description="math: split name -> problems training validates on")
+    validation_holdout: int = Field(0, ge=0, description="math: hold this many training problems out (a seeded "
+                                                         "draw) as the validation split `heldout`")
     prompt_suffix: str = Field("", description="math: appended to every problem, after one space")
     chat_template: bool = Field(True, description="math: wrap the prompt in the tokenizer's chat template")
 
@@ -83,9 +88,12 @@ class TaskSpec(_Spec):
         if self.name == "math" and self.train is None:
             raise PydanticCustomError("task_train", "the math task needs training prompts: a JSONL path or an HF "
                                       "dataset id", {"field": "train"})
-        if self.name == "synthetic" and (self.train is not None or self.eval_sets):
-            raise PydanticCustomError("task_train", "train and eval_sets are for the math task; remove them or "
-                                      "set task.name: math", {"field": "train"})
+        if self.name == "synthetic" and (self.train is not None or self.eval_sets or self.validation_holdout):
+            raise PydanticCustomError("task_train", "train, eval_sets and validation_holdout are for the math task; "
+                                      "remove them or set task.name: math", {"field": "train"})
+        if self.validation_holdout and HOLDOUT_SPLIT in self.eval_sets:
+            raise PydanticCustomError("task_train", f"{HOLDOUT_SPLIT!r} is the split validation_holdout makes; "
+                                      "rename that eval_sets entry", {"field": f"eval_sets.{HOLDOUT_SPLIT}"})
         return self
 
 
@@ -317,7 +325,9 @@ class RunConfig(_Spec):
     def validation_splits(self) -> tuple[str, ...]:
         """The task splits training validates on: the math task's `eval_sets`, else the synthetic splits among
         `eval.tasks` (the final evaluation runs every one of `eval.tasks` through lm-eval)."""
-        return tuple(self.task.eval_sets) if self.task.name == "math" else self.eval.splits
+        if self.task.name != "math":
+            return self.eval.splits
+        return (*self.task.eval_sets, *((HOLDOUT_SPLIT,) if self.task.validation_holdout else ()))
 
 
 def resolved_yaml(obj: BaseModel | dict[str, Any]) -> str:
@@ -356,6 +366,25 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
     _check_local_models(spec, layers)
     _check_data_dir(spec, layers)
     return spec
+
+
+def spec_warnings(spec: ExperimentSpec) -> list[str]:
+    """Lines about a valid spec that is probably not what its author wants; the CLI prints them, nothing stops."""
+    from brts.evaluation.catalog import SOURCES, display_name
+
+    out = []
+    for split, data in spec.task.eval_sets.items():
+        stem = Path(data.path).name.removesuffix(".jsonl").removesuffix(".json").lower()
+        for task in spec.eval.tasks:
+            source = SOURCES.get(task)
+            hub = source.hub.path.lower() if source is not None and source.hub is not None else None
+            names = {display_name(task).lower(), *((source.name.lower(),) if source is not None else ())}
+            if split.lower() in names or stem in names or data.path.lower() == hub:
+                out.append(f"task.eval_sets.{split} validates on {task}, which eval.tasks also reports as the final "
+                           "test: whatever is chosen from the validation curves is then chosen on the test problems; "
+                           "validate on held-out training problems instead (task.validation_holdout: 200)")
+                break
+    return out
 
 
 def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:

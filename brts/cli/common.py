@@ -49,7 +49,13 @@ def store_root(store: Path | None) -> Path:
 
 
 def load_experiment(name: str, overrides: list[str] | None) -> ExperimentSpec:
-    return load_spec(name, overrides or ())
+    """The spec, its warnings (brts.spec.spec_warnings) printed to stderr, one line each."""
+    from brts.spec import spec_warnings
+
+    spec = load_spec(name, overrides or ())
+    for line in spec_warnings(spec):
+        err.print(f"warning: {spec.name}: {line}", highlight=False, markup=False, soft_wrap=True)
+    return spec
 
 
 def ensure_models(spec: ExperimentSpec) -> None:

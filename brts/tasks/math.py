@@ -8,13 +8,15 @@ the model's chat template wraps it (see `brts.tasks.base.prompt_ids`).
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from brts.evaluation.hooks import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.grading import MathGrader
-from brts.spec import DatasetSpec, TaskSpec
+from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
 from brts.tasks.base import Problem
 
 # The silent validation key of METHOD.md section 2 (Tier 2); KEY_MARKER in a response means it leaked.
@@ -83,20 +85,35 @@ class MathTask:
             raise TaskDataError("task.train: the math task needs training prompts")
         self.spec = spec
         self.grader = MathGrader()
-        self.splits = tuple(spec.eval_sets)
+        self.splits = (*spec.eval_sets, *((HOLDOUT_SPLIT,) if spec.validation_holdout else ()))
         self.chat_template = spec.chat_template
 
-    def train_problems(self) -> list[Problem]:
+    def _train_and_holdout(self) -> tuple[list[Problem], list[Problem]]:
+        """The training problems, less `validation_holdout` of them drawn with `task.seed`: (train, held out)."""
         assert self.spec.train is not None
-        return list(load_problems(self.spec.train, "train"))
+        problems = list(load_problems(self.spec.train, "train"))
+        count = self.spec.validation_holdout
+        if count and count >= len(problems):
+            raise TaskDataError(f"task.validation_holdout: {count} would hold out all {len(problems)} training "
+                                "problems; hold out fewer")
+        held = set(random.Random(self.spec.seed).sample(range(len(problems)), count)) if count else set()
+        return ([p for i, p in enumerate(problems) if i not in held],
+                [replace(p, difficulty=HOLDOUT_SPLIT) for i, p in enumerate(problems) if i in held])
+
+    def train_problems(self) -> list[Problem]:
+        return self._train_and_holdout()[0]
 
     def eval_problems(self, split: str) -> list[Problem]:
+        if split == HOLDOUT_SPLIT and self.spec.validation_holdout:
+            return self._train_and_holdout()[1]
         if split not in self.spec.eval_sets:
             raise TaskDataError(f"no evaluation split {split!r}; task.eval_sets has: {', '.join(self.splits)}")
         return list(load_problems(self.spec.eval_sets[split], split))
 
     def validation_problems(self, split: str) -> list[Problem]:
-        """The benchmark itself: AIME-sized sets have no held-out pool, and the paper's curves are on them."""
+        """`heldout`: training problems held out of training (`task.validation_holdout`); an `eval_sets` split is
+        the set itself (AIME-sized sets have no held-out pool; `brts.spec.spec_warnings` flags a benchmark
+        that the final evaluation also reports)."""
         return self.eval_problems(split)
 
     def prompt(self, problem: Problem, hint: str | None = None) -> str:

@@ -93,3 +93,4 @@ def test_spec_checks_the_math_fields(tmp_path):
     spec.write_text("models: {student: some-org/some-model}\narms: [opd]\nseeds: [0]\n")
     with pytest.raises(SpecError, match=r"models\.teacher: required when models\.student is a hub model"):
         load_spec(str(spec))
+
