@@ -79,9 +79,8 @@ class BuildSettings:
     student_shaky_fraction: float = 0.5
     student_shaky_steps: int = 100
     # In that last stage, the share of guessed steps that repeat the previous line rather than take a
-    # uniform digit: a systematic mistake, as a model that has the format but not the operation might make.
-    # Measured (one grid each): with it every arm learned long chains within 240 steps in 14 of 15 runs,
-    # against 12 of 15 with uniform guesses, so the seed spread no longer swamps the arms.
+    # uniform digit: a systematic mistake, as a model that has the format but not the operation might make
+    # (docs/LOG.md has what each recipe did).
     student_copy_fraction: float = 0.8
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
@@ -166,8 +165,8 @@ def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
     task = SyntheticTask(seed=settings.seed)
     with _progress(progress) as advance:
         # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
-        # (mixed from the start, the guesses kept the student from learning its gold steps). The teacher
-        # starts from that student; the student then learns to doubt its last known step.
+        # (recipe 6 in docs/LOG.md: mixed from the start, the student did not learn its gold steps). The
+        # teacher starts from that student; the student then learns to doubt its last known step.
         confident = dataclasses.replace(settings, student_shaky_fraction=0.0, student_copy_fraction=0.0)
         gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
         student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student 1", 2, advance)

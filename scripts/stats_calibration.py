@@ -73,12 +73,23 @@ def old_rule(d: np.ndarray, rng: np.random.Generator, n_boot: int) -> bool:
     return low > 0 or high < 0
 
 
+def satterthwaite(d: np.ndarray) -> bool:
+    """The report's variance parts, but Satterthwaite's df instead of Cochran & Cox's critical value."""
+    parts = stats.crossed_test(d).parts
+    variance = sum(p.variance for p in parts)
+    if variance == 0:
+        return bool(d.mean() != 0)
+    df = variance**2 / sum(p.variance**2 / p.df for p in parts if p.variance > 0)
+    return abs(d.mean()) / math.sqrt(variance) > scipy_stats.t.ppf(0.975, df)
+
+
 def rejections(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict[str, bool]:
     d = a - b
     two_way = bootstrap_two_way(d, rng, n_boot)
     problems = bootstrap_problems(d, rng, n_boot)
     return {
         "crossed t (report)": stats.paired_difference(a, b, paired_seeds=True).p < 0.05,
+        "crossed, Satterthwaite": satterthwaite(d),
         "two-way bootstrap": two_way[0] > 0 or two_way[1] < 0,
         "bootstrap problems": problems[0] > 0 or problems[1] < 0,
         "old: widest of two": old_rule(d, rng, n_boot),

@@ -17,7 +17,7 @@ interval excludes 0 exactly when p < 1 - level. A paired difference (both arms r
 same problems) is the model applied to the matrix of differences. With one seed the seed part cannot be
 estimated and the interval covers problem sampling only (callers flag it). All functions are deterministic.
 
-docs/LOG.md (2026-12-01) has the simulation of its false-positive rate on identical arms, against a
+docs/LOG.md (2026-11-30) has the simulation of its false-positive rate on identical arms, against a
 two-way bootstrap, a problem bootstrap, Satterthwaite's df and the per-problem Wilcoxon test.
 """
 
@@ -152,7 +152,7 @@ def critical_value(parts: Sequence[Part], alpha: float) -> float:
     the parts' t quantiles weighted by their variances.
 
     Satterthwaite's df instead would, with three seeds, grow toward the problems' P - 1 exactly when MS_seed
-    comes out small by chance and call 7% of identical arms different (docs/LOG.md, 2026-12-01); this, 4-5%.
+    comes out small by chance and call 7% of identical arms different (docs/LOG.md, 2026-11-30); this, 4-5%.
     """
     total = sum(part.variance for part in parts)
     if total <= 0:
