@@ -1,7 +1,8 @@
 """`brts report`: comparison tables, figures and tidy data from run folders and sweep studies.
 
-Modules: `aggregate` (run folders -> pandas), `stats` (bootstrap intervals, paired tests; pure), `tables`
-(arm x task table, cost, summary sentences), `plots` / `sweep_plots` (seaborn figures), `study` (Optuna
+Modules: `aggregate` (run folders -> pandas), `stats` (the seed x problem test, Holm, power; pure), `tables`
+(arm x task table, cost, summary sentences), `speed` (learning speed), `power` (power of a planned grid from a
+previous report), `display` (tables as strings), `plots` / `sweep_plots` (seaborn figures), `study` (Optuna
 storage -> trials), `experiment` / `sweep_report` (compose one report), `render` (Markdown, HTML), and
 `build` (resolve the name, write the folder atomically).
 """
