@@ -15,6 +15,7 @@ h ~ N(0, 1)) with no difference on average over the population of problems: only
 problems as sampled holds its level there.
 
 Usage: python scripts/stats_calibration.py [--reps 2000] [--boot 1000] [--seeds 3,5,10] [--problems 100]
+       [--scenarios smooth,transition,per-problem]
 """
 
 from __future__ import annotations
@@ -113,10 +114,11 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=100)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--shift", type=float, default=0.5, help="logit shift of arm a for the power rows")
+    parser.add_argument("--scenarios", default="smooth,transition,per-problem")
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"{args.reps} replicates per row, {args.problems} problems, k = {args.k}; rate [Wilson 95% interval]")
-    for scenario in ("smooth", "transition", "per-problem"):
+    for scenario in args.scenarios.split(","):
         for shift, what in ((0.0, "identical arms: false-positive rate"), (args.shift, f"shift {args.shift}: power")):
             for seeds in (int(s) for s in args.seeds.split(",")):
                 rng = np.random.default_rng(1000 * seeds + int(100 * shift) + ("smooth", "transition", "per-problem").index(scenario))

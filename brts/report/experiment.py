@@ -230,7 +230,7 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
               left=2),
     ]
     for key, caption in (("accuracy", "avg@k per arm with its interval; dots: single seeds; lines: reference models"),
-                         ("difference", f"paired difference to {baseline}; filled where the interval excludes 0")):
+                         ("difference", f"paired difference to {baseline}; filled where significant after Holm")):
         if figures.get(key) is not None:
             blocks.append(Figure(key, caption))
     power = power_display(table, baseline, cfg.level, cfg.power)

@@ -88,7 +88,7 @@ def accuracy(table: pd.DataFrame, per_seed: pd.DataFrame, colours: dict, level: 
 
 
 def difference(table: pd.DataFrame, baseline: str, colours: dict, level: float) -> Figure | None:
-    """Paired difference to the baseline per arm and task; filled markers where the interval excludes 0."""
+    """Paired difference to the baseline per arm and task; filled markers where significant after Holm."""
     rows = table[(table["kind"] == "arm") & table["diff"].notna()]
     tasks = list(dict.fromkeys(rows["task"]))
     if not tasks:
@@ -105,7 +105,7 @@ def difference(table: pd.DataFrame, baseline: str, colours: dict, level: float) 
         ax.invert_yaxis()
         ax.set_title(display_task(task))
         ax.set_xlabel(f"points vs {baseline}")
-    fig.suptitle(f"Paired difference to {baseline}, {level:.0%} interval (filled: interval excludes 0)", fontsize=10)
+    fig.suptitle(f"Paired difference to {baseline}, {level:.0%} interval (filled: significant after Holm)", fontsize=10)
     return fig
 
 
