@@ -142,8 +142,8 @@ models: {{teacher: {teacher}, student: {student}}}
 train: {{steps: 1, prompts_per_step: 2, samples_per_prompt: 2, max_new_tokens: 10, logprob_chunk: {chunk},
         validation_problems: 1}}
 eval: {{problems: 1, k: 1, max_new_tokens: 4}}
-method: {{alignment: {alignment}, alignment_top_k: 3, opd_top_k: 4, aux_top_k: 2}}
-arms: [{{name: b, preset: brts, set: {{teacher_samples: 3, fallback: most_similar}}}}]
+method: {{alignment_top_k: 3, opd_top_k: 4, aux_top_k: 2}}
+arms: [{{name: b, preset: brts, set: {{alignment: {alignment}, teacher_samples: 3, fallback: most_similar}}}}]
 pool: {{enabled: false}}
 seeds: [0]
 """)
