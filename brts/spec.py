@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from brts.evaluation.catalog import synthetic_split
+from brts.evaluation.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
 from brts.evaluation.spec import EvalSpec
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config, preset_conflicts
 from brts.spec_errors import SpecError as SpecError  # re-exported: callers catch it as brts.spec.SpecError
@@ -51,7 +51,8 @@ class _Spec(BaseModel):
 
 
 class DatasetSpec(_Spec):
-    """A set of problems: a JSONL file (one object a line) or a Hugging Face dataset id. A bare string is `path`."""
+    """A set of problems: a JSONL file (one object a line), a Hugging Face dataset id, or `brts:<set>`, a copy
+    packaged with brts (aime24, aime25, amc23, math500). A bare string is `path`."""
 
     path: str = Field(min_length=1)
     split: str = Field("train", description="HF dataset split (ignored for JSONL)")
@@ -64,6 +65,15 @@ class DatasetSpec(_Spec):
     @classmethod
     def _from_string(cls, data: Any) -> Any:
         return {"path": data} if isinstance(data, str) else data
+
+    @field_validator("path")
+    @classmethod
+    def _known_packaged_set(cls, path: str) -> str:
+        if path.startswith(PACKAGED_PREFIX) and path.removeprefix(PACKAGED_PREFIX) not in PACKAGED_SETS:
+            raise PydanticCustomError("packaged_set", "{got} is not a set packaged with brts; the packaged sets are "
+                                      "{known}", {"got": repr(path),
+                                                  "known": ", ".join(PACKAGED_PREFIX + n for n in PACKAGED_SETS)})
+        return path
 
 
 HOLDOUT_SPLIT = "heldout"

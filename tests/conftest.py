@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from brts.evaluation.catalog import PACKAGED_DIR
 from brts.zoo import BuildSettings, BuiltModels, build_default_models
-
-# The public AIME 2024/2025, AMC 2023 and MATH-500 files ({"id", "problem", "answer"} per line) beside the repo.
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
-    if not (BENCHMARKS / "aime24.jsonl").is_file():
-        pytest.skip(f"the benchmark JSONL files are not at {BENCHMARKS}")
-    return BENCHMARKS
+    """The AIME 2024/2025, AMC 2023 and MATH-500 files packaged with brts ({"id", "problem", "answer"} per line)."""
+    return PACKAGED_DIR
 
 
 TINY = BuildSettings(

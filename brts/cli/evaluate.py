@@ -27,6 +27,8 @@ def eval_command(
     backend: Annotated[str | None, typer.Option(help="hf, vllm or auto")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="folder of <task>.jsonl benchmark files")] = None,
+    data_source: Annotated[str | None, typer.Option(
+        "--data-source", help="without --data-dir: package (the copies shipped with brts) or hub")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="results folder (default: ./evals/<name>)")] = None,
     store: StoreOpt = None,
 ) -> None:
@@ -41,7 +43,7 @@ def eval_command(
 
     given = {"k": k, "problems": problems, "temperature": temperature, "top_p": top_p,
              "max_new_tokens": max_new_tokens, "seed": seed, "backend": backend, "batch_size": batch_size,
-             "data_dir": data_dir}
+             "data_dir": data_dir, "data_source": data_source}
     overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
     if tasks:
         overrides["tasks"] = [t.strip() for item in tasks for t in item.split(",") if t.strip()]

@@ -1,7 +1,8 @@
 """The evaluation tasks `brts` ships (lm-eval task names) and where each one's problems come from.
 
 Every task reads rows `{"id", "problem", "answer"}`: from `<data dir>/<source>.jsonl` when a data folder is
-given, else (benchmarks only) from its public dataset on the Hugging Face hub, renamed to those fields.
+given, else (benchmarks) from the copies packaged with brts (`benchmarks/`, with a SHA-256 manifest) or, with
+`eval.data_source: hub`, from its public dataset on the Hugging Face hub, renamed to those fields.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+PACKAGED_DIR = Path(__file__).resolve().parent / "benchmarks"  # aime24.jsonl, ..., manifest.json
 PREFIX = "brts_"
 SYNTHETIC_PREFIX = "brts_synthetic_"
 REQUIRED_FIELDS = ("id", "problem", "answer")
@@ -51,6 +53,15 @@ SOURCES: dict[str, TaskSource] = {
 }
 OUR_TASKS = tuple(SOURCES)
 DEFAULT_TASKS = tuple(name for name in OUR_TASKS if name.startswith(SYNTHETIC_PREFIX))
+
+
+PACKAGED_SETS = tuple(source.name for source in SOURCES.values() if source.hub is not None)
+PACKAGED_PREFIX = "brts:"  # a math task's problem set `brts:aime24` is the packaged copy
+
+
+def packaged_file(name: str) -> Path:
+    """The packaged copy of a benchmark set (`aime24` -> .../benchmarks/aime24.jsonl)."""
+    return PACKAGED_DIR / f"{name}.jsonl"
 
 
 def is_ours(task: str) -> bool:

@@ -1,5 +1,6 @@
 """The problems each evaluation reads, frozen into its task folder: the synthetic splits written from the task
-generator, benchmark files copied from a local data folder (or, with none, read from the HF hub by lm-eval)."""
+generator, benchmark files copied from a local data folder or the packaged copies (or, with `data_source: hub`,
+read from the HF hub by lm-eval)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from brts.evaluation.catalog import SOURCES, TASKS_DIR, is_ours, synthetic_split
+from brts.evaluation.catalog import PACKAGED_DIR, SOURCES, TASKS_DIR, is_ours, synthetic_split
 from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError, read_rows
 from brts.evaluation.spec import EvalSpec
 from brts.tasks.synthetic import SyntheticTask
@@ -22,15 +23,29 @@ class TaskData:
     """Where one task's problems come from, and a digest of them for the cache key."""
 
     task: str
-    source: str  # "synthetic:seed=0", a local file path, "hf:<dataset id>", or "lm-eval" (a built-in task)
+    source: str  # "synthetic:seed=0", "package:<set>", a local file path, "hf:<dataset id>", or "lm-eval" (built in)
     digest: str
     rows: tuple[str, ...] | None = None  # JSONL lines to freeze into the task folder; None: read elsewhere
 
 
 def benchmark_dir(spec: EvalSpec) -> Path | None:
-    """The local folder of benchmark files: `eval.data_dir`, else `$BRTS_DATA_DIR`, else None (the HF hub)."""
+    """The local folder of benchmark files: `eval.data_dir`, else `$BRTS_DATA_DIR`, else the packaged copies, or
+    None with `data_source: hub` (the HF hub)."""
     chosen = spec.data_dir or os.environ.get(DATA_DIR_ENV)
-    return Path(chosen).expanduser().resolve() if chosen else None
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    return PACKAGED_DIR if spec.data_source == "package" else None
+
+
+def data_label(spec: EvalSpec) -> str | None:
+    """Where the spec's benchmark tasks read their problems, for the evaluation settings' digest: a folder, the
+    packaged manifest's digest, `hub`, or None when the spec has no benchmark task (the synthetic splits)."""
+    if not any(is_ours(t) and synthetic_split(t) is None for t in spec.tasks):
+        return None
+    folder = benchmark_dir(spec)
+    if folder == PACKAGED_DIR:
+        return "package:" + hashlib.sha256((PACKAGED_DIR / "manifest.json").read_bytes()).hexdigest()[:16]
+    return str(folder) if folder else "hub"
 
 
 def missing_benchmark_file(spec: EvalSpec) -> str | None:
@@ -63,7 +78,7 @@ def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
         return TaskData(task, f"hf:{hub.path}", f"hf:{hub.path}:{hub.split}")
     path = folder / f"{name}.jsonl"
     lines = tuple(json.dumps(row) for row in read_rows(path, task))
-    return TaskData(task, str(path), _digest(lines), lines)
+    return TaskData(task, f"package:{name}" if folder == PACKAGED_DIR else str(path), _digest(lines), lines)
 
 
 def _digest(lines: tuple[str, ...]) -> str:
@@ -92,5 +107,5 @@ def tasks_version() -> str:
     return hasher.hexdigest()[:16]
 
 
-__all__ = ["TaskData", "TaskDataError", "benchmark_dir", "missing_benchmark_file", "task_data",
+__all__ = ["TaskData", "TaskDataError", "benchmark_dir", "data_label", "missing_benchmark_file", "task_data",
            "tasks_version", "write_task_folder"]

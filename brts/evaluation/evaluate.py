@@ -28,7 +28,7 @@ from typing import Any
 
 import brts
 from brts.evaluation.catalog import SOURCES, display_name, is_ours
-from brts.evaluation.data import TaskData, benchmark_dir, task_data, tasks_version, write_task_folder
+from brts.evaluation.data import TaskData, data_label, task_data, tasks_version, write_task_folder
 from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError
 from brts.evaluation.parse import PROBLEM_COLUMNS, problem_rows, summary_entry
 from brts.evaluation.runner import (
@@ -65,9 +65,10 @@ class Evaluation:
 
 def settings_digest(spec: EvalSpec) -> str:
     """A digest of everything but the model that decides an evaluation's results; cheap (no model, no lm-eval)."""
-    folder = benchmark_dir(spec)
-    payload = {"format": EVAL_FORMAT, "spec": spec.model_dump(mode="json"), "tasks": tasks_version(),
-               "data_dir": str(folder) if folder else None, "lm_eval": _version("lm_eval")}
+    # data_source is left out of the spec's dump (data_label says where the data comes from): a spec of synthetic
+    # tasks keeps the digest it had before the field existed, so its finished runs are not evaluated again.
+    payload = {"format": EVAL_FORMAT, "spec": spec.model_dump(mode="json", exclude={"data_source"}),
+               "tasks": tasks_version(), "data_dir": data_label(spec), "lm_eval": _version("lm_eval")}
     return _hash(payload)
 
 
@@ -97,7 +98,8 @@ def check_settings(spec: EvalSpec, task_seed: int = 0) -> None:
         if offline and data.source.startswith("hf:"):
             raise TaskDataError(f"{task}: reads {data.source[3:]} from the HF hub, but the hub is switched off "
                                 f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); give a local folder with "
-                                f"{SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}")
+                                f"{SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}, or "
+                                f"eval.data_source: package (the copies packaged with brts)")
         if not is_ours(task) and (problem := known_lm_eval_task(task)) is not None:
             raise EvaluationError(f"eval.tasks: {problem}")
 
@@ -180,7 +182,7 @@ def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, 
 
 
 def _task_key(fingerprint: str, data: TaskData, spec: EvalSpec, backend: Backend) -> str:
-    settings = spec.model_dump(mode="json", exclude={"tasks", "backend", "data_dir"})
+    settings = spec.model_dump(mode="json", exclude={"tasks", "backend", "data_dir", "data_source"})
     return _hash({"format": EVAL_FORMAT, "model": fingerprint, "task": data.task, "data": data.digest,
                   "settings": settings, "backend": backend.name, "tasks": tasks_version(),
                   "lm_eval": _version("lm_eval"), "math_verify": _version("math-verify")})

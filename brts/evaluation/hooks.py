@@ -73,7 +73,7 @@ def read_rows(path: Path, task: str) -> list[dict[str, str]]:
         where = "folder" if not path.parent.is_dir() else "file"
         missing = path.parent if where == "folder" else path
         raise TaskDataError(f"{task}: data {where} {missing} not found; give a folder with {path.name} "
-                            f"(eval.data_dir or ${DATA_DIR_ENV}) or leave both unset to use the HF hub")
+                            f"(eval.data_dir or ${DATA_DIR_ENV}) or leave both unset to use the copies packaged with brts")
     rows = []
     for number, row in read_jsonl(path, task):
         missing_fields = [f for f in REQUIRED_FIELDS if f not in row]

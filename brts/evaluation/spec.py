@@ -34,7 +34,10 @@ class EvalSpec(BaseModel):
     batch_size: int = Field(256, ge=1, description="hf backend: sequences generated together")
     chat_template: Literal["auto", "on", "off"] = Field("auto", description="auto: when the tokenizer has one")
     data_dir: str | None = Field(None, description="folder of <task>.jsonl benchmark files; else $BRTS_DATA_DIR, "
-                                                   "else the HF hub")
+                                                   "else data_source")
+    data_source: Literal["package", "hub"] = Field(
+        "package", description="benchmark problems without a data folder: the copies packaged with brts, or the "
+                               "public sets on the HF hub")
 
     @model_validator(mode="before")
     @classmethod
@@ -65,6 +68,13 @@ class EvalSpec(BaseModel):
             if task in tasks[:i]:
                 raise PydanticCustomError("eval_task", "{got} is listed twice", {"got": repr(task)})
         return tasks
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> EvalSpec:
+        if self.data_dir is not None and self.data_source == "hub":
+            raise PydanticCustomError("eval_data", "data_dir and data_source: hub name two sources of the benchmark "
+                                                   "problems; give one", {})
+        return self
 
     @property
     def splits(self) -> tuple[str, ...]:

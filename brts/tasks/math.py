@@ -1,9 +1,10 @@
 """Math word problems from a JSONL file or a Hugging Face dataset, graded with math-verify.
 
 Training prompts come from `task.train` (DAPO-Math-17k in the paper-scale spec), evaluation splits from
-`task.eval_sets` (AIME 2024/2025, AMC 2023, MATH-500, or a user's own files). The prompt is the problem (without
-DAPO-Math-17k's own answer-format instruction), one space and `task.prompt_suffix`; with `task.chat_template`
-the model's chat template wraps it (see `brts.tasks.base.prompt_ids`).
+`task.eval_sets` (AIME 2024/2025, AMC 2023, MATH-500 from the hub or, as `brts:aime24`, the copies packaged
+with brts, or a user's own files). The prompt is the problem (without DAPO-Math-17k's own answer-format
+instruction), one space and `task.prompt_suffix`; with `task.chat_template` the model's chat template wraps it
+(see `brts.tasks.base.prompt_ids`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from brts.evaluation.catalog import PACKAGED_PREFIX, packaged_file
 from brts.evaluation.hooks import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.grading import MathGrader
 from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
@@ -47,7 +49,10 @@ def _is_local(path: str) -> bool:
 
 
 def _rows(spec: DatasetSpec, label: str) -> list[dict[str, Any]]:
-    """The raw rows of a problem set, read by the evaluation's own JSONL and hub readers."""
+    """The raw rows of a problem set, read by the evaluation's own JSONL and hub readers; `brts:aime24` is the
+    copy packaged with brts (the spec checked the name)."""
+    if spec.path.startswith(PACKAGED_PREFIX):
+        return [row for _, row in read_jsonl(packaged_file(spec.path.removeprefix(PACKAGED_PREFIX)), label)]
     if _is_local(spec.path):
         path = Path(spec.path).expanduser()
         if not path.is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,12 +81,14 @@ def test_the_cache_reevaluates_only_what_changed(tmp_path: Path, tiny_models) ->
 
 def test_benchmarks_ask_every_local_problem_k_times(tmp_path: Path, tiny_models, benchmarks_dir: Path) -> None:
     tasks = ("brts_aime24", "brts_aime25", "brts_amc23")
-    spec = EvalSpec(tasks=tasks, k=2, max_new_tokens=6, data_dir=str(benchmarks_dir))
+    folder = tmp_path / "data"  # a user's own folder (the packaged copies are the default source)
+    shutil.copytree(benchmarks_dir, folder)
+    spec = EvalSpec(tasks=tasks, k=2, max_new_tokens=6, data_dir=str(folder))
     out = tmp_path / "eval"
     evaluation = evaluate_model(str(tiny_models.student_dir), spec, out)
     rows = read_problems(out)
     for task in tasks:
-        source = benchmarks_dir / f"{task.removeprefix('brts_')}.jsonl"
+        source = folder / f"{task.removeprefix('brts_')}.jsonl"
         ids = [json.loads(line)["id"] for line in source.read_text().splitlines()]
         mine = [r for r in rows if r["task"] == task]
         assert sorted((r["problem_id"], r["sample"]) for r in mine) == sorted((i, s) for i in ids for s in "01")

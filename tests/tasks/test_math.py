@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from brts.evaluation.catalog import PACKAGED_DIR
 from brts.runs.plan import plan
 from brts.spec import DatasetSpec, SpecError, TaskSpec, load_spec
 from brts.tasks.base import prompt_ids
@@ -14,9 +14,8 @@ from brts.tasks.math import KEY_MARKER, MathTask, TaskDataError
 from brts.tasks.registry import make_task
 from brts.tokenizer import build_char_tokenizer
 
-BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmarks"
+BENCHMARKS = PACKAGED_DIR
 SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
-pytestmark = pytest.mark.skipif(not BENCHMARKS.is_dir(), reason="../shared/data/benchmarks is not here")
 
 
 def _task(**extra) -> MathTask:
@@ -94,3 +93,15 @@ def test_spec_checks_the_math_fields(tmp_path):
     with pytest.raises(SpecError, match=r"models\.teacher: required when models\.student is a hub model"):
         load_spec(str(spec))
 
+
+def test_packaged_sets_are_named_brts_colon_set_and_unknown_names_are_refused(tmp_path):
+    task = make_task(TaskSpec(name="math", train="brts:math500", eval_sets={"aime25": "brts:aime25"}))
+    assert len(task.train_problems()) == 500 and len(task.eval_problems("aime25")) == 30
+    first = json.loads((BENCHMARKS / "aime25.jsonl").read_text().splitlines()[0])
+    assert (task.eval_problems("aime25")[0].id, task.eval_problems("aime25")[0].answer) == (first["id"], first["answer"])
+    spec = tmp_path / "m.yaml"
+    spec.write_text("task: {name: math, train: 'brts:math500', eval_sets: {aime: 'brts:aime2024'}}\n"
+                    "eval: {tasks: [brts_aime24]}\narms: [opd]\nseeds: [0]\n")
+    with pytest.raises(SpecError, match=r"task\.eval_sets\.aime\.path: 'brts:aime2024' is not a set packaged with "
+                                        r"brts; the packaged sets are brts:aime24, brts:aime25, brts:amc23, brts:math500"):
+        load_spec(str(spec))
