@@ -4,9 +4,13 @@ Layout (the shared contract, plus what reproduces it):
 
     eval/summary.json            {"k", "settings", "tasks": {TASK: {"avg@k", "pass@k", "maj@k", "problems", ...}}}
     eval/problems.csv            task, problem_id, sample, correct, extracted, response_tokens
-    eval/lm_eval_command.txt     the plain `lm_eval` CLI calls (one per task, joined by &&) behind the numbers
+    eval/lm_eval_command.txt     the plain `lm_eval` CLI calls (one per task, joined by &&) behind the numbers;
+                                 `sh` it from any folder: it changes into its own folder first, and its paths
+                                 are relative to it (the model's too when it lies in the folder that holds eval/,
+                                 a run's final/; else absolute), so a run folder replays wherever it is moved
     eval/tasks/<TASK>/           key.json (the cache key), include/ (task YAMLs with `repeats: k` and the data
                                  they read), results.json and samples.jsonl (lm-eval's), problems.csv, command.txt
+                                 (that task's call alone, replayable the same way)
 
 A task is evaluated again only when its key changes: the model's files, the task's data, our task YAMLs and
 grader, lm-eval's version, or any evaluation setting. A task's folder appears complete or not at all.
@@ -152,9 +156,7 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
         (tmp / "samples.jsonl").write_text(
             "".join(json.dumps(s, default=_jsonable, ensure_ascii=False) + "\n" for s in samples))
         (tmp / "problems.csv").write_text(_csv(rows))
-        command = command_line(model, task, final / "include", final / "lm_eval_cli", backend, spec, chat)
-        (tmp / "command.txt").write_text(command + "\n")
-        (tmp / "summary.json").write_text(json.dumps({**entry, "command": command}, indent=2))
+        (tmp / "summary.json").write_text(json.dumps(entry, indent=2))
         (tmp / "key.json").write_text(json.dumps({"key": key}))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -174,11 +176,42 @@ def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, 
         "math_verify": _version("math-verify"),
     }
     tasks = {task: {k: v for k, v in entry.items() if k != "command"} for task, entry in entries.items()}
-    commands = [entries[task]["command"] for task in spec.tasks]
-    write_text_atomic(out_dir / "lm_eval_command.txt", " && \\\n".join(commands) + "\n")
+    commands = _replay_commands(out_dir, model, spec, backend)
+    for task, command in commands.items():
+        write_text_atomic(out_dir / "tasks" / task / "command.txt", f'cd "$(dirname -- "$0")/../.." && {command}\n')
+    write_text_atomic(out_dir / "lm_eval_command.txt", "".join(
+        [REPLAY_HEADER, 'cd "$(dirname -- "$0")"', *(f" && \\\n{c}" for c in commands.values()), "\n"]))
     parts = [(out_dir / "tasks" / task / "problems.csv").read_text() for task in spec.tasks]
     write_text_atomic(out_dir / "problems.csv", parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]))
     write_json_atomic(out_dir / "summary.json", {"k": spec.k, "settings": settings, "tasks": tasks})
+
+
+REPLAY_HEADER = "# The plain lm_eval calls behind summary.json. Run: sh <this file>, from any folder.\n"
+
+
+def _replay_commands(out_dir: Path, model: str, spec: EvalSpec, backend: Backend) -> dict[str, str]:
+    """Each task's plain `lm_eval` call, its paths relative to `out_dir`. Made afresh from the settings and each
+    task's results.json (whether it used the chat template), so tasks cached before keep up with the format."""
+    replay_model = _replay_model(model, out_dir)
+    commands = {}
+    for task in spec.tasks:
+        results = json.loads((out_dir / "tasks" / task / "results.json").read_text())
+        chat = bool(results.get("config", {}).get("apply_chat_template"))
+        where = Path("tasks") / task
+        commands[task] = command_line(replay_model, task, where / "include", where / "lm_eval_cli", backend, spec, chat)
+    return commands
+
+
+def _replay_model(model: str, out_dir: Path) -> str:
+    """The model as the replay names it: a hub id as is; a local folder relative to `out_dir` when it lies in the
+    folder that holds `out_dir` (a run's final/ beside its eval/: the run folder moves as one), else absolute."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return model
+    folder, home = folder.resolve(), out_dir.parent
+    if folder == home or home in folder.parents:
+        return os.path.relpath(folder, out_dir)
+    return str(folder)
 
 
 def _task_key(fingerprint: str, data: TaskData, spec: EvalSpec, backend: Backend) -> str:

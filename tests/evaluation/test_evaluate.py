@@ -55,9 +55,13 @@ def test_synthetic_evaluation_writes_the_contract_files(tmp_path: Path, tiny_mod
         assert (out / "tasks" / task / "samples.jsonl").is_file()
         assert json.loads((out / "tasks" / task / "results.json").read_text())["config"]["gen_kwargs"]["top_p"] == 0.95
     assert all(int(r["response_tokens"]) > 0 for r in rows)
-    commands = (out / "lm_eval_command.txt").read_text().split(" && \\\n")
+    header, *commands = (out / "lm_eval_command.txt").read_text().split(" && \\\n")
+    assert header.endswith('cd "$(dirname -- "$0")"')
     assert [c.split("--tasks ")[1].split()[0] for c in commands] == list(SYNTHETIC)
     assert all(" lm_eval run --model hf" in c and "--seed 0" in c and "--limit 3" in c for c in commands)
+    # the model lies outside the folder that holds eval/: named by its absolute path
+    assert all(f"pretrained={tiny_models.student_dir.resolve()} " in c for c in commands)
+    assert all(f"--include_path tasks/{t}/include " in c for t, c in zip(SYNTHETIC, commands, strict=True))
     assert evaluation.avg_at_k() == {t: summary["tasks"][t]["avg@k"] for t in SYNTHETIC}
 
 
@@ -115,3 +119,25 @@ def test_failures_are_one_line_and_leave_no_half_written_task(tmp_path: Path, ti
         evaluate_model(str(broken), EvalSpec(tasks=SYNTHETIC[:1], problems=1, k=1), out)
     assert not any(p.name.startswith(".") for p in (out / "tasks").iterdir())
     assert not (out / "summary.json").exists()
+
+
+
+def test_the_recorded_command_names_paths_relative_to_its_own_folder(
+        tmp_path: Path, tiny_models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run folder (final/ beside eval/) evaluated through a cwd-relative model path: the command changes into its
+    own folder and names the model, the task folder and the output from there (tests/evaluation/test_cross_check.py
+    runs it with the lm_eval CLI from an unrelated folder)."""
+    launch = tmp_path / "launch"
+    shutil.copytree(tiny_models.student_dir, launch / "runs" / "r1" / "final")
+    monkeypatch.chdir(launch)
+    spec = EvalSpec(tasks=("brts_synthetic_easy",), problems=2, k=1, max_new_tokens=8)
+    evaluate_model("runs/r1/final", spec, Path("runs/r1/eval"))
+    eval_dir = launch / "runs" / "r1" / "eval"
+    header, command = (eval_dir / "lm_eval_command.txt").read_text().split(" && \\\n")
+    assert header.startswith("#") and header.endswith('cd "$(dirname -- "$0")"')
+    assert str(tmp_path) not in command
+    assert "--model_args pretrained=../final " in command
+    assert "--include_path tasks/brts_synthetic_easy/include " in command
+    assert command.rstrip().endswith("--output_path tasks/brts_synthetic_easy/lm_eval_cli")
+    task_command = (eval_dir / "tasks" / "brts_synthetic_easy" / "command.txt").read_text()
+    assert task_command == f'cd "$(dirname -- "$0")/../.." && {command}'
