@@ -1,0 +1,35 @@
+"""`brts doctor`: what this machine can do (torch, devices, vLLM, lm-eval, memory, disk, caches, browser,
+clusters, trackers), one line each with the command that fixes what is missing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from brts.cli.common import StoreOpt, out, store_root
+
+STYLE = {"ok": "green", "missing": "yellow", "fail": "bold red"}
+
+
+def doctor(
+    store: StoreOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the checks as JSON instead of lines")] = False,
+) -> None:
+    """Say what this machine can do for brts, one line per check: ok, missing (with the command that installs
+    it) or fail. Exit status 1 when something brts needs is broken (a `fail` line); missing optional parts
+    (vLLM, a GPU, Chromium, Slurm, Ray, trackers) leave it at 0."""
+    from brts.doctor import FAIL, as_json, run_checks
+
+    checks = run_checks(store_root(store))
+    if json_:
+        out.print(as_json(checks), highlight=False, markup=False, soft_wrap=True)
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            fix = f"  -> {escape(c.fix)}" if c.fix else ""
+            out.print(f"[{STYLE[c.status]}]{c.status:<7}[/] {escape(c.name):<{width}}  {escape(c.detail)}{fix}",
+                      highlight=False, soft_wrap=True)
+    if any(c.status == FAIL for c in checks):
+        raise typer.Exit(1)
