@@ -383,22 +383,23 @@ def measure(
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Advance]:
+    """One task per build stage (teacher, students, measure) on brts.progress: bars in a terminal, else lines."""
     if not enabled:
         yield lambda stage, completed, total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from brts import progress
 
-    with Progress(
-        TextColumn("building default models: {task.description:8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    ) as bar:
-        ids: dict[str, int] = {}
+    with progress.current() as shown:
+        stages: list[str] = []
 
         def advance(stage: str, completed: int, total: int) -> None:
-            if stage not in ids:
-                ids[stage] = bar.add_task(stage, total=total)
-            bar.update(ids[stage], completed=completed, total=total)
+            if not stages or stages[-1] != stage:
+                if stages:
+                    shown.finish(stages[-1])
+                stages.append(stage)
+                shown.start(stage, f"building default models: {stage:8}", total, keep=True)
+            shown.update(stage, completed, total=total)
+            if completed >= total:
+                shown.finish(stage)
 
         yield advance

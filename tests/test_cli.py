@@ -176,3 +176,39 @@ def test_eval_refuses_what_is_not_a_model(tmp_path):
     assert result.exit_code == 2 and "no model at" in result.output
     missing_run = invoke("eval", "0123456789ab", "--store", str(tmp_path))
     assert missing_run.exit_code == 2 and "no run 0123456789ab" in missing_run.output
+
+
+def test_exp_run_into_a_file_writes_progress_lines_while_it_runs(tmp_path, tiny_spec_file):
+    """`brts exp run ... > log.txt`: nobody watches, so plain progress lines go to the file as the work goes on,
+    not only when it ends."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("BRTS_PROGRESS", None)
+    brts = Path(sys.executable).parent / "brts"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(brts), "exp", "run", str(tiny_spec_file), "--store", str(tmp_path / "store")],
+                                stdout=out, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+        sizes_while_running = []
+        while proc.poll() is None:
+            sizes_while_running.append(log.stat().st_size)
+            time.sleep(0.1)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 0, stderr[-2000:]
+    grew = [b for a, b in zip(sizes_while_running, sizes_while_running[1:], strict=False) if b > a]
+    assert len(grew) >= 2, "the file grew at least twice before the command ended"
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if line[:2].isdigit() and line[2] == ":"]  # HH:MM:SS stamped
+    assert any("runs (0 cached): 0/2 runs" in line for line in lines), text
+    for arm in ("opd", "brts"):
+        assert any(f"{arm} seed 0: train 0/4 steps" in line for line in lines), text
+        assert any(f"{arm} seed 0: eval 4/4 steps" in line for line in lines), text
+        assert any(f"{arm} seed 0: ran after" in line for line in lines), text
+    assert any("reference models: evaluating the reference teacher" in line for line in lines), text
+    before_table = text[:text.index(lines[-1])]
+    assert "\x1b[" not in before_table and "━" not in before_table, "no terminal bars or colour codes in a file"
+    assert "tiny" in text[text.index(lines[-1]):], "the results table follows the progress lines"

@@ -20,6 +20,9 @@ StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a spec field: dotted.key=value")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="no progress display (errors and results still print)")]
+JsonProgressOpt = Annotated[bool, typer.Option(
+    "--json-progress", help="progress as one JSON object a line on stdout, for tools")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from brts.cli.common import StoreOpt, err, fail, out, store_root, user_errors
+from brts.cli.common import JsonProgressOpt, QuietOpt, StoreOpt, err, fail, out, store_root, user_errors
 
 TasksOpt = Annotated[list[str] | None, typer.Option(
     "--tasks", help="lm-eval task names, comma-separated or repeated (brts_aime24, brts_synthetic_easy, gsm8k, ...)")]
@@ -31,11 +31,16 @@ def eval_command(
         "--data-source", help="without --data-dir: package (the copies shipped with brts) or hub")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="results folder (default: ./evals/<name>)")] = None,
     store: StoreOpt = None,
+    quiet: QuietOpt = False,
+    json_progress: JsonProgressOpt = False,
 ) -> None:
     """Evaluate a model through lm-eval and print avg@k, pass@k and maj@k per task (defaults: a run's own
     evaluation settings, else the spec defaults). Results are cached in the output folder."""
     from pydantic import ValidationError
 
+    from brts import progress
+
+    progress.configure(quiet, json_progress)
     from brts.evaluation.catalog import display_name
     from brts.evaluation.evaluate import check_settings, evaluate_model
     from brts.evaluation.spec import EvalSpec
@@ -58,8 +63,15 @@ def eval_command(
             fail(f"{option}: {error['msg'].removeprefix('Value error, ')}")
         check_settings(spec, found.task_seed)
         folder = out_dir or Path("evals") / found.name
-        evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
-                                    log=lambda line: err.print(line, highlight=False))
+        if progress.resolve(progress.mode()) == "bars":  # a terminal: our lines and lm-eval's own bars
+            evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+                                        log=lambda line: err.print(line, highlight=False))
+        else:  # each stage a line, and one every 30 s within it (or nothing, --quiet)
+            with progress.current() as shown:
+                shown.start("eval", f"evaluating {found.name}")
+                evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+                                            log=lambda line: shown.update("eval", stage=line), quiet=True)
+                shown.finish("eval")
     table = Table("task", title=f"{found.name}: percent")
     for column in (f"avg@{spec.k}", f"pass@{spec.k}", f"maj@{spec.k}", "problems", "samples"):
         table.add_column(column, justify="right")

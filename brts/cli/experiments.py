@@ -13,6 +13,8 @@ import typer
 from rich.table import Table
 
 from brts.cli.common import (
+    JsonProgressOpt,
+    QuietOpt,
     SetOpt,
     StoreOpt,
     ensure_models,
@@ -171,8 +173,14 @@ def exp_run(
     )] = Executor.local,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would run or be submitted; run nothing")]
     = False,
+    quiet: QuietOpt = False,
+    json_progress: JsonProgressOpt = False,
 ) -> None:
-    """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume."""
+    """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume. Progress: bars in
+    a terminal, else a plain line per stage change and at most every 30 s (--quiet: none; --json-progress)."""
+    from brts import progress
+
+    progress.configure(quiet, json_progress)
     os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers and exits as Ctrl-C does
     from brts.runs.cluster import ClusterUnavailable
@@ -195,7 +203,7 @@ def exp_run(
         todo = [p for p in planned if runs.folder(p.experiment, p.run_id).status != "finished"]
         if spec.pool.enabled and spec.pool.prefill and todo:
             prefill(spec, todo, runs.root)
-        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed, console=err,
+        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed,
                            executor=executor.value)
     except ClusterUnavailable as exc:
         fail(str(exc))
@@ -212,7 +220,10 @@ def exp_run(
             err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
                       f"{o.record.get('error')}", highlight=False)
     try:
-        references = evaluate_references(spec, runs.root, log=lambda line: err.print(line, highlight=False))
+        with progress.current() as shown:
+            shown.start("references", "reference models")
+            references = evaluate_references(spec, runs.root, log=lambda line: shown.update("references", stage=line))
+            shown.finish("references")
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     for role, record in references.items():

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from brts.cli.common import err, out, user_errors
+from brts.cli.common import JsonProgressOpt, QuietOpt, err, out, user_errors
 
 app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF files.", no_args_is_help=True)
 
@@ -17,10 +17,14 @@ app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF 
 def models_build(
     seed: Annotated[int, typer.Option(help="build seed")] = 0,
     cache: Annotated[Path | None, typer.Option(help="cache folder (default: $BRTS_CACHE or ~/.cache/brts)")] = None,
+    quiet: QuietOpt = False,
+    json_progress: JsonProgressOpt = False,
 ) -> None:
     """Build the tokenizer, teacher and student (cached) and print their measured accuracies."""
+    from brts import progress
     from brts.zoo import build_default_models, default_cache_root
 
+    progress.configure(quiet, json_progress)
     built = build_default_models(cache or default_cache_root(), seed=seed, progress=True)
     table = Table("model", "setting", "accuracy", title="built-in models")
     for key, acc in built.accuracies.items():

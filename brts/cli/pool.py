@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from brts.cli.common import (
+    JsonProgressOpt,
+    QuietOpt,
     SetOpt,
     StoreOpt,
     ensure_models,
-    err,
     fail,
     load_experiment,
     out,
@@ -30,18 +31,17 @@ PoolPathOpt = Annotated[
 
 
 def prefill(spec: ExperimentSpec, planned: list[Any], root: Path) -> Any:
-    """Draw every teacher sample of `planned` into the experiment's pool, with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Draw every teacher sample of `planned` into the experiment's pool, showing the progress (brts.progress)."""
+    from brts import progress
     from brts.runs.prefill import plan_demand
     from brts.runs.run import open_pool
 
     pool = open_pool(spec.pool, root)
-    columns = (TextColumn("pre-filling teacher samples (steps)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task("fill", total=None)
-            demand = plan_demand(planned, pool, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with progress.current() as shown:
+            shown.start("prefill", "pre-filling teacher samples", keep=True)
+            demand = plan_demand(planned, pool, progress=lambda done, total: shown.update("prefill", done, total=total))
+            shown.finish("prefill")
     finally:
         if pool is not None:
             pool.close()
@@ -89,9 +89,13 @@ def pool_clear(
 
 
 @app.command("fill")
-def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
+def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None, quiet: QuietOpt = False,
+              json_progress: JsonProgressOpt = False) -> None:
     """Draw every teacher sample an experiment's runs will use into its pool, in large batches, before
     training; print the teacher tokens its runs need with and without the pool."""
+    from brts import progress
+
+    progress.configure(quiet, json_progress)
     from brts.runs.plan import plan
     from brts.runs.prefill import totals
     from brts.runs.store import RunStore

@@ -6,7 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from brts.cli.common import SetOpt, StoreOpt, ensure_models, err, fail, out, store_root, user_errors
+from brts.cli.common import (
+    JsonProgressOpt,
+    QuietOpt,
+    SetOpt,
+    StoreOpt,
+    ensure_models,
+    err,
+    fail,
+    out,
+    store_root,
+    user_errors,
+)
 from brts.spec import resolved_yaml
 
 app = typer.Typer(help="Optuna sweeps over the method's settings (N, lambda): resumable, shareable.",
@@ -25,8 +36,13 @@ def sweep_run(
     workers: Annotated[int | None, typer.Option(min=1, help="parallel worker processes (default: the spec's)")] = None,
     storage: StorageOpt = None,
     store: StoreOpt = None,
+    quiet: QuietOpt = False,
+    json_progress: JsonProgressOpt = False,
 ) -> None:
     """Run trials until the study holds the requested completed ones; kill and rerun it at any point to resume."""
+    from brts import progress
+
+    progress.configure(quiet, json_progress)
     from brts.runs.store import RunStore
     from brts.sweep.runner import run_sweep
     from brts.sweep.spec import load_sweep
@@ -39,7 +55,7 @@ def sweep_run(
         url = storage_url(sweep, root)
         ensure_models(sweep.experiment)
         try:
-            result = run_sweep(sweep, root, url, trials=sweep.spec.trials, workers=sweep.spec.workers, console=err)
+            result = run_sweep(sweep, root, url, trials=sweep.spec.trials, workers=sweep.spec.workers)
         except KeyboardInterrupt:
             fail("interrupted; run the same command again to resume (the interrupted trial is retried)", code=130)
         _print_sweep_status(sweep, load_existing(sweep, url), url)

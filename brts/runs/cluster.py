@@ -29,10 +29,20 @@ class ClusterUnavailable(RuntimeError):
 
 
 def _run(planned: PlannedRun, store_root: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        return "done", execute_run(planned, store_root)
-    except RunLocked:
-        return "locked", {}
+    """One run in a cluster job; its progress goes to the job's own log (plain lines: its stdout is a file)."""
+    from brts import progress
+
+    key = planned.run_id
+    with progress.current() as shown:
+        shown.start(key, f"{planned.arm} seed {planned.seed} ({key})", planned.config.train.steps)
+        try:
+            record = execute_run(planned, store_root, lambda _r, step, total, _m: shown.update(key, step, total=total),
+                                 stage=lambda _r, name: shown.update(key, stage=name))
+        except RunLocked:
+            shown.finish(key, "locked by another process")
+            return "locked", {}
+        shown.finish(key, str(record.get("status")))
+        return "done", record
 
 
 class RunJob:

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
+from brts import progress as progress_display
 from brts.evaluation.evaluate import settings_digest
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
@@ -30,10 +28,13 @@ class Outcome:
 
 def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, dict[str, Any]]:
     def progress(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        updates.put((run_id, step, total))
+        updates.put((run_id, step, total, None))
+
+    def stage(run_id: str, name: str) -> None:
+        updates.put((run_id, None, None, name))
 
     try:
-        return "done", execute_run(planned, store_root, progress)
+        return "done", execute_run(planned, store_root, progress, stage=stage)
     except RunLocked:
         return "locked", {}
 
@@ -53,7 +54,7 @@ def execute(
     *,
     workers: int = 1,
     retry_failed: bool = False,
-    console: Console | None = None,
+    reporter: progress_display.Reporter | None = None,
     executor: str = "local",
     submitit_cluster: str = "slurm",
 ) -> list[Outcome]:
@@ -65,8 +66,8 @@ def execute(
 
     `executor`: `local` (a process pool of `workers`), `slurm` (job arrays through submitit, at most `workers`
     jobs at once; `submitit_cluster="local"` runs them as local subprocesses) or `ray` (brts.runs.cluster).
+    `reporter` shows the progress (default: brts.progress.current(), bars in a terminal, lines otherwise).
     """
-    console = console or Console(stderr=True)
     outcomes: dict[str, Outcome] = {}
     todo: list[PlannedRun] = []
     trained: set[str] = set()
@@ -81,16 +82,16 @@ def execute(
             if (run.path / "final").exists():
                 trained.add(planned.run_id)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
-        grid = bars.add_task(f"runs ({len(outcomes)} cached)", total=len(plan), completed=len(outcomes))
-        per_run: dict[str, TaskID] = {}
+    with reporter or progress_display.current() as shown:
+        shown.start("runs", f"runs ({len(outcomes)} cached)", len(plan), unit="runs", done=len(outcomes), keep=True)
+        labels = {p.run_id: (f"  {p.arm} seed {p.seed}", p.config.train.steps) for p in todo}
 
-        def show(run_id: str, step: int, total: int) -> None:
-            if run_id not in per_run:
-                label = next(f"  {p.arm} seed {p.seed}" for p in todo if p.run_id == run_id)
-                per_run[run_id] = bars.add_task(label, total=total)
-            bars.update(per_run[run_id], completed=step)
+        def show(run_id: str, step: int | None, total: int | None, stage: str | None = None) -> None:
+            if run_id not in shown.tasks:
+                label, steps = labels[run_id]
+                shown.start(run_id, label, total or steps, stage=stage or "train", done=step or 0)
+            else:
+                shown.update(run_id, step, total=total, stage=stage)
 
         def finish(planned: PlannedRun, status: str, record: dict[str, Any]) -> None:
             if status == "locked":
@@ -100,10 +101,9 @@ def execute(
                 action = done if record.get("status") == "finished" else "failed"
                 outcomes[planned.run_id] = Outcome(planned, action, record)
                 if action == "failed":
-                    console.print(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {record.get('error')}")
-            if planned.run_id in per_run:
-                bars.remove_task(per_run[planned.run_id])
-            bars.advance(grid)
+                    shown.note(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {record.get('error')}")
+            shown.finish(planned.run_id, outcomes[planned.run_id].action)
+            shown.update("runs", advance=1)
 
         if executor == "slurm":
             from brts.runs.cluster import run_slurm
@@ -116,12 +116,14 @@ def execute(
         elif workers <= 1 or len(todo) <= 1:
             for planned in todo:
                 try:
-                    record = execute_run(planned, store.root, lambda r, s, t, _m: show(r, s, t))
+                    record = execute_run(planned, store.root, lambda r, s, t, _m: show(r, s, t),
+                                         stage=lambda r, name: show(r, None, None, name))
                     finish(planned, "done", record)
                 except RunLocked:
                     finish(planned, "locked", {})
         else:
             _execute_parallel(todo, store, workers, show, finish)
+        shown.finish("runs")
     return [outcomes[p.run_id] for p in plan]
 
 
@@ -159,7 +161,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 def _drain(updates: Any, show: Any) -> None:
     while True:
         try:
-            run_id, step, total = updates.get_nowait()
+            run_id, step, total, stage = updates.get_nowait()
         except queue.Empty:
             return
-        show(run_id, step, total)
+        show(run_id, step, total, stage)

@@ -23,6 +23,7 @@ from brts.train import ModelPair, Trainer
 from brts.zoo import build_default_models, default_cache_root
 
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
+StageFn = Callable[[str, str], None]  # (run id, stage): "train", then "eval"
 BUILTIN = {"builtin:teacher": "teacher_dir", "builtin:student": "student_dir"}
 
 
@@ -90,14 +91,17 @@ def evaluate_checkpoint(cfg: RunConfig, run: RunFolder) -> Evaluation:
     return evaluate_model(str(run.path / "final"), cfg.eval, run.path / "eval", task_seed=cfg.task.seed, quiet=True)
 
 
-def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | None = None) -> dict[str, Any]:
+def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | None = None,
+                stage: StageFn | None = None) -> dict[str, Any]:
     """Train and evaluate one run under its lock; returns its final record. Failures are recorded, not raised.
 
     A trained run (its `final/` checkpoint saved) is never trained again: when only its evaluation failed, or
     the evaluation settings changed, running it again evaluates the checkpoint and nothing else.
 
-    A `progress` callback that raises RunStopped ends the run with status "stopped" (resumable).
+    A `progress` callback that raises RunStopped ends the run with status "stopped" (resumable); `stage` hears
+    when training and when the evaluation begin.
     """
+    announce = stage or (lambda _run_id, _name: None)
     store = RunStore(store_root)
     run = store.prepare(planned)
     cfg = planned.config
@@ -111,14 +115,16 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
             environment=environment(), error=None, failed_stage=None,
         )
-        stage = "train"
+        step_name = "train"
         try:
             if not (run.path / "final").exists():
+                announce(planned.run_id, "train")
                 started = time.perf_counter()
                 last_step = _train(planned, run, store_root, progress)
                 run.update_record(last_step=last_step, trained=now(), train_seconds=round(
                     float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
-            stage = "eval"
+            step_name = "eval"
+            announce(planned.run_id, "eval")
             started = time.perf_counter()
             evaluation = evaluate_checkpoint(cfg, run)
         except RunStopped as stop:
@@ -126,7 +132,7 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         except Exception as exc:  # a failed run is recorded; the grid goes on
             line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             (run.path / "error.log").write_text(traceback.format_exc())
-            return run.update_record(status="failed", failed_stage=stage, error=line, ended=now())
+            return run.update_record(status="failed", failed_stage=step_name, error=line, ended=now())
         return run.update_record(
             status="finished", ended=now(), eval=evaluation.avg_at_k(), eval_key=eval_key,
             eval_seconds=round(time.perf_counter() - started, 2),

@@ -19,9 +19,8 @@ from typing import Any
 import optuna
 from filelock import FileLock
 from optuna.trial import TrialState
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from brts import progress
 from brts.sweep.spec import Sweep
 from brts.sweep.study import (
     STUDY_FILE,
@@ -132,43 +131,43 @@ def _worker_main(job: Job, events: Any) -> None:
 
 
 class Display:
-    """Progress bars of the sweep and its running trials, one line per finished trial."""
+    """The sweep's progress (brts.progress: bars in a terminal, else lines): completed trials, each running trial,
+    and one line per finished trial."""
 
-    def __init__(self, job: Job, console: Console, done: int) -> None:
-        self.job, self.console = job, console
+    def __init__(self, job: Job, done: int, reporter: progress.Reporter | None = None) -> None:
+        self.job = job
         self.steps = job.sweep.experiment.train.steps
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                             console=console, transient=False)
-        self.total = self.bars.add_task(f"{job.sweep.name}: completed trials", total=job.target, completed=done)
-        self.per_trial: dict[int, TaskID] = {}
+        self.shown = reporter or progress.current()
+        self.shown.start("sweep", f"{job.sweep.name}: completed trials", job.target, unit="trials", done=done,
+                         keep=True)
         self.done_states = {s.name for s in completed_states(job.sweep)}
 
     def __enter__(self) -> Display:
-        self.bars.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bars.__exit__(*exc)
+        self.shown.close()
+
+    def note(self, line: str) -> None:
+        self.shown.note(line)
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event["event"]
+        key = f"trial {event.get('number')}"
         if kind == "start":
             total = self.steps * event["seeds"]
-            self.per_trial[event["number"]] = self.bars.add_task(
-                f"  trial {event['number']} {describe(event['params'])}", total=total)
-        elif kind == "step" and event["number"] in self.per_trial:
+            self.shown.start(key, f"  trial {event['number']} {describe(event['params'])}", total)
+        elif kind == "step":
             seed_index = self.job.sweep.seeds.index(event["seed"])
-            self.bars.update(self.per_trial[event["number"]], completed=seed_index * self.steps + event["step"])
+            self.shown.update(key, seed_index * self.steps + event["step"], stage=f"seed {event['seed']}")
         elif kind == "end":
-            if event["number"] in self.per_trial:
-                self.bars.remove_task(self.per_trial.pop(event["number"]))
+            self.shown.finish(key, event["state"].lower())
             if event["state"] in self.done_states:
-                self.bars.advance(self.total)
-            self.console.print(trial_line(self.job.sweep, event), highlight=False)
+                self.shown.update("sweep", advance=1)
+            self.shown.note(trial_line(self.job.sweep, event))
         elif kind == "stale":
             numbers = ", ".join(map(str, event["numbers"]))
-            self.console.print(f"trials {numbers} were left running by a stopped worker: failed, enqueued again",
-                               highlight=False)
+            self.shown.note(f"trials {numbers} were left running by a stopped worker: failed, enqueued again")
 
 
 def trial_line(sweep: Sweep, event: dict[str, Any]) -> str:
@@ -188,7 +187,7 @@ def trial_line(sweep: Sweep, event: dict[str, Any]) -> str:
 
 
 def run_sweep(sweep: Sweep, store_root: Path, url: str, *, trials: int, workers: int,
-              console: Console) -> SweepResult:
+              reporter: progress.Reporter | None = None) -> SweepResult:
     """Create or load the study and run workers until it holds `trials` completed trials (or the grid is done)."""
     started = time.perf_counter()
     folder = sweep_dir(store_root, sweep.name)
@@ -199,7 +198,7 @@ def run_sweep(sweep: Sweep, store_root: Path, url: str, *, trials: int, workers:
     job = Job(sweep=sweep, store_root=store_root, url=url, target=trials)
     done = counts(study, sweep).done
     reasons: list[str] = []
-    with Display(job, console, done) as display:
+    with Display(job, done, reporter) as display:
         if workers <= 1:
             reasons.append(worker_loop(job, display.handle))
         else:
@@ -239,6 +238,6 @@ def _run_workers(job: Job, workers: int, display: Display) -> list[str]:
     if "interrupted" in reasons:
         raise KeyboardInterrupt
     if crashed:
-        display.console.print(f"[red]{len(crashed)} worker process(es) ended with an error[/red] "
-                              f"(exit codes {crashed}); their trials are retried on the next run", highlight=False)
+        display.note(f"[red]{len(crashed)} worker process(es) ended with an error[/red] "
+                     f"(exit codes {crashed}); their trials are retried on the next run")
     return reasons
