@@ -7,7 +7,7 @@ One `Reporter` API (`start`, `update`, `finish`, `note`) with four displays:
   ends, and otherwise at most every 30 s per task, also while it reports nothing (a heartbeat), each with the
   stage, done/total, elapsed time, rate and ETA;
 - `json`: the same events as one JSON object a line on stdout, for tools;
-- `quiet`: nothing.
+- `quiet`: no progress; notes (a failed run, a finished trial) still go to stderr.
 
 `auto` (the default) is `bars` when stdout is a terminal, else `lines`. The CLI sets the mode
 (`--quiet`, `--json-progress`; else $BRTS_PROGRESS) with `configure`; library code asks `current()` for the
@@ -134,7 +134,12 @@ class Reporter:
                 self._show(task, "finish", now)
 
     def note(self, text: str) -> None:
-        """A line worth showing between the progress (a failed run, a finished trial)."""
+        """A line worth showing between the progress (a failed run, a finished trial); quiet, on stderr."""
+        try:
+            sys.stderr.write(_plain(text) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def close(self) -> None:
         """Stop drawing; tasks still open are dropped."""

@@ -4,8 +4,8 @@ give the same results as the local executor; the dry-run plan shows per-run reso
 from __future__ import annotations
 
 import pytest
-from rich.console import Console
 
+from brts.progress import Reporter  # shows nothing
 from brts.runs.cluster import ray_options, submitit_plan
 from brts.runs.executor import execute
 from brts.runs.plan import plan
@@ -14,9 +14,6 @@ from brts.spec import load_spec
 
 SMALL = ("resources.memory_gb=0.5", "resources.cpus=1", "resources.time_min=20", "train.steps=2")
 
-
-def _quiet() -> Console:
-    return Console(quiet=True)
 
 
 def _grid(spec_file, *extra):
@@ -30,7 +27,7 @@ def local_results(tmp_path_factory, tiny_models):
     folder = tmp_path_factory.mktemp("local")
     spec = folder / "tiny.yaml"
     spec.write_text(tiny_spec_text(tiny_models))
-    outcomes = execute(_grid(spec), RunStore(folder / "store"), console=_quiet())
+    outcomes = execute(_grid(spec), RunStore(folder / "store"), reporter=Reporter())
     assert [o.action for o in outcomes] == ["ran", "ran"]
     return spec, [o.record["eval"] for o in outcomes]
 
@@ -39,13 +36,13 @@ def test_submitit_local_executor_matches_local_pool(tmp_path, local_results):
     pytest.importorskip("submitit")
     spec, expected = local_results
     store = RunStore(tmp_path / "store")
-    outcomes = execute(_grid(spec), store, workers=2, executor="slurm", submitit_cluster="local", console=_quiet())
+    outcomes = execute(_grid(spec), store, workers=2, executor="slurm", submitit_cluster="local", reporter=Reporter())
     assert [o.action for o in outcomes] == ["ran", "ran"], [o.record.get("error") for o in outcomes]
     assert [o.record["eval"] for o in outcomes] == expected
     assert list((tmp_path / "store" / ".submitit" / "tiny").iterdir())  # job logs next to the runs
     # A second submission finds every run finished and submits nothing.
     assert [o.action for o in execute(_grid(spec), store, executor="slurm", submitit_cluster="local",
-                                      console=_quiet())] == ["cached", "cached"]
+                                      reporter=Reporter())] == ["cached", "cached"]
 
 
 def test_ray_local_instance_matches_local_pool(tmp_path, local_results):
@@ -53,7 +50,7 @@ def test_ray_local_instance_matches_local_pool(tmp_path, local_results):
     spec, expected = local_results
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
     try:
-        outcomes = execute(_grid(spec), RunStore(tmp_path / "store"), executor="ray", console=_quiet())
+        outcomes = execute(_grid(spec), RunStore(tmp_path / "store"), executor="ray", reporter=Reporter())
     finally:
         ray.shutdown()
     assert [o.action for o in outcomes] == ["ran", "ran"], [o.record.get("error") for o in outcomes]

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.console import Console
-
+from brts.progress import Reporter  # shows nothing
 from brts.runs.executor import execute
 from brts.runs.plan import plan
 from brts.runs.reference import evaluate_references
 from brts.runs.store import RunStore
 from brts.spec import load_spec
-
-
-def _quiet() -> Console:
-    return Console(quiet=True)
 
 
 def test_an_evaluation_failure_keeps_the_run_and_only_the_evaluation_is_retried(tmp_path, tiny_spec_file):
@@ -29,7 +24,7 @@ def test_an_evaluation_failure_keeps_the_run_and_only_the_evaluation_is_retried(
     store = RunStore(tmp_path / "store")
     aime.unlink()  # gone after the spec was checked: the evaluation fails, training does not
 
-    [failed] = execute(planned, store, console=_quiet())
+    [failed] = execute(planned, store, reporter=Reporter())
     run = store.folder(planned[0].experiment, planned[0].run_id)
     assert failed.action == "failed" and failed.record["failed_stage"] == "eval"
     assert "aime24.jsonl not found" in failed.record["error"]
@@ -37,22 +32,22 @@ def test_an_evaluation_failure_keeps_the_run_and_only_the_evaluation_is_retried(
     metrics = run.metrics_path.stat().st_mtime_ns
 
     aime.write_text('{"id": "a1", "problem": "1+1", "answer": "2"}\n')
-    [retried] = execute(planned, store, console=_quiet())  # no --retry-failed needed for an evaluation failure
+    [retried] = execute(planned, store, reporter=Reporter())  # no --retry-failed needed for an evaluation failure
     assert retried.action == "evaluated" and retried.record["status"] == "finished"
     assert run.metrics_path.stat().st_mtime_ns == metrics  # not trained again
     assert set(retried.record["eval"]) == {"brts_synthetic_easy", "brts_aime24"}
-    assert [o.action for o in execute(planned, store, console=_quiet())] == ["cached"]
+    assert [o.action for o in execute(planned, store, reporter=Reporter())] == ["cached"]
 
 
 def test_changing_k_evaluates_finished_runs_again_without_training(tmp_path, tiny_spec_file):
     store = RunStore(tmp_path / "store")
     first = plan(load_spec(str(tiny_spec_file), ["arms=[opd]"]))
-    assert [o.action for o in execute(first, store, console=_quiet())] == ["ran"]
+    assert [o.action for o in execute(first, store, reporter=Reporter())] == ["ran"]
     run = store.folder(first[0].experiment, first[0].run_id)
     metrics = run.metrics_path.stat().st_mtime_ns
     second = plan(load_spec(str(tiny_spec_file), ["arms=[opd]", "eval.k=2"]))
     assert second[0].run_id == first[0].run_id
-    [outcome] = execute(second, store, console=_quiet())
+    [outcome] = execute(second, store, reporter=Reporter())
     assert outcome.action == "evaluated" and run.metrics_path.stat().st_mtime_ns == metrics
     assert json.loads((run.path / "eval" / "summary.json").read_text())["k"] == 2
     assert "k: 2" in (run.path / "config.yaml").read_text()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Console
-
+from brts.progress import Reporter  # shows nothing
 from brts.runs.executor import execute
 from brts.runs.plan import plan
 from brts.runs.prefill import plan_demand, totals
@@ -31,9 +30,8 @@ def test_pool_changes_no_result_and_token_counts_are_exact(tmp_path, tiny_spec_f
     online_plan = plan(load_spec(str(tiny_spec_file), [*overrides, "pool.enabled=false"]))
     assert [p.run_id for p in pooled_plan] == [p.run_id for p in online_plan]  # the pool is not in the run id
     pooled, online = RunStore(tmp_path / "pooled"), RunStore(tmp_path / "online")
-    quiet = Console(quiet=True)
-    assert {o.action for o in execute(pooled_plan, pooled, console=quiet)} == {"ran"}
-    assert {o.action for o in execute(online_plan, online, console=quiet)} == {"ran"}
+    assert {o.action for o in execute(pooled_plan, pooled, reporter=Reporter())} == {"ran"}
+    assert {o.action for o in execute(online_plan, online, reporter=Reporter())} == {"ran"}
 
     for a, b in zip(pooled_plan, online_plan, strict=True):
         with_pool, without = _metrics(pooled, a), _metrics(online, b)
