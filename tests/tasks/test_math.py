@@ -87,7 +87,7 @@ def test_spec_checks_the_math_fields(tmp_path):
     config = plan(load_spec(str(spec)))[0].config
     assert config.validation_splits == ("aime24", "amc23") and config.eval.splits == ()
     spec.write_text("task: {train: x.jsonl}\narms: [opd]\nseeds: [0]\n")
-    with pytest.raises(SpecError, match=r"task\.train: train and eval_sets are for the math task"):
+    with pytest.raises(SpecError, match=r"task\.train: train, eval_sets and validation_holdout are for the math task"):
         load_spec(str(spec))
     spec.write_text("models: {student: some-org/some-model}\narms: [opd]\nseeds: [0]\n")
     with pytest.raises(SpecError, match=r"models\.teacher: required when models\.student is a hub model"):
