@@ -2,7 +2,9 @@
 
 Layout (the shared contract, plus what reproduces it):
 
-    eval/summary.json            {"k", "settings", "tasks": {TASK: {"avg@k", "pass@k", "maj@k", "problems", ...}}}
+    eval/summary.json            {"k", "settings", "tasks": {TASK: {"avg@k", "pass@k", "maj@k", "problems", ...,
+                                 and the authors' grader statistics: "solved_none", "solved_all", "format_errors",
+                                 "distinct_4gram" (percent), "response_tokens" (mean)}}}
     eval/problems.csv            task, problem_id, sample, correct, extracted, response_tokens
     eval/lm_eval_command.txt     the plain `lm_eval` CLI calls (one per task, joined by &&) behind the numbers;
                                  `sh` it from any folder: it changes into its own folder first, and its paths
@@ -34,7 +36,7 @@ import brts
 from brts.evaluation.catalog import SOURCES, display_name, is_ours
 from brts.evaluation.data import TaskData, data_label, task_data, tasks_version, write_task_folder
 from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError
-from brts.evaluation.parse import PROBLEM_COLUMNS, problem_rows, summary_entry
+from brts.evaluation.parse import PROBLEM_COLUMNS, STATISTICS, problem_rows, statistics_entry, summary_entry
 from brts.evaluation.runner import (
     Backend,
     EvaluationError,
@@ -137,7 +139,7 @@ def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0
             say(f"evaluating {display_name(task)}: {spec.problems or 'all'} problems x {spec.k} samples")
             with silenced_progress(quiet):
                 _evaluate_task(lm, model, task, data[task], keys[task], tasks_dir, backend, spec, chat)
-    entries = {task: json.loads((tasks_dir / task / "summary.json").read_text()) for task in spec.tasks}
+    entries = {task: _task_summary(tasks_dir / task) for task in spec.tasks}
     _write_outputs(out_dir, model, fingerprint, spec, backend, entries)
     return Evaluation(entries, tuple(todo), out_dir)
 
@@ -152,6 +154,7 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
         samples = results.pop("samples")[task]
         entry = {**summary_entry(task, results), "data": data.source, "k": _samples_per_problem(samples)}
         rows = problem_rows(task, samples, entry["metric"], _token_counter(lm))
+        entry.update(statistics_entry(task, samples, rows))
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable, ensure_ascii=False))
         (tmp / "samples.jsonl").write_text(
             "".join(json.dumps(s, default=_jsonable, ensure_ascii=False) + "\n" for s in samples))
@@ -162,6 +165,22 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _task_summary(folder: Path) -> dict[str, Any]:
+    """A task folder's summary entry; one cached before brts recorded the grader statistics gets them now, from
+    its own sample log and rows (no model needed)."""
+    from brts.runs.store import write_json_atomic
+
+    entry: dict[str, Any] = json.loads((folder / "summary.json").read_text())
+    if all(name in entry for name in STATISTICS):
+        return entry
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
+    with open(folder / "problems.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    entry.update(statistics_entry(folder.name, samples, rows))
+    write_json_atomic(folder / "summary.json", entry)
+    return entry
 
 
 def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, backend: Backend,

@@ -43,3 +43,44 @@ def problem_metrics(extracted: Sequence[str | None], correct: Sequence[bool]) ->
         "pass@k": pass_at_k(k, sum(map(bool, correct)), k) if k else 0.0,
         "maj@k": maj_at_k(extracted, correct),
     }
+
+
+# What the authors' grader reports beside the mean score (BWGZK-keke/BRTS scripts/val/eval/grade.py:52-61, 137,
+# 192-207), with the same definitions; brts reports shares of problems and samples instead of counts.
+FORMAT_MARKER = "boxed"  # grade.py:137 counts a response without this text as a format error
+
+
+def distinct_ngram_ratio(responses: Sequence[str], n: int = 4) -> float:
+    """Distinct word n-grams over all word n-grams of the responses pooled (words split on whitespace), 0.0
+    when no response has n words: one problem's k samples give its distinct-4-gram ratio (grade.py:52-61)."""
+    distinct: set[tuple[str, ...]] = set()
+    total = 0
+    for response in responses:
+        words = response.split()
+        for i in range(len(words) - n + 1):
+            distinct.add(tuple(words[i : i + n]))
+            total += 1
+    return len(distinct) / total if total else 0.0
+
+
+def has_format_error(response: str) -> bool:
+    """A response that does not contain `boxed` anywhere (grade.py:137)."""
+    return FORMAT_MARKER not in response
+
+
+def grader_statistics(correct: Sequence[Sequence[bool]], responses: Sequence[Sequence[str]],
+                      response_tokens: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Over problems, each given as its k samples' grades, texts and token counts: the share of problems no
+    sample solved and all samples solved, the share of samples with a format error, the mean response length
+    in tokens over samples, and the mean over problems of each problem's distinct-4-gram ratio (fractions)."""
+    if not correct:
+        raise ValueError("grader statistics need at least one problem")
+    samples = [text for texts in responses for text in texts]
+    lengths = [count for counts in response_tokens for count in counts]
+    return {
+        "solved_none": sum(not any(c) for c in correct) / len(correct),
+        "solved_all": sum(bool(c) and all(c) for c in correct) / len(correct),
+        "format_errors": sum(map(has_format_error, samples)) / len(samples),
+        "response_tokens": sum(lengths) / len(lengths),
+        "distinct_4gram": sum(distinct_ngram_ratio(texts) for texts in responses) / len(responses),
+    }

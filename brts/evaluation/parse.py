@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brts.evaluation.catalog import is_ours
+from brts.evaluation.metrics import grader_statistics
 
 PROBLEM_COLUMNS = ("task", "problem_id", "sample", "correct", "extracted", "response_tokens")
 OUR_FILTER = "boxed"
@@ -60,3 +61,29 @@ def problem_rows(task: str, samples: list[dict[str, Any]], metric: str,
                 "extracted": "" if answer is None else str(answer), "response_tokens": count_tokens(response),
             })
     return rows
+
+
+STATISTICS = ("solved_none", "solved_all", "format_errors", "response_tokens", "distinct_4gram")
+
+
+def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The authors' grader statistics of one task (brts.evaluation.metrics.grader_statistics), shares in percent,
+    the mean response length in tokens: from lm-eval's sample log (texts) and the task's per-sample rows (grades
+    and token counts) in the order `problem_rows` writes them. A built-in task has no format errors (it asks
+    for no `\\boxed{}`)."""
+    if not samples:
+        return dict.fromkeys(STATISTICS)
+    texts, grades, tokens, start = [], [], [], 0
+    for entry in sorted(samples, key=lambda e: int(e["doc_id"])):
+        k = len(entry["resps"][0])
+        mine = rows[start : start + k]
+        start += k
+        texts.append([str(r) for r in entry["resps"][0]])
+        grades.append([bool(int(r["correct"])) for r in mine])
+        tokens.append([int(r["response_tokens"]) for r in mine])
+    stats = grader_statistics(grades, texts, tokens)
+    out: dict[str, Any] = {name: 100.0 * value for name, value in stats.items()}
+    out["response_tokens"] = stats["response_tokens"]
+    if not is_ours(task):
+        out["format_errors"] = None
+    return out

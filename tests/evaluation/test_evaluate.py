@@ -11,7 +11,7 @@ import pytest
 
 from brts.evaluation.evaluate import evaluate_model
 from brts.evaluation.hooks import TaskDataError
-from brts.evaluation.parse import PROBLEM_COLUMNS
+from brts.evaluation.parse import PROBLEM_COLUMNS, STATISTICS
 from brts.evaluation.runner import EvaluationError
 from brts.evaluation.spec import EvalSpec
 
@@ -63,6 +63,14 @@ def test_synthetic_evaluation_writes_the_contract_files(tmp_path: Path, tiny_mod
     assert all(f"pretrained={tiny_models.student_dir.resolve()} " in c for c in commands)
     assert all(f"--include_path tasks/{t}/include " in c for t, c in zip(SYNTHETIC, commands, strict=True))
     assert evaluation.avg_at_k() == {t: summary["tasks"][t]["avg@k"] for t in SYNTHETIC}
+    for task in SYNTHETIC:  # the authors' grader statistics, against the per-sample table
+        entry, mine = summary["tasks"][task], [r for r in rows if r["task"] == task]
+        assert entry["response_tokens"] == pytest.approx(sum(int(r["response_tokens"]) for r in mine) / len(mine))
+        per_problem = [[r["correct"] == "1" for r in mine if r["problem_id"] == p] for p in dict.fromkeys(
+            r["problem_id"] for r in mine)]
+        assert entry["solved_none"] == pytest.approx(100 * sum(not any(c) for c in per_problem) / 3)
+        assert entry["solved_all"] == pytest.approx(100 * sum(all(c) for c in per_problem) / 3)
+        assert 0 <= entry["format_errors"] <= 100 and 0 <= entry["distinct_4gram"] <= 100
 
 
 def test_the_cache_reevaluates_only_what_changed(tmp_path: Path, tiny_models) -> None:
@@ -81,6 +89,19 @@ def test_the_cache_reevaluates_only_what_changed(tmp_path: Path, tiny_models) ->
     assert len(read_problems(out)) == 3 * 2 * 3
     other_model = evaluate_model(str(tiny_models.teacher_dir), more_samples, out)
     assert other_model.evaluated == SYNTHETIC  # the model's files are part of the key
+
+
+def test_a_cached_task_without_the_grader_statistics_gets_them_without_reevaluating(tmp_path: Path,
+                                                                                   tiny_models) -> None:
+    model, out = str(tiny_models.student_dir), tmp_path / "eval"
+    spec = EvalSpec(tasks=SYNTHETIC[:1], problems=2, k=2, max_new_tokens=8)
+    fresh = evaluate_model(model, spec, out).tasks[SYNTHETIC[0]]
+    cached = out / "tasks" / SYNTHETIC[0] / "summary.json"
+    old = {k: v for k, v in json.loads(cached.read_text()).items() if k not in STATISTICS}
+    cached.write_text(json.dumps(old))  # as an evaluation cached before brts recorded them
+    again = evaluate_model(model, spec, out)
+    assert again.evaluated == () and again.tasks[SYNTHETIC[0]] == fresh
+    assert json.loads(cached.read_text())["distinct_4gram"] == fresh["distinct_4gram"]
 
 
 def test_benchmarks_ask_every_local_problem_k_times(tmp_path: Path, tiny_models, benchmarks_dir: Path) -> None:

@@ -6,7 +6,15 @@ from math import comb
 
 import pytest
 
-from brts.evaluation.metrics import avg_at_k, maj_at_k, pass_at_k, problem_metrics
+from brts.evaluation.metrics import (
+    avg_at_k,
+    distinct_ngram_ratio,
+    grader_statistics,
+    has_format_error,
+    maj_at_k,
+    pass_at_k,
+    problem_metrics,
+)
 
 
 def test_avg_at_k_is_the_fraction_correct() -> None:
@@ -37,3 +45,28 @@ def test_maj_at_k_takes_the_most_frequent_answer_ties_to_the_first() -> None:
 def test_problem_metrics_of_one_problem() -> None:
     assert problem_metrics(["5", "6", "5", None], [True, False, True, False]) == {
         "avg@k": 0.5, "pass@k": 1.0, "maj@k": 1.0}
+
+
+def test_distinct_4gram_ratio_pools_a_problems_samples() -> None:
+    # "a b c d e" has 2 four-grams, "a b c d" 1 (already seen), "x y" none: 2 distinct of 3.
+    assert distinct_ngram_ratio(["a b c d e", "a b  c\nd", "x y"]) == pytest.approx(2 / 3)
+    assert distinct_ngram_ratio(["a b c", ""]) == 0.0
+    assert distinct_ngram_ratio(["a a a a a a"]) == pytest.approx(1 / 3)
+
+
+def test_a_format_error_is_a_response_without_boxed() -> None:
+    assert has_format_error("the answer is 4") and not has_format_error("so \\boxed{4}")
+    assert not has_format_error("\\boxed 4")  # the authors look for the word only
+
+
+def test_grader_statistics_on_two_problems() -> None:
+    correct = [[True, True], [False, False]]
+    responses = [["so \\boxed{4}", "a b c d \\boxed{4}"], ["no idea", "w x y z w x y z"]]
+    tokens = [[3, 5], [2, 8]]
+    stats = grader_statistics(correct, responses, tokens)
+    assert stats == pytest.approx({
+        "solved_none": 0.5, "solved_all": 0.5, "format_errors": 0.5, "response_tokens": 4.5,
+        # problem 1: "a b c d", "b c d \boxed{4}" -> 2 of 2; problem 2: 5 four-grams, 4 distinct
+        "distinct_4gram": (1.0 + 4 / 5) / 2})
+    partly = grader_statistics([[True, False]], [["\\boxed{1}", "\\boxed{2}"]], [[1, 1]])
+    assert (partly["solved_none"], partly["solved_all"], partly["format_errors"]) == (0.0, 0.0, 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brts.evaluation.evaluate import check_settings
-from brts.evaluation.parse import primary_metric, problem_rows, summary_entry
+from brts.evaluation.parse import primary_metric, problem_rows, statistics_entry, summary_entry
 from brts.evaluation.runner import EvaluationError
 from brts.evaluation.spec import EvalSpec
 
@@ -54,3 +54,20 @@ def test_a_task_name_known_neither_to_brts_nor_to_lm_eval_is_refused() -> None:
     with pytest.raises(EvaluationError, match="unknown task 'gsm9k'.*did you mean 'gsm8k'"):
         check_settings(EvalSpec(tasks=("brts_synthetic_easy", "gsm9k")))
     check_settings(EvalSpec(tasks=("gsm8k",)))  # a built-in name passes
+
+
+def test_grader_statistics_of_a_task_in_percent() -> None:
+    samples = [
+        {"doc_id": 1, "resps": [["no answer here at all", "\\boxed{3}"]], "filtered_resps": [[None, "3"]],
+         "correct": [0, 1]},
+        {"doc_id": 0, "resps": [["a b c d \\boxed{204}", "a b c d \\boxed{204}"]], "filtered_resps": [["204", "204"]],
+         "correct": [1, 1]},
+    ]
+    rows = problem_rows("brts_aime24", samples, "avg@k,boxed", chars)
+    stats = statistics_entry("brts_aime24", samples, rows)
+    # problem 0: solved by both samples, 2 distinct of 4 four-grams; problem 1: one format error, 2 of 2.
+    assert stats == pytest.approx({"solved_none": 0.0, "solved_all": 50.0, "format_errors": 25.0,
+                                   "response_tokens": (19 + 19 + 21 + 9) / 4, "distinct_4gram": 75.0})
+    unsolved = [{"doc_id": 0, "resps": [["x", "y"]], "filtered_resps": [[None, None]], "correct": [0, 0]}]
+    none = statistics_entry("brts_aime24", unsolved, problem_rows("brts_aime24", unsolved, "avg@k,boxed", chars))
+    assert (none["solved_none"], none["solved_all"], none["format_errors"]) == (100.0, 0.0, 100.0)
