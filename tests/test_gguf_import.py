@@ -87,3 +87,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: str, gguf_file: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output folder, no partial folder
     if case == "out_not_empty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_eval_of_a_gguf_file_says_to_import_it(gguf_file: Path) -> None:
+    result = invoke("eval", str(gguf_file))
+    assert result.exit_code == 2 and "brts models import-gguf" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1

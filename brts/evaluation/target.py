@@ -48,6 +48,9 @@ def resolve_target(target: str, store_root: Path) -> Target:
             raise EvaluationError(f"no model at {path}: expected a model folder (config.json) or a run folder "
                                   "(record.json)")
         return Target(str(path.resolve()), path.resolve().name, {})
+    if path.suffix == ".gguf" and path.is_file():
+        raise EvaluationError(f"{target}: a GGUF file; make a model folder from it first: "
+                              f"brts models import-gguf {target} OUT")
     if path.exists() or target.startswith((".", "/", "~")):
         raise EvaluationError(f"{target}: not a model folder, run folder or HF model id")
     return Target(target, target.replace("/", "__"), {})
