@@ -10,7 +10,8 @@ import brts
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
-RUN_FORMAT = 4  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics
+RUN_FORMAT = 5  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics;
+# 5: the keyed sampler v2 (hashed uniforms, exact top-p without a sort: other draws)
 
 
 @dataclass(frozen=True)

@@ -1,50 +1,15 @@
-"""Keyed sampling: inverse-CDF draws on hand-computed cases, and rows that do not depend on their batch."""
+"""The keyed decode loop: a row depends on its request alone, whatever the batch (the token sampler itself is
+tested in test_nucleus.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 
 from brts.models import load_model
 from brts.rollout.base import Request, SamplingSettings
-from brts.rollout.keyed import KeyedHFGenerator, row_seed, sample_from_uniform
+from brts.rollout.keyed import KeyedHFGenerator, row_seed
 from brts.tasks.synthetic import SyntheticTask
-
-PROBS = [0.5, 0.3, 0.2]
-
-
-def _logits(probs):
-    return torch.tensor([[math.log(p) for p in probs]])
-
-
-@pytest.mark.parametrize(("u", "token"), [(0.0, 0), (0.49, 0), (0.51, 1), (0.79, 1), (0.81, 2), (0.999, 2)])
-def test_inverse_cdf_picks_the_token_whose_cumulative_mass_first_exceeds_u(u, token):
-    assert sample_from_uniform(_logits(PROBS), torch.tensor([u]), 1.0, 1.0).item() == token
-
-
-def test_top_p_keeps_the_nucleus_and_renormalises_it():
-    # top-p 0.7 keeps {0, 1} (mass before token 1 is 0.5 < 0.7, before token 2 is 0.8): [0.625, 0.375].
-    pick = lambda u: sample_from_uniform(_logits(PROBS), torch.tensor([u]), 1.0, 0.7).item()  # noqa: E731
-    assert [pick(0.6), pick(0.63), pick(0.99)] == [0, 1, 1]
-    # A nucleus smaller than the first token keeps that token alone.
-    assert sample_from_uniform(_logits(PROBS), torch.tensor([0.99]), 1.0, 0.1).item() == 0
-
-
-def test_temperature_sharpens_and_zero_is_greedy():
-    # At temperature 0.5 the probabilities go as p^2: [25, 9, 4] / 38 = [0.658, ...], so u = 0.6 falls on
-    # token 0, where at temperature 1 it falls on token 1.
-    assert sample_from_uniform(_logits(PROBS), torch.tensor([0.6]), 0.5, 1.0).item() == 0
-    assert sample_from_uniform(_logits(PROBS), torch.tensor([0.6]), 1.0, 1.0).item() == 1
-    assert sample_from_uniform(_logits(PROBS), torch.tensor([0.99]), 0.0, 1.0).item() == 0
-
-
-def test_draws_follow_the_distribution():
-    u = torch.rand(20000, generator=torch.Generator().manual_seed(0))
-    picks = sample_from_uniform(_logits(PROBS).expand(len(u), -1), u, 1.0, 1.0)
-    freq = torch.bincount(picks, minlength=3).float() / len(u)
-    assert torch.allclose(freq, torch.tensor(PROBS), atol=0.015)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +52,34 @@ def test_seeds_decide_samples_and_finish_reasons_are_right(teacher):
         assert r.text == tok.decode(r.token_ids, skip_special_tokens=True)
     short = gen.sample([Request(prompt, 0)], SamplingSettings(temperature=1.0, max_new_tokens=2))[0]
     assert short.token_ids == rows[0].token_ids[:2] and short.finish_reason in ("length", "stop")
+
+
+def test_samples_of_one_prompt_share_a_prefill_and_still_equal_their_lone_draws(teacher):
+    model, tok = teacher
+    task = SyntheticTask(seed=0)
+    problems = task.train_problems()[:3]
+    prompts = [tuple(tok(task.prompt(p))["input_ids"]) for p in problems]
+    prompts.append(tuple(tok(task.prompt(problems[0], hint=problems[0].answer))["input_ids"]))  # a longer one
+    # Four samples of each prompt, interleaved, as the teacher's N samples per prompt arrive.
+    requests = [Request(p, row_seed("shared", i, j)) for j in range(4) for i, p in enumerate(prompts)]
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, max_new_tokens=24)
+    gen = KeyedHFGenerator(model, tok)
+    batched = gen.sample(requests, settings)
+    assert batched == [gen.sample([r], settings)[0] for r in requests]
+    assert len({c.token_ids for c in batched[::4]}) > 1
+    assert len({len(c.token_ids) for c in batched}) > 2  # rows stop at different steps, beside rows going on
+    # A small batch size splits one prompt's samples over batches: nothing changes.
+    assert KeyedHFGenerator(model, tok, batch_size=3).sample(requests, settings) == batched
+
+
+def test_temperature_zero_is_greedy_and_ignores_the_seed(teacher):
+    model, tok = teacher
+    prompt = tuple(tok(SyntheticTask(seed=0).prompt(SyntheticTask(seed=0).train_problems()[1]))["input_ids"])
+    gen = KeyedHFGenerator(model, tok)
+    settings = SamplingSettings(temperature=0.0, max_new_tokens=16)
+    rows = gen.sample([Request(prompt, s) for s in range(3)], settings)
+    assert rows[0] == rows[1] == rows[2]
+    ids = torch.tensor([prompt])
+    expected = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=16,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(prompt):]
+    assert rows[0].token_ids == tuple(expected.tolist())[: len(rows[0].token_ids)]
