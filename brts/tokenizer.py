@@ -13,9 +13,14 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 CHARACTERS = tuple(string.digits) + tuple("+-*=:{}\\ \n") + tuple("QABCDEFGH") + tuple(string.ascii_lowercase)
 
 
-def build_char_tokenizer() -> PreTrainedTokenizerFast:
-    """A fast tokenizer that maps each character to one id, prepends `<bos>` on encoding, pads on the left."""
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+def build_char_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """A fast tokenizer that maps each character to one id, prepends `<bos>` on encoding, pads on the left.
+    With `vocab_size`, filler tokens `<f0>`, `<f1>`, ... (never produced by encoding) fill the vocabulary up to
+    that size: a stand-in for a real model's large vocabulary."""
+    tokens = list(SPECIAL_TOKENS + CHARACTERS)
+    if vocab_size is not None:
+        tokens += [f"<f{i}>" for i in range(vocab_size - len(tokens))]
+    vocab = {token: i for i, token in enumerate(tokens)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     # `[\s\S]` and not `.`: the regex engine's `.` does not match a newline.
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")

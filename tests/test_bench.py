@@ -16,10 +16,11 @@ def test_bench_prints_the_table_and_its_figures_hold_together(tmp_path, tiny_mod
     sets = [f"models.teacher={tiny_models.teacher_dir}", f"models.student={tiny_models.student_dir}",
             "train.max_new_tokens=12", "train.prompts_per_step=2", "seeds=[0, 1]"]
     args = ["bench", *[x for s in sets for x in ("--set", s)], "--steps", "1", "--count-steps", "2",
-            "--json", str(tmp_path / "bench.json")]
+            "--gen-models", "builtin", "--gen-batches", "2", "--gen-reps", "1", "--json", str(tmp_path / "bench.json")]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    for row in ("opd", "brts N=1, pool cold", "brts N=8, pool warm", "N=8 runs alone", "hf_keyed", "wall time"):
+    for row in ("opd", "brts N=1, pool cold", "brts N=8, pool warm", "N=8 runs alone", "built-in teacher, batch 2",
+                "keyed / generate", "wall time"):
         assert row in result.output, row
     data = json.loads((tmp_path / "bench.json").read_text())
     tokens = data["tokens"]
@@ -31,4 +32,23 @@ def test_bench_prints_the_table_and_its_figures_hold_together(tmp_path, tiny_mod
     assert all(steps[(f"brts_n{n}", "warm")]["teacher_tokens_generated"] == 0 for n in (1, 2, 4, 8))
     assert all(steps[(f"brts_n{n}", "cold")]["teacher_tokens_generated"] > 0 for n in (1, 2, 4, 8))
     assert steps[("opd", "-")]["seconds"]["teacher_sample"] == 0 and steps[("opd", "-")]["peak_rss_mib"] > 0
-    assert data["throughput"]["hf_keyed"] > 0 and data["throughput"]["vllm"] is None
+    (rate,) = data["throughput"]["rates"]
+    assert rate["batch"] == 2 and rate["keyed"] > 0 and rate["generate"] > 0 and len(rate["ratios"]) == 1
+    assert data["throughput"]["vllm"] is None
+
+
+def test_generation_only_measures_model_folders_and_refuses_bad_options(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.setenv("BRTS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BRTS_VLLM_PYTHON", raising=False)
+    sets = ["--set", f"models.teacher={tiny_models.teacher_dir}", "--set", f"models.student={tiny_models.student_dir}"]
+    args = ["bench", *sets, "--generation-only", "--gen-models", str(tiny_models.student_dir), "--gen-batches", "1,3",
+            "--gen-reps", "2", "--json", str(tmp_path / "bench.json")]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["steps"] == [] and data["tokens"] == {}
+    assert [(r["model"], r["batch"], len(r["ratios"])) for r in data["throughput"]["rates"]] == [
+        (str(tiny_models.student_dir), 1, 2), (str(tiny_models.student_dir), 3, 2)]
+    for bad in (["--gen-models", str(tmp_path)], ["--gen-batches", "8,x"], ["--gen-batches", "0"]):
+        refused = CliRunner().invoke(app, ["bench", *sets, "--generation-only", *bad])
+        assert refused.exit_code == 2 and "--gen-" in refused.output and "Traceback" not in refused.output
