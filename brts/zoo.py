@@ -27,6 +27,7 @@ import torch
 from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from brts.cpu import ThreadGovernor, thread_count_invariant, usable_cores
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.tasks.synthetic import (
@@ -42,7 +43,8 @@ from brts.tasks.synthetic import (
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "9"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "10"  # bump whenever the recipe changes in a way the settings do not show
+# 10: built under MKL's strict reproducibility mode (brts/__init__.py), the same bits on any thread count
 
 
 @dataclass(frozen=True)
@@ -146,49 +148,105 @@ def _built(root: Path) -> BuiltModels:
     )
 
 
-_BUILD_THREADS = 2  # a laptop's worth; more threads barely help models this small
+_BUILD_THREADS = 2  # the most threads a build uses: more barely help models this small
+_CALIBRATION_WIDTH = 48  # tokens per row of the timed calibration steps: a typical build batch's width
+# Whole build time over its training steps' time, as calibrated (data, curriculum stages, the measurement);
+# measured on a 2-core machine, idle and with one core busy (docs/LOG.md).
+_OVERHEAD = 1.25
 
 
 def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
     threads = torch.get_num_threads()
-    torch.set_num_threads(_BUILD_THREADS)
     try:
-        _build_models(out, settings, progress)
+        with _progress(progress) as (advance, say):
+            invariant = thread_count_invariant()
+            forced = _forced_threads()
+            cap = forced or (_BUILD_THREADS if invariant else 1)
+            governor = ThreadGovernor(cap, floor=forced or 1)
+            tokenizer = build_char_tokenizer()
+            expected = _expected_seconds(tokenizer, settings)
+            free = "?" if governor.free is None else f"{governor.free:.1f}"
+            say(f"building the default models once (cached under {out.parent}): expect about "
+                f"{_minutes(expected)} on {governor.threads} thread{'s' * (governor.threads > 1)}"
+                + (f" (BRTS_BUILD_THREADS={forced})" if forced else
+                   f" ({free} of {usable_cores()} cores free; re-checked as it goes)")
+                + ("" if invariant else "; one thread only, as matrix products here depend on the thread count "
+                   "(MKL_CBWR was not set before torch started)"))
+            start = governor.threads
+            _build_models(out, settings, tokenizer, advance, governor.tick, lambda: {
+                "expected_seconds": round(expected, 1), "threads_at_start": start, "thread_changes": governor.changes})
     finally:
         torch.set_num_threads(threads)
 
 
-def _build_models(out: Path, settings: BuildSettings, progress: bool) -> None:
+def _forced_threads() -> int | None:
+    """`$BRTS_BUILD_THREADS` as a fixed thread count, when set (else the free cores decide, up to two)."""
+    value = os.environ.get("BRTS_BUILD_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        from brts.models import ModelLoadError
+
+        raise ModelLoadError(f"BRTS_BUILD_THREADS={value!r}: expected a positive whole number of threads, or unset "
+                             "it to use the free cores")
+    return int(value)
+
+
+def _expected_seconds(tokenizer: PreTrainedTokenizerBase, settings: BuildSettings) -> float:
+    """The build's time predicted from three timed training steps of the recipe's model at its batch size."""
+    steps = settings.student_steps + settings.student_guess_steps + settings.teacher_steps + settings.student_shaky_steps
+    with torch.random.fork_rng(devices=[]):  # leaves the build's random streams alone
+        torch.manual_seed(0)
+        model = _new_model(tokenizer, settings)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        ids = torch.randint(0, len(tokenizer), (settings.batch_size, _CALIBRATION_WIDTH))
+        seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            logits = model(input_ids=ids).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - started)
+    return steps * min(seconds[1:]) * _OVERHEAD  # the first step warms up
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+
+
+def _build_models(out: Path, settings: BuildSettings, tokenizer: PreTrainedTokenizerBase, advance: Advance,
+                  tick: Callable[[], None], notes: Callable[[], dict[str, object]]) -> None:
     started = time.perf_counter()
-    tokenizer = build_char_tokenizer()
     tokenizer.save_pretrained(out / "tokenizer")
     task = SyntheticTask(seed=settings.seed)
-    with _progress(progress) as advance:
-        # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
-        # (recipe 6 in docs/LOG.md: mixed from the start, the student did not learn its gold steps). The
-        # teacher starts from that student; the student then learns to doubt its last known step.
-        confident = dataclasses.replace(settings, student_shaky_fraction=0.0, student_copy_fraction=0.0)
-        gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
-        student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student 1", 2, advance)
-        if settings.student_guess_steps:
-            student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student 2", 2,
-                             advance, init=student)
-        teacher = _train(
-            tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", 1, advance, init=student
-        )
-        if settings.student_shaky_steps:
-            student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student 3", 3,
-                             advance, init=student)
-        for name, model in (("teacher", teacher), ("student", student)):
-            model.save_pretrained(out / name)
-            tokenizer.save_pretrained(out / name)
-        accuracies = measure(teacher, student, tokenizer, task, settings, advance)
+    # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
+    # (recipe 6 in docs/LOG.md: mixed from the start, the student did not learn its gold steps). The
+    # teacher starts from that student; the student then learns to doubt its last known step.
+    confident = dataclasses.replace(settings, student_shaky_fraction=0.0, student_copy_fraction=0.0)
+    gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
+    student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student 1", 2, advance, tick)
+    if settings.student_guess_steps:
+        student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student 2", 2,
+                         advance, tick, init=student)
+    teacher = _train(
+        tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", 1, advance, tick, init=student
+    )
+    if settings.student_shaky_steps:
+        student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student 3", 3,
+                         advance, tick, init=student)
+    for name, model in (("teacher", teacher), ("student", student)):
+        model.save_pretrained(out / name)
+        tokenizer.save_pretrained(out / name)
+    accuracies = measure(teacher, student, tokenizer, task, settings, advance, tick)
     record = {
         "settings": dataclasses.asdict(settings),
         "recipe_version": RECIPE_VERSION,
         "torch": torch.__version__,
         "accuracies": accuracies,
         "build_seconds": round(time.perf_counter() - started, 1),
+        **notes(),  # how it ran: expected time, threads
     }
     (out / "build.json").write_text(json.dumps(record, indent=2) + "\n")
 
@@ -301,10 +359,11 @@ def _train(
     stage: str,
     stream: int,
     advance: Advance,
+    tick: Callable[[], None] = lambda: None,
     init: PreTrainedModel | None = None,
 ) -> PreTrainedModel:
     """AdamW on the response tokens, warmup then cosine decay; deterministic from the seed and the stage's
-    `stream` (its data and initialisation; `stage` only labels the progress bar)."""
+    `stream` (its data and initialisation; `stage` only labels the progress bar); `tick` runs before every step."""
     stage_seed = settings.seed * 1000 + stream
     torch.manual_seed(stage_seed)
     model = _new_model(tokenizer, settings)
@@ -324,6 +383,7 @@ def _train(
     advance(stage, 0, steps)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     for step in range(steps):
+        tick()
         if not batches:
             batches = _bucketed_batches(sampler, settings, example, tokenizer, min(_BUCKET_CHUNK, steps - step))
         ids, labels = batches.pop()
@@ -353,6 +413,7 @@ def measure(
     task: SyntheticTask,
     settings: BuildSettings,
     advance: Advance | None = None,
+    tick: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Sampled accuracies at temperature 0.7, top-p 0.95 (the teacher's Tier-1 and Tier-2 settings; the
     student's evaluation setting): per split for both models, and the teacher with the key on `hard`."""
@@ -362,6 +423,7 @@ def measure(
     for i, (who, split, hinted) in enumerate(runs):
         if advance is not None:
             advance("measure", i, len(runs))
+        tick()
         model = student if who == "student" else teacher
         problems = task.eval_problems(split)[: settings.eval_problems]
         prompts = [tokenizer(task.prompt(p, p.answer if hinted else None))["input_ids"] for p in problems]
@@ -381,11 +443,15 @@ def measure(
     return {k: round(v, 4) for k, v in results.items()}
 
 
+Say = Callable[[str], None]
+
+
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Advance]:
-    """One task per build stage (teacher, students, measure) on brts.progress: bars in a terminal, else lines."""
+def _progress(enabled: bool) -> Iterator[tuple[Advance, Say]]:
+    """One task per build stage (teacher, students, measure) on brts.progress: bars in a terminal, else lines;
+    and a way to say one line (the expected time) between them."""
     if not enabled:
-        yield lambda stage, completed, total: None
+        yield (lambda stage, completed, total: None), (lambda line: None)
         return
     from brts import progress
 
@@ -402,4 +468,4 @@ def _progress(enabled: bool) -> Iterator[Advance]:
             if completed >= total:
                 shown.finish(stage)
 
-        yield advance
+        yield advance, shown.note

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -125,3 +126,27 @@ def test_shaky_student_examples_doubt_the_last_known_step_and_copy_it_forward() 
         assert values[:right] == gold[:right]
         assert values[right:] == [gold[right - 1]] * (ops - right)  # every later step repeats the last right one
     assert lengths == set(range(1, 7))
+
+
+def test_any_thread_count_builds_the_same_bits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of 32 rows of ~45 tokens: weight gradients reduce over ~1,400 positions, which MKL splits between
+    # two threads (and then rounds differently) unless its strict reproducibility mode is on.
+    settings = dataclasses.replace(TINY, batch_size=32, student_guess_steps=3, student_shaky_steps=3)
+    bits = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("BRTS_BUILD_THREADS", threads)
+        built = build_default_models(tmp_path / threads, seed=0, progress=False, settings=settings)
+        record = json.loads((built.root / "build.json").read_text())
+        assert record["threads_at_start"] == int(threads) and record["thread_changes"] == 0
+        assert record["expected_seconds"] > 0
+        bits.append([(getattr(built, d) / "model.safetensors").read_bytes() for d in ("teacher_dir", "student_dir")])
+    assert bits[0] == bits[1]
+
+
+def test_a_bad_thread_count_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from brts.models import ModelLoadError
+
+    monkeypatch.setenv("BRTS_BUILD_THREADS", "two")
+    with pytest.raises(ModelLoadError, match="BRTS_BUILD_THREADS='two'"):
+        build_default_models(tmp_path, seed=0, progress=False, settings=TINY)
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # nothing half written
