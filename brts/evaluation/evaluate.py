@@ -6,12 +6,15 @@ Layout (the shared contract, plus what reproduces it):
                                  and the authors' grader statistics: "solved_none", "solved_all", "format_errors",
                                  "distinct_4gram" (percent), "response_tokens" (mean)}}}
     eval/problems.csv            task, problem_id, sample, correct, extracted, response_tokens
+    eval/grader.csv              task, problem_id and the grader statistics of that problem's k samples (summary.json's
+                                 are their means over problems): what the report's intervals are computed from
     eval/lm_eval_command.txt     the plain `lm_eval` CLI calls (one per task, joined by &&) behind the numbers;
                                  `sh` it from any folder: it changes into its own folder first, and its paths
                                  are relative to it (the model's too when it lies in the folder that holds eval/,
                                  a run's final/; else absolute), so a run folder replays wherever it is moved
     eval/tasks/<TASK>/           key.json (the cache key), include/ (task YAMLs with `repeats: k` and the data
-                                 they read), results.json and samples.jsonl (lm-eval's), problems.csv, command.txt
+                                 they read), results.json and samples.jsonl (lm-eval's), problems.csv, grader.csv,
+                                 command.txt
                                  (that task's call alone, replayable the same way)
 
 A task is evaluated again only when its key changes: the model's files, the task's data, our task YAMLs and
@@ -36,7 +39,15 @@ import brts
 from brts.evaluation.catalog import SOURCES, display_name, is_ours
 from brts.evaluation.data import TaskData, data_label, task_data, tasks_version, write_task_folder
 from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError
-from brts.evaluation.parse import PROBLEM_COLUMNS, STATISTICS, problem_rows, statistics_entry, summary_entry
+from brts.evaluation.parse import (
+    GRADER_COLUMNS,
+    PROBLEM_COLUMNS,
+    STATISTICS,
+    grader_rows,
+    problem_rows,
+    statistics_entry,
+    summary_entry,
+)
 from brts.evaluation.runner import (
     Backend,
     EvaluationError,
@@ -159,6 +170,7 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
         (tmp / "samples.jsonl").write_text(
             "".join(json.dumps(s, default=_jsonable, ensure_ascii=False) + "\n" for s in samples))
         (tmp / "problems.csv").write_text(_csv(rows))
+        (tmp / "grader.csv").write_text(_csv(grader_rows(task, samples, rows), GRADER_COLUMNS))
         (tmp / "summary.json").write_text(json.dumps(entry, indent=2))
         (tmp / "key.json").write_text(json.dumps({"key": key}))
         shutil.rmtree(final, ignore_errors=True)
@@ -168,16 +180,17 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
 
 
 def _task_summary(folder: Path) -> dict[str, Any]:
-    """A task folder's summary entry; one cached before brts recorded the grader statistics gets them now, from
-    its own sample log and rows (no model needed)."""
-    from brts.runs.store import write_json_atomic
+    """A task folder's summary entry; one cached before brts recorded the grader statistics (in summary.json, per
+    problem in grader.csv) gets them now, from its own sample log and rows (no model needed)."""
+    from brts.runs.store import write_json_atomic, write_text_atomic
 
     entry: dict[str, Any] = json.loads((folder / "summary.json").read_text())
-    if all(name in entry for name in STATISTICS):
+    if all(name in entry for name in STATISTICS) and (folder / "grader.csv").is_file():
         return entry
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
     with open(folder / "problems.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
+    write_text_atomic(folder / "grader.csv", _csv(grader_rows(folder.name, samples, rows), GRADER_COLUMNS))
     entry.update(statistics_entry(folder.name, samples, rows))
     write_json_atomic(folder / "summary.json", entry)
     return entry
@@ -200,8 +213,9 @@ def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, 
         write_text_atomic(out_dir / "tasks" / task / "command.txt", f'cd "$(dirname -- "$0")/../.." && {command}\n')
     write_text_atomic(out_dir / "lm_eval_command.txt", "".join(
         [REPLAY_HEADER, 'cd "$(dirname -- "$0")"', *(f" && \\\n{c}" for c in commands.values()), "\n"]))
-    parts = [(out_dir / "tasks" / task / "problems.csv").read_text() for task in spec.tasks]
-    write_text_atomic(out_dir / "problems.csv", parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]))
+    for name in ("problems.csv", "grader.csv"):  # the tasks' tables, one header
+        parts = [(out_dir / "tasks" / task / name).read_text() for task in spec.tasks]
+        write_text_atomic(out_dir / name, parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]))
     write_json_atomic(out_dir / "summary.json", {"k": spec.k, "settings": settings, "tasks": tasks})
 
 
@@ -256,9 +270,9 @@ def _token_counter(lm: Any) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = PROBLEM_COLUMNS) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=PROBLEM_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""avg@k, unbiased pass@k and maj@k of one problem from its graded samples (METHOD.md section 7)."""
+"""avg@k, unbiased pass@k and maj@k of one problem from its graded samples (the paper's evaluation metrics), and
+the statistics the authors' grader reports beside them."""
 
 from __future__ import annotations
 
@@ -66,6 +67,22 @@ def distinct_ngram_ratio(responses: Sequence[str], n: int = 4) -> float:
 def has_format_error(response: str) -> bool:
     """A response that does not contain `boxed` anywhere (grade.py:137)."""
     return FORMAT_MARKER not in response
+
+
+def problem_grader_statistics(correct: Sequence[bool], responses: Sequence[str],
+                              response_tokens: Sequence[int]) -> dict[str, float]:
+    """One problem's share of `grader_statistics` from its k samples (fractions): solved by none and by all
+    (1.0 or 0.0), its share of samples with a format error, their mean length in tokens, and the distinct-4-gram
+    ratio of its samples pooled. With the same k for every problem, `grader_statistics` is their mean."""
+    if not correct:
+        raise ValueError("grader statistics of a problem need at least one sample")
+    return {
+        "solved_none": float(not any(correct)),
+        "solved_all": float(all(correct)),
+        "format_errors": sum(map(has_format_error, responses)) / len(responses),
+        "response_tokens": sum(response_tokens) / len(response_tokens),
+        "distinct_4gram": distinct_ngram_ratio(responses),
+    }
 
 
 def grader_statistics(correct: Sequence[Sequence[bool]], responses: Sequence[Sequence[str]],

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brts.evaluation.catalog import is_ours
-from brts.evaluation.metrics import grader_statistics
+from brts.evaluation.metrics import grader_statistics, problem_grader_statistics
 
 PROBLEM_COLUMNS = ("task", "problem_id", "sample", "correct", "extracted", "response_tokens")
 OUR_FILTER = "boxed"
@@ -64,6 +64,31 @@ def problem_rows(task: str, samples: list[dict[str, Any]], metric: str,
 
 
 STATISTICS = ("solved_none", "solved_all", "format_errors", "response_tokens", "distinct_4gram")
+GRADER_COLUMNS = ("task", "problem_id", *STATISTICS)
+
+
+def _by_problem(samples: list[dict[str, Any]], rows: list[dict[str, Any]],
+                ) -> list[tuple[str, list[bool], list[str], list[int]]]:
+    """Per problem in `problem_rows`' order: its id, and its samples' grades, texts and token counts (the texts
+    from lm-eval's sample log, grades and counts from the task's per-sample rows)."""
+    out, start = [], 0
+    for entry in sorted(samples, key=lambda e: int(e["doc_id"])):
+        k = len(entry["resps"][0])
+        mine = rows[start : start + k]
+        start += k
+        texts = [str(r) for r in entry["resps"][0]]
+        out.append((str(mine[0]["problem_id"]), [bool(int(r["correct"])) for r in mine], texts,
+                    [int(r["response_tokens"]) for r in mine]))
+    return out
+
+
+def _in_units(task: str, stats: dict[str, float]) -> dict[str, Any]:
+    """Shares in percent, the length in tokens; no format errors for a built-in task (it asks for no `\\boxed{}`)."""
+    out: dict[str, Any] = {name: 100.0 * value for name, value in stats.items()}
+    out["response_tokens"] = stats["response_tokens"]
+    if not is_ours(task):
+        out["format_errors"] = None
+    return out
 
 
 def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,17 +98,14 @@ def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[s
     for no `\\boxed{}`)."""
     if not samples:
         return dict.fromkeys(STATISTICS)
-    texts, grades, tokens, start = [], [], [], 0
-    for entry in sorted(samples, key=lambda e: int(e["doc_id"])):
-        k = len(entry["resps"][0])
-        mine = rows[start : start + k]
-        start += k
-        texts.append([str(r) for r in entry["resps"][0]])
-        grades.append([bool(int(r["correct"])) for r in mine])
-        tokens.append([int(r["response_tokens"]) for r in mine])
-    stats = grader_statistics(grades, texts, tokens)
-    out: dict[str, Any] = {name: 100.0 * value for name, value in stats.items()}
-    out["response_tokens"] = stats["response_tokens"]
-    if not is_ours(task):
-        out["format_errors"] = None
-    return out
+    problems = _by_problem(samples, rows)
+    stats = grader_statistics([p[1] for p in problems], [p[2] for p in problems], [p[3] for p in problems])
+    return _in_units(task, stats)
+
+
+def grader_rows(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per problem with the columns of GRADER_COLUMNS: its share of the task's grader statistics
+    (brts.evaluation.metrics.problem_grader_statistics) in the units of `statistics_entry`, whose values are
+    these rows' means (every problem has k samples)."""
+    return [{"task": task, "problem_id": pid, **_in_units(task, problem_grader_statistics(correct, texts, tokens))}
+            for pid, correct, texts, tokens in _by_problem(samples, rows)]

@@ -11,7 +11,7 @@ import pytest
 
 from brts.evaluation.evaluate import evaluate_model
 from brts.evaluation.hooks import TaskDataError
-from brts.evaluation.parse import PROBLEM_COLUMNS, STATISTICS
+from brts.evaluation.parse import GRADER_COLUMNS, PROBLEM_COLUMNS, STATISTICS
 from brts.evaluation.runner import EvaluationError
 from brts.evaluation.spec import EvalSpec
 
@@ -71,6 +71,16 @@ def test_synthetic_evaluation_writes_the_contract_files(tmp_path: Path, tiny_mod
         assert entry["solved_none"] == pytest.approx(100 * sum(not any(c) for c in per_problem) / 3)
         assert entry["solved_all"] == pytest.approx(100 * sum(all(c) for c in per_problem) / 3)
         assert 0 <= entry["format_errors"] <= 100 and 0 <= entry["distinct_4gram"] <= 100
+    with open(out / "grader.csv", newline="") as fh:  # per problem; summary.json's figures are their means
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == GRADER_COLUMNS
+        grader = list(reader)
+    assert [(r["task"], r["problem_id"]) for r in grader] == list(dict.fromkeys(
+        (r["task"], r["problem_id"]) for r in rows))
+    for task in SYNTHETIC:
+        mine = [r for r in grader if r["task"] == task]
+        for name in STATISTICS:
+            assert summary["tasks"][task][name] == pytest.approx(sum(float(r[name]) for r in mine) / len(mine))
 
 
 def test_the_cache_reevaluates_only_what_changed(tmp_path: Path, tiny_models) -> None:
@@ -98,10 +108,14 @@ def test_a_cached_task_without_the_grader_statistics_gets_them_without_reevaluat
     fresh = evaluate_model(model, spec, out).tasks[SYNTHETIC[0]]
     cached = out / "tasks" / SYNTHETIC[0] / "summary.json"
     old = {k: v for k, v in json.loads(cached.read_text()).items() if k not in STATISTICS}
+    per_problem = (out / "grader.csv").read_text()
     cached.write_text(json.dumps(old))  # as an evaluation cached before brts recorded them
+    for stale in (out / "grader.csv", out / "tasks" / SYNTHETIC[0] / "grader.csv"):
+        stale.unlink()
     again = evaluate_model(model, spec, out)
     assert again.evaluated == () and again.tasks[SYNTHETIC[0]] == fresh
     assert json.loads(cached.read_text())["distinct_4gram"] == fresh["distinct_4gram"]
+    assert (out / "grader.csv").read_text() == per_problem
 
 
 def test_benchmarks_ask_every_local_problem_k_times(tmp_path: Path, tiny_models, benchmarks_dir: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brts.evaluation.evaluate import check_settings
-from brts.evaluation.parse import primary_metric, problem_rows, statistics_entry, summary_entry
+from brts.evaluation.parse import grader_rows, primary_metric, problem_rows, statistics_entry, summary_entry
 from brts.evaluation.runner import EvaluationError
 from brts.evaluation.spec import EvalSpec
 
@@ -71,3 +71,25 @@ def test_grader_statistics_of_a_task_in_percent() -> None:
     unsolved = [{"doc_id": 0, "resps": [["x", "y"]], "filtered_resps": [[None, None]], "correct": [0, 0]}]
     none = statistics_entry("brts_aime24", unsolved, problem_rows("brts_aime24", unsolved, "avg@k,boxed", chars))
     assert (none["solved_none"], none["solved_all"], none["format_errors"]) == (100.0, 0.0, 100.0)
+
+
+def test_grader_rows_give_each_problems_share_and_average_to_the_task_entry() -> None:
+    samples = [
+        {"doc_id": 1, "resps": [["no answer here at all", "\\boxed{3}"]], "filtered_resps": [[None, "3"]],
+         "correct": [0, 1], "doc": {"id": "p-one"}},
+        {"doc_id": 0, "resps": [["a b c d \\boxed{204}", "a b c d \\boxed{204}"]],
+         "filtered_resps": [["204", "204"]], "correct": [1, 1], "doc": {"id": "p-zero"}},
+    ]
+    rows = problem_rows("brts_aime24", samples, "avg@k,boxed", chars)
+    per_problem = grader_rows("brts_aime24", samples, rows)
+    assert per_problem == [
+        {"task": "brts_aime24", "problem_id": "p-zero", "solved_none": 0.0, "solved_all": 100.0,
+         "format_errors": 0.0, "response_tokens": 19.0, "distinct_4gram": 50.0},
+        {"task": "brts_aime24", "problem_id": "p-one", "solved_none": 0.0, "solved_all": 0.0,
+         "format_errors": 50.0, "response_tokens": 15.0, "distinct_4gram": 100.0},
+    ]
+    entry = statistics_entry("brts_aime24", samples, rows)
+    for name, value in entry.items():
+        assert value == pytest.approx(sum(r[name] for r in per_problem) / 2)
+    built_in = grader_rows("gsm8k", samples, rows)
+    assert [r["format_errors"] for r in built_in] == [None, None]
