@@ -1,7 +1,7 @@
 """Reading run folders into tidy pandas frames: runs, per-sample evaluation rows, training metrics, references.
 
 Reads only what runs wrote (`record.json`, `config.yaml`, `metrics.jsonl`, `eval/summary.json`,
-`eval/problems.csv`, `<experiment>/reference/<role>/`); never a model.
+`eval/problems.csv`, `eval/grader.csv`, `<experiment>/reference/<role>/`); never a model.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from brts.evaluation import parse as evaluation_parse
+
 SAMPLE_COLUMNS = ["task", "problem_id", "sample", "correct", "extracted", "response_tokens"]
+GRADER_COLUMNS = list(evaluation_parse.GRADER_COLUMNS)  # eval/grader.csv
+STATISTICS = list(evaluation_parse.STATISTICS)
 RUN_COLUMNS = [
     "run_id", "arm", "seed", "status", "usable", "note", "error", "last_step", "planned_steps",
     "ended", "train_seconds", "teacher_tokens", "teacher_samples", "aux_weight", "teacher_context", "alignment", "path",
@@ -29,10 +33,12 @@ class ReportError(Exception):
 
 @dataclass
 class EvalFolder:
-    """One model's evaluation: its per-sample rows and its summary (k, settings)."""
+    """One model's evaluation: its per-sample rows, its summary (k, settings) and its per-problem grader
+    statistics (None when it was evaluated before brts wrote `grader.csv`)."""
 
     samples: pd.DataFrame
     summary: dict[str, Any]
+    grader: pd.DataFrame | None = None
 
 
 @dataclass
@@ -44,6 +50,9 @@ class RunData:
     metrics: pd.DataFrame  # per (run, step), usable runs only; every metric a column
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (run, split, step, problem), VALIDATION_COLUMNS
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> record
+    # per (run, task, problem): the authors' grader statistics, usable runs and references that have them
+    grader: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["run_id", "arm", "seed",
+                                                                                *GRADER_COLUMNS]))
     settings: dict[str, Any] = field(default_factory=dict)  # evaluation settings of the runs (k, temperature)
 
 
@@ -69,7 +78,31 @@ def read_eval(folder: Path) -> EvalFolder | None:
     samples["sample"] = samples["sample"].astype(int)
     summary_path = folder / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return EvalFolder(samples, summary)
+    return EvalFolder(samples, summary, _read_grader(folder / "grader.csv"))
+
+
+def _read_grader(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, dtype={"task": str, "problem_id": str})
+    missing = [c for c in GRADER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path} lacks column(s) {', '.join(missing)}; expected {', '.join(GRADER_COLUMNS)}")
+    frame = frame[GRADER_COLUMNS].copy()
+    frame[STATISTICS] = frame[STATISTICS].apply(pd.to_numeric, errors="coerce")  # empty: not measured
+    return frame
+
+
+def _labelled(frame: pd.DataFrame, run_id: str, arm: Any, seed: Any) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.insert(0, "seed", seed)
+    frame.insert(0, "arm", arm)
+    frame.insert(0, "run_id", run_id)
+    return frame
+
+
+def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -135,7 +168,7 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
 
     `labels` (path -> fields) overrides a record's fields, e.g. a sweep trial's arm label.
     """
-    rows, samples, metric_rows, validation_rows, settings = [], [], [], [], {}
+    rows, samples, graders, metric_rows, validation_rows, settings = [], [], [], [], [], {}
     for path in folders:
         record = json.loads((path / "record.json").read_text()) if (path / "record.json").exists() else {}
         metrics = read_metrics(path / "metrics.jsonl")
@@ -148,22 +181,20 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
         elif evaluated is not None:
             row["usable"] = True
             settings = settings or {k: evaluated.summary[k] for k in ("k", "settings") if k in evaluated.summary}
-            frame = evaluated.samples
-            frame.insert(0, "seed", row["seed"])
-            frame.insert(0, "arm", row["arm"])
-            frame.insert(0, "run_id", row["run_id"])
-            samples.append(frame)
+            samples.append(_labelled(evaluated.samples, row["run_id"], row["arm"], row["seed"]))
+            if evaluated.grader is not None:
+                graders.append(_labelled(evaluated.grader, row["run_id"], row["arm"], row["seed"]))
             for m in metrics:
                 metric_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **m})
             for v in read_validation(path / "validation.jsonl"):
                 validation_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **v})
         rows.append(row)
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    sample_frame = (pd.concat(samples, ignore_index=True) if samples
-                    else pd.DataFrame(columns=["run_id", "arm", "seed", *SAMPLE_COLUMNS]))
+    sample_frame = _concat(samples, ["run_id", "arm", "seed", *SAMPLE_COLUMNS])
     metrics_frame = pd.DataFrame(metric_rows)
     validation = pd.DataFrame(validation_rows, columns=VALIDATION_COLUMNS)
-    return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, validation=validation, settings=settings)
+    return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, validation=validation, settings=settings,
+                   grader=_concat(graders, ["run_id", "arm", "seed", *GRADER_COLUMNS]))
 
 
 def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.DataFrame:
@@ -184,9 +215,10 @@ def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.Data
     return runs
 
 
-def read_references(experiment_dir: Path) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
-    """Reference models (teacher, starting student) evaluated once per experiment; rows labelled by role."""
-    records, frames = {}, []
+def read_references(experiment_dir: Path) -> tuple[dict[str, dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+    """Reference models (teacher, starting student) evaluated once per experiment: their records, and their
+    per-sample rows and per-problem grader statistics labelled by role."""
+    records, frames, graders = {}, [], []
     base = experiment_dir / "reference"
     for role in REFERENCE_ROLES:
         folder = base / role
@@ -197,10 +229,8 @@ def read_references(experiment_dir: Path) -> tuple[dict[str, dict[str, Any]], pd
         evaluated = read_eval(folder / "eval")
         if evaluated is None or evaluated.samples.empty:
             continue
-        frame = evaluated.samples
-        frame.insert(0, "seed", pd.NA)
-        frame.insert(0, "arm", role)
-        frame.insert(0, "run_id", f"reference/{role}")
-        frames.append(frame)
+        frames.append(_labelled(evaluated.samples, f"reference/{role}", role, pd.NA))
+        if evaluated.grader is not None:
+            graders.append(_labelled(evaluated.grader, f"reference/{role}", role, pd.NA))
     samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return records, samples
+    return records, samples, _concat(graders, ["run_id", "arm", "seed", *GRADER_COLUMNS])

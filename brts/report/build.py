@@ -1,8 +1,8 @@
 """Resolve a report name to an experiment or a sweep, compose it, and write the report folder atomically.
 
 The folder holds `index.md` / `index.html`, `figures/NAME.{png,svg}`, and the tidy data (`results`, `runs`,
-`table` or `trials`, each as .parquet and .csv). It is built beside its destination and renamed into place,
-so an interrupted report leaves the previous one intact.
+`table`, `speed` and `grader`, or `trials`, each as .parquet and .csv). It is built beside its destination and
+renamed into place, so an interrupted report leaves the previous one intact.
 """
 
 from __future__ import annotations

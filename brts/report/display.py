@@ -1,4 +1,5 @@
-"""The report's tables as display strings: accuracy per arm and task, power, learning speed, cost."""
+"""The report's tables as display strings: accuracy per arm and task, power, learning speed, cost, the
+authors' grader statistics."""
 
 from __future__ import annotations
 
@@ -87,3 +88,29 @@ def cost_display(costs: pd.DataFrame) -> pd.DataFrame:
         "wall time (s)": costs["train_seconds"].map(lambda v: fmt(v, 0)),
         "steps": costs["steps"].map(lambda v: fmt(v, 0)),
     })
+
+
+def grader_names(k: int) -> dict[str, str]:
+    """Column heads of the grader statistics (brts.report.grader), `k` samples per problem."""
+    return {"solved_none": "solved by none (%)", "solved_all": f"solved by all {k} (%)",
+            "format_errors": "format errors (%)", "response_tokens": "response tokens",
+            "distinct_4gram": "distinct 4-grams (%)"}
+
+
+def grader_display(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per arm (then reference model) and task: each statistic as `value [low, high]`."""
+    names = grader_names(k)
+    rows = []
+    for (kind, arm, task), group in table.groupby(["kind", "arm", "task"], sort=False):
+        row = {"task": display_task(str(task)), "arm": arm if kind == "arm" else f"{arm} (reference)",
+               "seeds": str(int(group["seeds"].max())) if kind == "arm" else "–",
+               "problems": str(int(group["problems"].max()))}
+        values = {r.statistic: f"{r.value:.{_digits(r.statistic)}f} {_ci(r.low, r.high, _digits(r.statistic))}"
+                  for r in group.itertuples()}
+        row.update({head: values.get(name, "–") for name, head in names.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _digits(statistic: str) -> int:
+    return 0 if statistic == "response_tokens" else 1

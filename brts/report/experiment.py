@@ -18,7 +18,8 @@ from brts.report.aggregate import (
     read_references,
     read_runs,
 )
-from brts.report.display import cost_display, formatted_table, power_display, speed_display
+from brts.report.display import cost_display, formatted_table, grader_display, power_display, speed_display
+from brts.report.grader import grader_table
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.speed import DEFAULT_THRESHOLD, speed_sentences, speed_table
 from brts.report.tables import StatsSettings, arm_task_table, cost_table, seed_gaps, summary_sentences
@@ -33,7 +34,7 @@ class Composed:
     title: str
     blocks: list[Block]
     figures: dict[str, object]  # name -> matplotlib Figure
-    frames: dict[str, pd.DataFrame]  # file stem -> frame (results, runs, table)
+    frames: dict[str, pd.DataFrame]  # file stem -> frame (results, runs, table, speed, grader)
     summary: list[str]
 
 
@@ -91,9 +92,12 @@ def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[
         data.metrics = data.metrics[data.metrics["run_id"].isin(used)]
     if not data.validation.empty:
         data.validation = data.validation[data.validation["run_id"].isin(used)]
-    data.references, references = read_references(base)
+    data.grader = data.grader[data.grader["run_id"].isin(used)]
+    data.references, references, reference_grader = read_references(base)
     if not references.empty:
         data.samples = pd.concat([data.samples, references], ignore_index=True)
+    if not reference_grader.empty:
+        data.grader = pd.concat([data.grader, reference_grader], ignore_index=True)
     return data, arm_order(data.runs, planned), planned
 
 
@@ -126,6 +130,8 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
     refs = data.samples[data.samples["run_id"].str.startswith("reference/")]
     table = arm_task_table(run_samples, used_arms, baseline, refs, cfg)
     costs = cost_table(runs, used_arms)
+    is_ref = data.grader["run_id"].str.startswith("reference/")
+    graded = grader_table(data.grader[~is_ref], used_arms, data.grader[is_ref], cfg.level)
     gaps = seed_gaps(runs, used_arms)
     per_seed = (run_samples.groupby(["arm", "seed", "task", "problem_id"])["correct"].mean().mul(100)
                 .groupby(["arm", "seed", "task"]).mean().rename("avg").reset_index())
@@ -148,11 +154,11 @@ def compose(store: Path, name: str, baseline: str, cfg: StatsSettings, progress:
         "alignment": plots.alignment(data.metrics, colours, _scored_arms(usable)),
     }
     blocks = _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, caveats, baseline, cfg,
-                     figures)
+                     figures, graded)
     return Composed(
         title=f"Report: {name}", blocks=blocks, figures={k: v for k, v in figures.items() if v is not None},
         frames={"results": _results(name, data.samples, runs), "runs": _run_summary(runs, run_samples),
-                "table": table, "speed": speed},
+                "table": table, "speed": speed, "grader": graded},
         summary=sentences + caveats,
     )
 
@@ -208,7 +214,7 @@ def _range(values: pd.Series) -> str:
 
 
 def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, caveats, baseline, cfg,
-            figures) -> list[Block]:
+            figures, graded) -> list[Block]:
     runs = data.runs
     usable = runs[runs["usable"]]
     settings = data.settings.get("settings") or {}
@@ -241,6 +247,7 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
                    "from the variance components estimated here; seeds to detect this Δ: the seeds (same problems) at "
                    f"which a true difference of the observed size is found with {cfg.power:.0%} probability. The "
                    "observed Δ is itself noisy: read the seed count as an order of magnitude.", left=2)]
+    blocks += _grader_blocks(graded, data, int(table["k"].max()), cfg)
     if not speed.empty:
         blocks += [Heading("Learning speed"), Table(
             speed_display(speed, baseline, cfg.level, threshold),
@@ -288,8 +295,34 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
         "table.csv: the table above at full precision, with each comparison's SE and variance components "
         "(var_seed, var_problem, var_residual: what `brts exp show` plans a grid's power from).",
         "speed.csv: the learning-speed table at full precision.",
+        "grader.csv: the grader statistics at full precision, one row per arm x task x statistic, with the sd "
+        "over seeds.",
         "figures/: every figure as PNG and SVG.",
     ])]
+    return blocks
+
+
+GRADER_NOTE = ("The authors' grader statistics (their grade.py): solved by none / by all: the share of problems "
+               "none / all of whose k samples were correct; format errors: the share of samples without `boxed`; "
+               "response tokens: the mean response length in tokens (the evaluated model's tokenizer); distinct "
+               "4-grams: the mean over problems of the share of distinct word 4-grams among each problem's k "
+               "samples pooled (low: repetitive)")
+
+
+def _grader_blocks(graded: pd.DataFrame, data: RunData, k: int, cfg: StatsSettings) -> list[Block]:
+    """The grader statistics' table, and which usable runs it leaves out (evaluated before eval/grader.csv)."""
+    usable = data.runs[data.runs["usable"]]
+    missing = usable[~usable["run_id"].isin(set(data.grader["run_id"]))]
+    blocks: list[Block] = [Heading("Grader statistics")]
+    if not graded.empty:
+        blocks.append(Table(grader_display(graded, k),
+                            f"{GRADER_NOTE}. Each: mean over seeds and problems with its {cfg.level:.0%} interval "
+                            "(seeds and problems both sampled, as for avg@k).", left=2))
+    if not missing.empty:
+        blocks.append(Para(
+            f"{len(missing)} finished run(s) have no eval/grader.csv and are not in this table (evaluated before "
+            "brts wrote it): `brts eval RUN_FOLDER --out RUN_FOLDER/eval` adds it from the cached samples "
+            "without evaluating again."))
     return blocks
 
 

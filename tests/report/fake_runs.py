@@ -1,7 +1,7 @@
 """Run folders in the layout the evaluation contract fixes, with planted accuracies, for testing the report.
 
 Folders, `config.yaml` and the initial `record.json` come from the real plan and run store; the training
-metrics and the `eval/` files (summary.json, problems.csv) are generated from a known model: problem j of a
+metrics and the `eval/` files (summary.json, problems.csv, grader.csv) are generated from a known model: problem j of a
 task has base accuracy b_j, and arm a with seed s answers each sample correctly with probability
 clip(b_j + shift[a][task] + seed_shift[a][s]).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brts.evaluation.parse import STATISTICS
 from brts.runs.plan import PlannedRun, plan
 from brts.runs.store import RunStore, write_json_atomic
 from brts.spec import ExperimentSpec
@@ -40,22 +41,33 @@ def base_accuracy(task: str, problems: int) -> np.ndarray:
 
 
 def write_eval(folder: Path, probs: Mapping[str, np.ndarray], k: int, rng: np.random.Generator) -> dict[str, float]:
-    """`eval/problems.csv` and `eval/summary.json` for per-problem correct-probabilities; returns avg@k per task."""
+    """`eval/problems.csv`, `eval/grader.csv` and `eval/summary.json` for per-problem correct-probabilities;
+    returns avg@k per task. Grader statistics: solved and lengths from the samples, every wrong sample a format
+    error, a distinct-4-gram ratio per problem drawn apart (the accuracies' draws are as before)."""
     out = folder / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    summary, avg = {}, {}
+    summary, avg, grader = {}, {}, []
     with open(out / "problems.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["task", "problem_id", "sample", "correct", "extracted", "response_tokens"])
         for task, p in probs.items():
             correct = rng.random((len(p), k)) < p[:, None]
+            tokens = np.zeros((len(p), k))
+            distinct = np.random.default_rng(zlib.crc32(f"{folder.name}/{task}".encode())).uniform(60, 100, len(p))
             for j in range(len(p)):
                 for s in range(k):
+                    tokens[j, s] = int(rng.integers(10, 60))
                     writer.writerow([task, f"{task}-{j:03d}", s, int(correct[j, s]), str(j % 10) if correct[j, s]
-                                     else "7", int(rng.integers(10, 60))])
+                                     else "7", int(tokens[j, s])])
+                grader.append([task, f"{task}-{j:03d}", 100.0 * (not correct[j].any()), 100.0 * correct[j].all(),
+                               100.0 * (1 - correct[j].mean()), float(tokens[j].mean()), float(distinct[j])])
             avg[task] = 100.0 * float(correct.mean())
+            mine = np.array([row[2:] for row in grader if row[0] == task])
             summary[task] = {"avg@k": avg[task], "pass@k": 100.0 * float(correct.any(axis=1).mean()),
-                             "maj@k": avg[task], "problems": len(p)}
+                             "maj@k": avg[task], "problems": len(p),
+                             **dict(zip(STATISTICS, mine.mean(axis=0).tolist(), strict=True))}
+    with open(out / "grader.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["task", "problem_id", *STATISTICS], *grader])
     write_json_atomic(out / "summary.json", {"k": k, "settings": {"temperature": 0.7, "top_p": 0.95},
                                              "tasks": summary})
     return avg

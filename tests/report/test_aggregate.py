@@ -36,6 +36,7 @@ def test_finished_runs_are_read_with_their_samples_metrics_and_cost(small):
     data = read_runs(_folders(base))
     assert data.runs["usable"].all() and len(data.runs) == 4
     assert len(data.samples) == 4 * 3 * 10 * 2
+    assert len(data.grader) == 4 * 3 * 10 and set(data.grader["run_id"]) == set(data.runs["run_id"])
     assert set(data.samples["task"]) == {"brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard"}
     assert data.settings == {"k": 2, "settings": {"temperature": 0.7, "top_p": 0.95}}
     brts = data.runs[data.runs["arm"] == "brts"].iloc[0]
@@ -79,9 +80,10 @@ def test_a_later_run_of_the_same_arm_and_seed_supersedes_an_earlier_one(small):
 
 def test_references_are_read_by_role_and_become_reference_rows(small):
     base, _ = small
-    records, samples = read_references(base)
+    records, samples, grader = read_references(base)
     assert set(records) == {"teacher", "student_start"} and records["teacher"]["status"] == "finished"
     assert set(samples["run_id"]) == {"reference/teacher", "reference/student_start"}
+    assert set(grader["run_id"]) == set(samples["run_id"]) and len(grader) == 2 * 3 * 10
     data = read_runs(_folders(base))
     table = arm_task_table(data.samples, ["opd", "brts"], "opd", samples)
     refs = table[table["kind"] == "reference"]

@@ -58,7 +58,7 @@ def test_report_is_written_with_every_file(grid):
     root, result = grid
     out = root / "out"
     for name in ("index.md", "index.html", "results.parquet", "results.csv", "runs.parquet", "runs.csv", "table.csv",
-                 "speed.csv"):
+                 "speed.csv", "grader.csv"):
         assert (out / name).stat().st_size > 0, name
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert figures == {"accuracy", "difference", "cost", "learning_curves", "divergence", "learning_speed",
