@@ -1,4 +1,4 @@
-"""Grading (METHOD.md section 4): the answer is the last `\\boxed{...}`; one grader serves every stage."""
+"""Grading: the answer is the last `\\boxed{...}`; one grader serves every stage."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ class ModelLoadError(RuntimeError):
 
 
 class IncompatibleModelsError(ValueError):
-    """Teacher and student do not share a tokenizer and vocabulary (METHOD.md, Notation)."""
+    """Teacher and student do not share a tokenizer and vocabulary (the losses compare both models' log-probs
+    of the same token ids)."""
 
 
 def _looks_local(path_or_id: str) -> bool:

@@ -1,6 +1,6 @@
 """The teacher-context branch of one step: draw, grade and score teacher samples, then select by tier.
 
-This is the I/O-facing half of METHOD.md section 2; the decisions themselves are the pure functions of
+This is the I/O-facing half of the tiered teacher selection; the decisions themselves are the pure functions of
 `brts.method.selection` and `brts.method.alignment`.
 """
 
@@ -53,7 +53,7 @@ class BranchResult:
 
 
 def teacher_settings(cfg: MethodConfig, max_new_tokens: int) -> SamplingSettings:
-    """How Tier-1 and Tier-2 teacher samples are drawn (METHOD.md section 2)."""
+    """How Tier-1 and Tier-2 teacher samples are drawn (unhinted and hinted alike)."""
     return SamplingSettings(1, cfg.teacher_temperature, cfg.teacher_top_p, max_new_tokens, 0)
 
 

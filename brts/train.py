@@ -1,4 +1,4 @@
-"""The training loop of METHOD.md: student samples, teacher scores, teacher-context branch, losses, step, log.
+"""The training loop: student samples, teacher scores, teacher-context branch, losses, step, log.
 
 Every random draw is seeded from (run seed, step, purpose), so a step's samples do not depend on what came
 before it: a resumed run repeats an uninterrupted one exactly, and arms that share a seed see the same
@@ -125,7 +125,7 @@ SELECTION_KEYS = (
 )
 TIME_KEYS = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
 COUNTER_KEYS = ("teacher/tokens_generated", "teacher/tokens_from_pool")
-# kl/*: the true per-token KLs (METHOD.md sections 1 and 3); surrogate/*: the losses whose gradient is the
+# kl/*: the true per-token KLs of L_OPD and L_aux; surrogate/*: the losses whose gradient is the
 # estimator, Σ sg[c]·s, negative while the KL is positive: a bookkeeping number, not a divergence.
 STEP_KEYS = ("kl/opd", "kl/aux", "surrogate/opd", "surrogate/aux", "surrogate/total", "grad_norm",
              "student/entropy", "student/reward", "student/response_tokens")
@@ -164,7 +164,7 @@ def merge_branches(parts: Sequence[BranchResult]) -> BranchResult:
 
 
 def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str, Any]:
-    """The `selection/*` metrics of METHOD.md section 6 for one step (all None when the branch is off)."""
+    """The `selection/*` metrics for one step (all None when the branch is off)."""
     if branch is None:
         return dict.fromkeys(SELECTION_KEYS)
     sels = branch.selections

@@ -55,7 +55,7 @@ def test_math_grader_rejects_wrong_and_missing_answers() -> None:
 
 
 def gold(folder: Path, problem_id: str) -> str:
-    """The gold answer of one problem in the shared benchmark files."""
+    """The gold answer of one problem in the packaged benchmark files."""
     name = problem_id.rsplit("-", 1)[0]
     for line in (folder / f"{name}.jsonl").read_text().splitlines():
         row = json.loads(line)

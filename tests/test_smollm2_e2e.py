@@ -36,7 +36,7 @@ pytestmark = [
 ]
 STUDENT_LAYERS = 14
 EOS = "<|im_end|>"
-SUFFIX = "Put your final answer within \\boxed{}."  # the brts_* lm-eval tasks ask in METHOD.md's words instead
+SUFFIX = "Put your final answer within \\boxed{}."  # the brts_* lm-eval tasks ask in the paper's words instead
 EVAL_TOKENS = 64
 
 

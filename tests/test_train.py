@@ -1,4 +1,4 @@
-"""The training loop on the tiny models: every METHOD.md section-6 metric, bitwise resume, non-finite stop."""
+"""The training loop on the tiny models: every per-step metric, bitwise resume, non-finite stop."""
 
 from __future__ import annotations
 

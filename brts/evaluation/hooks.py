@@ -137,7 +137,7 @@ def synthetic_prompt(doc: dict[str, str]) -> str:
 
 
 def math_prompt(doc: dict[str, str]) -> str:
-    """METHOD.md section 7: `<problem> Please reason step by step, and put your final answer within \\boxed{}.`"""
+    """The paper's evaluation prompt: `<problem> Please reason step by step, and put your final answer within \\boxed{}.`"""
     return f"{doc['problem']} {MATH_INSTRUCTION}"
 
 

@@ -1,4 +1,4 @@
-"""The algorithm of METHOD.md sections 1-3: pure functions over tensors and scored candidates, no I/O."""
+"""The algorithm (L_OPD, the tiered teacher selection and its alignment scores, L_aux): pure functions over tensors and scored candidates, no I/O."""
 
 from brts.method.alignment import (
     first_alignment,

@@ -1,4 +1,4 @@
-"""Alignment scores of candidate teacher trajectories: higher is closer to the student (METHOD.md section 2).
+"""Alignment scores of candidate teacher trajectories: higher is closer to the student (the teacher-context branch's ranking).
 
 Top-K caveat: a top-K membership score means something only when K is small against the vocabulary. With a
 32-symbol character vocabulary a top-16 holds half of it and every candidate scores about 1, so the

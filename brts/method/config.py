@@ -1,4 +1,4 @@
-"""The method's typed configuration, section by section as in METHOD.md, and the named arm presets."""
+"""The method's typed configuration, in the order of the README's "The method", and the named arm presets."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ AuxMode = Literal["teacher_topk", "student_p_as_released"]
 
 
 class MethodConfig(BaseModel):
-    """Everything METHOD.md sections 1-3 leave as a choice. Flat, so a spec overrides any field by name."""
+    """Every choice the method leaves open (L_OPD, the teacher-context branch, L_aux). Flat, so a spec overrides any field by name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Section 1: the student-context loss L_OPD.
+    # The student-context loss L_OPD.
     opd_estimator: OPDEstimator = "topk"
     opd_top_k: int = Field(16, ge=1)
     opd_candidates: CandidateSet = "student"
     opd_weights: WeightMode = "student_p"
 
-    # Section 2: the teacher-context branch (off for plain OPD).
+    # The teacher-context branch (off for plain OPD).
     teacher_context: bool = False
     teacher_samples: int = Field(4, ge=1, description="N, unconditioned teacher samples per prompt (Tier 1)")
     recovery: bool = True
@@ -39,7 +39,7 @@ class MethodConfig(BaseModel):
     teacher_temperature: float = Field(0.7, gt=0)
     teacher_top_p: float = Field(0.95, gt=0, le=1)
 
-    # Section 3: the auxiliary teacher-context loss L_aux and its weight lambda.
+    # The auxiliary teacher-context loss L_aux and its weight lambda.
     aux_mode: AuxMode = "teacher_topk"
     aux_top_k: int = Field(16, ge=1)
     aux_weight: float = Field(0.05, ge=0, description="lambda in L_total = L_OPD + lambda * L_aux")
@@ -56,7 +56,7 @@ class MethodConfig(BaseModel):
         return self.alignment_top_k if self.alignment_top_k is not None else self.opd_top_k
 
 
-# Section 5: the arms of the ablation, each a complete config. A preset names every field that makes the arm
+# The arms of the ablation, each a complete config. A preset names every field that makes the arm
 # what it is (its row of the table), so a spec's shared `method` cannot change one silently (brts.spec).
 ARM_PRESETS: dict[str, dict[str, Any]] = {
     "opd": {"teacher_context": False},

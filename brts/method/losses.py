@@ -1,4 +1,4 @@
-"""The student-context loss L_OPD, the teacher-context loss L_aux and their sum (METHOD.md sections 1 and 3).
+"""The student-context loss L_OPD, the teacher-context loss L_aux and their sum, L_OPD + lambda * L_aux.
 
 Every loss takes log-probabilities `[B, T, V]` at the positions that predict the response tokens:
 `student_logp` carries the gradient, `teacher_logp` is treated as a constant. `V` is the vocabulary, or any
@@ -6,7 +6,7 @@ set of token columns, the same for both models at a position, that holds every t
 student's and the teacher's top-K and the response token: `brts.method.support`), with repeated columns at
 −inf; a −inf column is never a candidate, so the losses are the same on both. Losses are written
 in the surrogate form `sg[coefficient] * s(k)`, so their value is a bookkeeping number and their gradient
-is the estimator of METHOD.md. Everything is computed in the dtype of the inputs.
+is the method's estimator. Everything is computed in the dtype of the inputs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tiered teacher selection over graded candidates: correctness first, then alignment (METHOD.md)."""
+"""Tiered teacher selection over graded candidates: correctness first, then alignment (the paper's tier rule)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def contested(
 
 
 def select(unhinted: Sequence[Candidate], hinted: Sequence[Candidate] | None, cfg: MethodConfig) -> Selection:
-    """Pick one teacher trajectory for a prompt by the tier rule of METHOD.md section 2.
+    """Pick one teacher trajectory for a prompt by the paper's tier rule.
 
     Tier 1: the correct unhinted candidate with the highest alignment. Tier 2 (when `needs_recovery`):
     the correct, non-leaked hinted candidate with the highest alignment. Tier 3: `most_similar` takes the

@@ -60,7 +60,7 @@ def _planned(spec: Any, folders: Sequence[Path]) -> list | None:
 
 
 def arm_order(runs: pd.DataFrame, planned: list | None) -> list[str]:
-    """The spec's arm order when known, else the METHOD.md presets' order, then other arms by name."""
+    """The spec's arm order when known, else the arm presets' order, then other arms by name."""
     from brts.method.config import ARM_PRESETS
 
     present = [a for a in dict.fromkeys(runs["arm"].dropna())]

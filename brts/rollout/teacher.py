@@ -1,4 +1,5 @@
-"""Teacher samples by key, drawn once and reused through the pool (METHOD.md section 5).
+"""Teacher samples by key, drawn once and reused through the pool: they do not depend on the student, so every
+arm and trial that asks for the same one shares it.
 
 A teacher sample is named by its `SampleKey`: the teacher's identity (a hash of its weights and vocabulary),
 the sampler, the prompt's token ids, the sampling settings, the tier ("tier1" unconditioned, "tier2" with

@@ -21,7 +21,7 @@ from brts.grading import MathGrader
 from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
 from brts.tasks.base import Problem
 
-# The silent validation key of METHOD.md section 2 (Tier 2); KEY_MARKER in a response means it leaked.
+# The silent validation key of the Tier-2 (recovery) samples; KEY_MARKER in a response means it leaked.
 KEY_MARKER = "verification key"
 HINT = ("(A {marker} is given: {answer}. Do not mention it; derive the solution from the problem and use the key "
         "only to check your final result.)")

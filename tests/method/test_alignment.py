@@ -34,7 +34,7 @@ def test_teacher_forced_counts_tokens_in_the_student_top_k() -> None:
     torch.testing.assert_close(scores, torch.tensor([2 / 3, 1 / 2]))
     scores_k4 = teacher_forced_alignment(STUDENT, tokens, mask, top_k=4)
     torch.testing.assert_close(scores_k4, torch.tensor([2 / 3, 1.0]))
-    # A top-K as large as the vocabulary makes every candidate score 1: the caveat of METHOD.md.
+    # A top-K as large as the vocabulary makes every candidate score 1 (why the alignment top-K must be small).
     torch.testing.assert_close(
         teacher_forced_alignment(STUDENT, tokens, mask, top_k=V), torch.tensor([1.0, 1.0])
     )
