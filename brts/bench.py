@@ -4,9 +4,10 @@ Every figure is measured in the same invocation, on the default ablation grid's 
 overrides given):
 
 1. Teacher tokens of the default grid plus an N-sweep ({1, 2, 4, 8} x its seeds), with the pool and
-   without: counted exactly, without training, by `brts.runs.prefill` (teacher samples do not depend on the
-   student, so the samples each run uses follow from its config). The samples land in a count pool
-   (`$BRTS_CACHE/bench/`), so a second bench run only reads them.
+   without: counted exactly, without training, by the pre-fill stage every experiment runs through
+   (`brts.runs.experiment.fill_pool`; teacher samples do not depend on the student, so the samples each run
+   uses follow from its config). The samples land in the run store's pool, so a second bench run (or the
+   grid itself) only reads them.
 2. Step time per phase for `opd` and `brts` at N = 1, 2, 4, 8 with the pool cold (empty) and warm (holding
    every sample the steps ask for), each configuration in its own process, with that process's peak memory.
    Every timed step starts from the initial student, so all arms time the same student samples; the figure is
@@ -35,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from brts.bench_generation import BATCHES, MODELS, generation_rates
-from brts.spec import ExperimentSpec, load_spec
+from brts.runs.observer import RunObserver
+from brts.spec import ArmSpec, ExperimentSpec, load_spec
+from brts.store import RunStore
 
 PHASES = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
 SWEEP_N = (1, 2, 4, 8)
@@ -65,37 +68,57 @@ class BenchResult:
         return next(s for s in self.steps if (s.arm, s.n, s.pool) == (arm, n, pool))
 
 
-def sweep_arms(ns: Sequence[int] = SWEEP_N, opd: bool = False) -> str:
-    """`arms=` override for an N-sweep of the brts arm (arms `brts_n<N>`), optionally with `opd` first."""
-    arms = ["opd"] if opd else []
-    arms += [f"{{name: brts_n{n}, preset: brts, set: {{teacher_samples: {n}}}}}" for n in ns]
-    return "arms=[" + ", ".join(arms) + "]"
+def sweep_arms(ns: Sequence[int] = SWEEP_N, opd: bool = False) -> list[ArmSpec]:
+    """An N-sweep of the brts arm (arms `brts_n<N>`), optionally with `opd` first."""
+    arms = [ArmSpec(name="opd", preset="opd")] if opd else []
+    return arms + [ArmSpec(name=f"brts_n{n}", preset="brts", set={"teacher_samples": n}) for n in ns]
+
+
+def variant(spec: ExperimentSpec, **fields: Any) -> ExperimentSpec:
+    """`spec` with some top-level fields replaced (arms, name, seeds), validated again."""
+    return ExperimentSpec.model_validate({**dict(spec), **fields})
 
 
 # --- 1. teacher tokens -----------------------------------------------------------------------------------
 
 
-def teacher_tokens(grid: ExperimentSpec, sweep: ExperimentSpec, pool_path: Path, say: Say) -> dict[str, Any]:
-    """Exact teacher tokens of the grid plus the sweep with and without the pool, and of the N = 8 runs alone."""
+class _Say(RunObserver):
+    """The pre-fill's progress as a line every 15 s."""
+
+    def __init__(self, say: Say) -> None:
+        self.say, self.last = say, 0.0
+
+    def prefill_progress(self, done: int, total: int | None) -> None:
+        if time.perf_counter() - self.last > 15 or done == total:
+            self.last = time.perf_counter()
+            self.say(f"  drawing teacher samples: step {done}/{total}")
+
+
+def _pool_samples(path: Path) -> int:
     from brts.rollout.pool import SamplePool
+
+    if not path.exists():
+        return 0
+    pool = SamplePool(path)
+    try:
+        return pool.stats().samples
+    finally:
+        pool.close()
+
+
+def teacher_tokens(grid: ExperimentSpec, sweep: ExperimentSpec, store: RunStore, say: Say) -> dict[str, Any]:
+    """Exact teacher tokens of the grid plus the sweep with and without the pool, and of the N = 8 runs alone."""
+    from brts.runs.experiment import fill_pool
     from brts.runs.plan import plan
-    from brts.runs.prefill import plan_demand, totals
+    from brts.runs.prefill import totals
 
     runs = plan(grid) + plan(sweep)
-    pool = SamplePool(pool_path)
-    before = pool.stats().samples
+    pool_file = store.pool_file(grid.pool)
+    before = _pool_samples(pool_file)
     started = time.perf_counter()
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.perf_counter() - last[0] > 15 or done == total:
-            last[0] = time.perf_counter()
-            say(f"  drawing teacher samples: step {done}/{total}")
-
-    demands = plan_demand(runs, pool, progress=progress)
+    demands = fill_pool(runs, store, _Say(say))
     seconds = time.perf_counter() - started
-    drawn = pool.stats().samples - before
-    pool.close()
+    drawn = _pool_samples(pool_file) - before
     everything = totals(demands)
     n8 = totals([d for d in demands if d.planned.arm == "brts_n8"])
     grid_only = totals([d for d in demands if d.planned.experiment == grid.name])
@@ -122,9 +145,9 @@ def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: in
     import torch
 
     from brts import timing
+    from brts.models import load_pair
     from brts.rollout.pool import SamplePool
     from brts.runs.plan import plan
-    from brts.runs.run import load_pair
     from brts.tasks.registry import make_task
     from brts.train import Trainer
 
@@ -227,36 +250,37 @@ def _vllm_throughput(teacher_dir: str, prompts: list[list[int]], settings: Any, 
 # --- the whole bench -------------------------------------------------------------------------------------
 
 
-def run_bench(overrides: Sequence[str] = (), steps: int = 15, count_overrides: Sequence[str] = (),
-              pool_dir: Path | None = None, say: Say = print, generation_only: bool = False,
-              gen_batches: Sequence[int] = BATCHES, gen_reps: int = 2, gen_models: Sequence[str] = MODELS) -> BenchResult:
-    """Measure everything (see the module docstring) on `ablation-grid` with `overrides`; with `generation_only`,
-    section 3 alone."""
-    from brts.runs.run import resolve_model
+def run_bench(store: RunStore, overrides: Sequence[str] = (), steps: int = 15, count_overrides: Sequence[str] = (),
+              say: Say = print, generation_only: bool = False, gen_batches: Sequence[int] = BATCHES,
+              gen_reps: int = 2, gen_models: Sequence[str] = MODELS) -> BenchResult:
+    """Measure everything (see the module docstring) on `ablation-grid` with `overrides`; teacher samples are
+    drawn into (and read from) the store's pool. With `generation_only`, section 3 alone."""
+    from brts.models import resolve_model
+    from brts.runs.experiment import check_ready
     from brts.tasks.registry import make_task
-    from brts.zoo import default_cache_root
 
     started = time.perf_counter()
     grid = load_spec("ablation-grid", list(overrides))
+    if not generation_only:
+        check_ready(grid, store)
     teacher_dir = resolve_model(grid.models.teacher, grid.models, progress=True)
     result = BenchResult()
     if not generation_only:
         count_grid = load_spec("ablation-grid", [*overrides, *count_overrides])
-        sweep = load_spec("ablation-grid", [*overrides, *count_overrides, sweep_arms(), "name=bench-n-sweep"])
-        pool_dir = pool_dir or default_cache_root() / "bench"
-        count_pool = pool_dir / "count-pool.sqlite"
+        sweep = variant(count_grid, arms=sweep_arms(), name="bench-n-sweep")
+        count_pool = store.pool_file(grid.pool)
         say(f"1/3 teacher tokens: default grid + N-sweep {list(SWEEP_N)} x seeds {list(grid.seeds)} "
             f"(pool {count_pool})")
-        result.tokens = teacher_tokens(count_grid, sweep, count_pool, say)
+        result.tokens = teacher_tokens(count_grid, sweep, store, say)
 
         say(f"2/3 step times: {steps} steps per configuration, each in its own process")
-        timed = load_spec("ablation-grid", [*overrides, sweep_arms(opd=True), "seeds=[0]"])
+        timed = variant(grid, arms=sweep_arms(opd=True), seeds=[0])
         result.steps.append(step_timing(timed, "opd", None, "-", None, steps))
         for n in SWEEP_N:
             with tempfile.TemporaryDirectory() as cold:
                 result.steps.append(step_timing(timed, f"brts_n{n}", n, "cold", str(Path(cold) / "pool.sqlite"),
                                                 steps))
-        # The count pool holds every sample of seed 0's first steps at every N: the pool is warm.
+        # The store's pool holds every sample of seed 0's first steps at every N: the pool is warm.
         for n in SWEEP_N:
             result.steps.append(step_timing(timed, f"brts_n{n}", n, "warm", str(count_pool), steps))
 

@@ -19,11 +19,13 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 
+from brts.errors import UserError
+
 T = TypeVar("T")
 BUCKET_ELEMENTS = 64 * 1024 * 1024 // 4  # 64 MiB of float32 per all-reduce
 
 
-class UnsupportedLayout(RuntimeError):
+class UnsupportedLayout(UserError, RuntimeError):
     """A launch configuration this loop cannot train under; the message names it and the fix."""
 
 

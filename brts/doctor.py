@@ -78,7 +78,7 @@ def _imports(module: str) -> tuple[bool, str]:
 
 def check_vllm() -> Check:
     from brts.evaluation.runner import resolve_backend
-    from brts.evaluation.spec import EvalSpec
+    from brts.spec.evaluation import EvalSpec
 
     backend = resolve_backend(EvalSpec())
     chosen = f"eval.backend auto -> {backend.name} on {backend.device}"
@@ -117,7 +117,7 @@ def check_memory() -> Check:
 
 def check_store(store: Path) -> Check:
     """Free disk where the run store is (or would be created) and whether it can be written."""
-    from brts.runs.store import RunStore, StoreError
+    from brts.store import RunStore, StoreError
 
     probe = store.resolve()
     while not probe.exists():
@@ -142,7 +142,7 @@ def check_builtin_models() -> Check:
 
 
 def check_benchmarks() -> Check:
-    from brts.evaluation.catalog import PACKAGED_DIR
+    from brts.spec.catalog import PACKAGED_DIR
 
     manifest = json.loads((PACKAGED_DIR / "manifest.json").read_text())
     bad = [name for name, entry in manifest["sets"].items()

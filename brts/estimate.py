@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from brts.spec import ResourcesSpec, RunConfig
+from brts.spec import BUILTIN_MODELS, ResourcesSpec, RunConfig
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def architecture(name: str) -> Architecture | None:
     """The architecture of a spec's model entry without downloading it; None when it is not known here."""
     if name in KNOWN_MODELS:
         return KNOWN_MODELS[name]
-    if name.startswith("builtin:"):
+    if name in BUILTIN_MODELS:
         from brts.tokenizer import CHARACTERS, SPECIAL_TOKENS
         from brts.zoo import BuildSettings
 

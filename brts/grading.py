@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from brts.errors import UserError
+
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
@@ -68,7 +70,7 @@ class IntegerGrader:
             return False
 
 
-class GraderTimeoutStorm(RuntimeError):
+class GraderTimeoutStorm(UserError, RuntimeError):
     """Too many answers hit the time limit: the machine is overloaded or the answers are pathological."""
 
 

@@ -1,18 +1,21 @@
-"""Loading teacher and student models, and refusing a pair that does not share one vocabulary."""
+"""Loading teacher and student models (a local folder, an HF id, or a built-in model built on first use), and
+refusing a pair that does not share one vocabulary."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from brts.errors import ModelLoadError, UserError
+from brts.spec import BUILTIN_MODELS, ModelsSpec, RunConfig
+from brts.zoo import build_default_models, default_cache_root
 
 
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded; the message is one line naming the path or id."""
-
-
-class IncompatibleModelsError(ValueError):
+class IncompatibleModelsError(UserError, ValueError):
     """Teacher and student do not share a tokenizer and vocabulary (the losses compare both models' log-probs
     of the same token ids)."""
 
@@ -74,3 +77,47 @@ def check_compatible(
         f"teacher and student must share one vocabulary: teacher vocab size {teacher_vocab_size}, "
         f"student vocab size {student_vocab_size}; {detail}"
     )
+
+
+@dataclass
+class ModelPair:
+    student: PreTrainedModel
+    teacher: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+
+def resolve_model(name: str, models: ModelsSpec, cache_root: Path | None = None, progress: bool = False) -> str:
+    """A loadable path or HF id for a spec's model entry; builds the built-in pair on first use."""
+    if name not in BUILTIN_MODELS:
+        return name
+    built = build_default_models(cache_root or default_cache_root(), seed=models.build_seed, progress=progress)
+    return str(built.teacher_dir if BUILTIN_MODELS[name] == "teacher" else built.student_dir)
+
+
+def preflight(models: ModelsSpec, cache_root: Path | None = None) -> None:
+    """Build the built-in models if needed and refuse an incompatible pair before any run starts.
+
+    Reads only tokenizers and configs, so it is cheap for large models too.
+    """
+    from transformers import AutoConfig
+
+    hf_logging.disable_progress_bar()
+    sources = [resolve_model(name, models, cache_root, progress=True) for name in (models.teacher, models.student)]
+    loaded = []
+    for source in sources:
+        try:
+            loaded.append((AutoTokenizer.from_pretrained(source), AutoConfig.from_pretrained(source)))
+        except (OSError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"cannot load model {source!r}: {first}") from error
+    (teacher_tok, teacher_cfg), (student_tok, student_cfg) = loaded
+    check_compatible(teacher_tok, student_tok, teacher_cfg.vocab_size, student_cfg.vocab_size)
+
+
+def load_pair(cfg: RunConfig, cache_root: Path | None = None) -> ModelPair:
+    """A run's student, teacher and their shared tokenizer (the pair checked compatible)."""
+    hf_logging.disable_progress_bar()
+    student, tokenizer = load_model(resolve_model(cfg.models.student, cfg.models, cache_root))
+    teacher, teacher_tok = load_model(resolve_model(cfg.models.teacher, cfg.models, cache_root))
+    check_compatible(teacher_tok, tokenizer, teacher.config.vocab_size, student.config.vocab_size)
+    return ModelPair(student=student, teacher=teacher, tokenizer=tokenizer)

@@ -5,11 +5,11 @@ before it: a resumed run repeats an uninterrupted one exactly, and arms that sha
 prompts and the same teacher samples (common random numbers for paired comparisons).
 """
 
+# Over 400 lines: the training loop read top to bottom (sample, score, select, losses, step, log, resume).
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from brts import checkpoint, timing
 from brts.distributed import Ranks
@@ -28,6 +27,7 @@ from brts.logprobs import OutputHead, kept_logprobs, teacher_pass
 from brts.method import alignment as align
 from brts.method.losses import forward_kl, opd_loss, reverse_kl, teacher_context_loss, token_mean
 from brts.method.support import support_top_k
+from brts.models import ModelPair
 from brts.rollout.backends import student_generator, teacher_generator
 from brts.rollout.base import Request, SamplingSettings
 from brts.rollout.keyed import row_seed
@@ -35,6 +35,7 @@ from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawStats, TeacherSampler, model_identity, stream_name
 from brts.scoring import ResponseBatch, build_batch
 from brts.spec import RunConfig
+from brts.store import RunFolder
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.teacher_context import BranchResult, run_branch
 from brts.validation import sample_accuracy
@@ -46,39 +47,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the run stops and records this line."""
 
 
-@dataclass
-class ModelPair:
-    student: PreTrainedModel
-    teacher: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-
-
 def stream_seed(seed: int, step: int, purpose: str) -> int:
     """A 63-bit seed for one draw, independent of every other (seed, step, purpose)."""
     digest = hashlib.sha256(f"{seed}:{step}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-class MetricsLog:
-    """Append-only `metrics.jsonl`; on resume, lines past the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
 
 class Timer:
@@ -178,7 +150,7 @@ def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str
 
 
 class Trainer:
-    """One run's training: owns the optimiser, the generators and the metrics log of `run_dir`.
+    """One run's training: owns the optimiser, the generators and the logs and checkpoints of its run folder.
 
     With `pool`, teacher samples are read from and added to that shared pool; without, every one is drawn
     here. Either way a run's results are the same (the samples are keyed; see `brts.rollout.teacher`).
@@ -186,10 +158,11 @@ class Trainer:
     """
 
     def __init__(
-        self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path, pool: SamplePool | None = None,
+        self, cfg: RunConfig, models: ModelPair, task: Task, run_dir: Path | RunFolder, pool: SamplePool | None = None,
         ranks: Ranks | None = None,
     ) -> None:
-        self.cfg, self.models, self.task, self.run_dir = cfg, models, task, run_dir
+        self.cfg, self.models, self.task = cfg, models, task
+        self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.ranks = ranks or Ranks()
         self.device = self.ranks.device if self.ranks.device.type != "cpu" else torch.device("cpu")
         models.student.to(self.device)
@@ -206,18 +179,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             models.student.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )
-        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        self.log = self.folder.metrics_log()
         # Per-problem validation accuracy, one line per validation step (paired tests, pruning of sweep trials).
-        self.validation_log = MetricsLog(run_dir / "validation.jsonl")
+        self.validation_log = self.folder.validation_log()
         self.train_pool = task.train_problems()
         self.counters: dict[str, float] = dict.fromkeys(COUNTER_KEYS, 0.0)
         models.teacher.eval()
         for p in models.teacher.parameters():
             p.requires_grad_(False)
-
-    @staticmethod
-    def read_log(run_dir: Path) -> list[dict[str, Any]]:
-        return MetricsLog(run_dir / "metrics.jsonl").read()
 
     def encode(self, text: str) -> list[int]:
         return prompt_ids(self.models.tokenizer, self.task, text)
@@ -252,7 +221,7 @@ class Trainer:
         """Train to `train.steps`, resuming from the newest checkpoint; returns the full metrics log."""
         tc = self.cfg.train
         torch.set_num_threads(tc.threads)
-        ckpt_root = self.run_dir / "checkpoints"
+        ckpt_root = self.folder.checkpoints
         start = 0
         found = checkpoint.latest(ckpt_root)
         if found is not None:

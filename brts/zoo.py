@@ -8,6 +8,7 @@ architecture but only ever learned one- and two-step chains, and is unsure of th
 about 64% on `easy` and near chance on `medium` and `hard`, so it has room to learn on every split.
 """
 
+# Over 400 lines: the pair's recipe (data, training, measurement) is one build read top to bottom; split, it hides.
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +29,7 @@ from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from brts.cpu import ThreadGovernor, thread_count_invariant, usable_cores
+from brts.errors import ModelLoadError
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.tasks.synthetic import (
@@ -185,8 +187,6 @@ def _forced_threads() -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        from brts.models import ModelLoadError
-
         raise ModelLoadError(f"BRTS_BUILD_THREADS={value!r}: expected a positive whole number of threads, or unset "
                              "it to use the free cores")
     return int(value)

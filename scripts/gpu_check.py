@@ -7,8 +7,9 @@
 
 Builds a tokenizer here (one token per character plus filler tokens up to the vocabulary size), a random
 teacher and a random student of one architecture (`brts.random_models`), and a spec over the synthetic task
-(8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4); then trains each arm in its own process
-(so each arm's vLLM engines and peak memory are its own) and prints one table: per arm the step time, the
+(8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4); then runs each arm in its own process
+(so each arm's vLLM engines and peak memory are its own) through `brts.runs.experiment.run_experiment`, the path
+every run takes (training, checkpoints, final evaluation), and prints one table: per arm the step time, the
 rollout tokens/s, the peak memory (GPU: `torch.cuda.max_memory_allocated`, vLLM engines in-process included;
 CPU: the process's peak resident memory), the estimate of `brts.estimate` for the streamed computation and
 for the full-vocabulary one it replaced, and pass/fail. An arm fails when it does not finish, a loss is not
@@ -41,7 +42,7 @@ models: {{teacher: {teacher}, student: {student}}}
 train: {{steps: {args.steps}, prompts_per_step: {args.prompts}, samples_per_prompt: 2,
         max_new_tokens: {args.max_new_tokens}, lr: 1.0e-6, compute_dtype: {dtype}, micro_batch_size: 4,
         checkpoint_every: 1000, validate_every: 1000, validation_problems: 2, validation_k: 1, threads: {args.threads}{chunk}}}
-eval: {{tasks: [brts_synthetic_easy], problems: 1, k: 1, max_new_tokens: 16}}
+eval: {{tasks: [brts_synthetic_easy], problems: 1, k: 1, max_new_tokens: 16, backend: hf}}
 rollout: {{backend: {args.backend}, vllm_memory_fraction: {args.vllm_memory_fraction}}}
 method: {{alignment_top_k: 3}}
 arms: [opd, brts]
@@ -50,50 +51,61 @@ seeds: [0]
 """
 
 
-def run_arm(spec_path: Path, arm: str, out_dir: Path) -> dict[str, object]:
-    """Train one arm in this process; return its step times, rollout rate, losses and peak memory."""
+def run_arm(spec_path: Path, arm: str, store: Path) -> dict[str, object]:
+    """Run one arm in this process (`run_experiment`); return its step times, rollout rate, losses and the peak
+    memory of its training (taken at its last step, before the final evaluation)."""
     import torch
 
-    from brts.runs.plan import plan
-    from brts.runs.run import load_pair
+    from brts.runs.experiment import run_experiment
+    from brts.runs.observer import RunObserver
     from brts.spec import load_spec
-    from brts.tasks.registry import make_task
-    from brts.train import Trainer
 
-    planned = next(p for p in plan(load_spec(str(spec_path))) if p.arm == arm)
+    def peak_gib() -> float:
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    class Clock(RunObserver):
+        def __init__(self) -> None:
+            self.started, self.events, self.peak = time.perf_counter(), [], 0.0
+
+        def runs_started(self, todo: object, cached: object) -> None:
+            self.started = time.perf_counter()
+
+        def step(self, planned: object, step: int, total: int, metrics: dict) -> None:
+            self.events.append(time.perf_counter())
+            since = self.events[-1] - (self.events[-2] if step > 1 else self.started)
+            note = " (with loading the models)" if step == 1 else ""
+            print(f"  {arm} step {step}: {since:.2f} s{note}, surrogate/total {metrics['surrogate/total']}",
+                  flush=True)
+            if step == total:
+                self.peak = peak_gib()
+
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    trainer = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), out_dir)
-    ready = time.perf_counter()
-    step_walls: list[float] = []
-    last = [time.perf_counter()]
-
-    def on_step(step: int, record: dict[str, object]) -> None:
-        now = time.perf_counter()
-        step_walls.append(now - last[0])
-        last[0] = now
-        print(f"  {arm} step {step}: {step_walls[-1]:.2f} s, surrogate/total {record['surrogate/total']}", flush=True)
-
-    log = trainer.run(on_step)
-    steps = [m for m in log if "surrogate/total" in m]
-    rows = planned.config.train.prompts_per_step * planned.config.train.samples_per_prompt
+    clock = Clock()
+    result = run_experiment(load_spec(str(spec_path), [f"arms=[{arm}]"]), store, workers=1, observer=clock,
+                            references=False)
+    [outcome] = result.outcomes
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    if outcome.action != "ran":
+        return {"arm": arm, "error": f"{outcome.action}: {outcome.record.get('error')}", "device": device}
+    cfg = outcome.planned.config
+    steps = [m for m in result.store.run(outcome.planned).metrics() if "surrogate/total" in m]
+    first = sum(v for k, v in steps[0].items() if k.startswith("time/"))  # step 1 alone, without the loading
+    walls = [first] + [b - a for a, b in zip(clock.events, clock.events[1:], strict=False)]
+    rows = cfg.train.prompts_per_step * cfg.train.samples_per_prompt
     tokens = sum(m["student/response_tokens"] * rows for m in steps) + steps[-1]["teacher/tokens_generated"]
     sampling = sum(m["time/student_sample"] + m["time/teacher_sample"] for m in steps)
-    result: dict[str, object] = {
-        "arm": arm, "setup_s": round(ready - started, 1), "step_s": [round(s, 2) for s in step_walls],
+    return {
+        "arm": arm, "setup_s": round(clock.events[0] - clock.started - first, 1),
+        "step_s": [round(s, 2) for s in walls],
         "breakdown_s": {k.removeprefix("time/"): round(sum(m[k] for m in steps) / len(steps), 3)
                         for k in steps[0] if k.startswith("time/")},
         "finite": all(isinstance(m["surrogate/total"], float) and math.isfinite(m["surrogate/total"]) for m in steps),
         "rollout_tokens_per_s": round(tokens / sampling) if sampling else None,
+        "peak_gib": clock.peak, "device": device,
     }
-    if torch.cuda.is_available():
-        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        result["device"] = torch.cuda.get_device_name()
-    else:
-        result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        result["device"] = "cpu"
-    return result
 
 
 def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> tuple[float, float]:
@@ -178,7 +190,7 @@ def main() -> int:
     args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.arm:  # child: one arm, one JSON line
         work = Path(args.work)
-        result = run_arm(work / "spec.yaml", args.arm, work / args.arm)
+        result = run_arm(work / "spec.yaml", args.arm, work / "store")
         print("RESULT " + json.dumps(result), flush=True)
         return 0
     if args.backend == "vllm" and args.device != "cuda":
@@ -199,7 +211,6 @@ def main() -> int:
         width = prompt_width(work / "spec.yaml")
         results = []
         for arm in ARMS:
-            (work / arm).mkdir()
             cmd = [sys.executable, __file__, "--arm", arm, "--work", str(work), "--size", args.size,
                    "--backend", args.backend]
             child = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())

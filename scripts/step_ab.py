@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from brts import timing
 from brts.runs.plan import plan
-from brts.runs.run import load_pair
+from brts.models import load_pair
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
 from brts.train import Trainer

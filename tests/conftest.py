@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from brts.evaluation.catalog import PACKAGED_DIR
+from brts.spec.catalog import PACKAGED_DIR
 from brts.zoo import BuildSettings, BuiltModels, build_default_models
 
 
@@ -25,6 +25,10 @@ TINY = BuildSettings(
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> BuiltModels:
     return build_default_models(tmp_path_factory.mktemp("zoo"), seed=0, progress=False, settings=TINY)
+
+
+# A job's requests sized for this machine (cluster executors) and a two-step run.
+SMALL_JOBS = ("resources.memory_gb=0.5", "resources.cpus=1", "resources.time_min=20", "train.steps=2")
 
 
 def tiny_spec_text(models: BuiltModels, **extra: str) -> str:

@@ -16,7 +16,8 @@ def test_bench_prints_the_table_and_its_figures_hold_together(tmp_path, tiny_mod
     sets = [f"models.teacher={tiny_models.teacher_dir}", f"models.student={tiny_models.student_dir}",
             "train.max_new_tokens=12", "train.prompts_per_step=2", "seeds=[0, 1]"]
     args = ["bench", *[x for s in sets for x in ("--set", s)], "--steps", "1", "--count-steps", "2",
-            "--gen-models", "builtin", "--gen-batches", "2", "--gen-reps", "1", "--json", str(tmp_path / "bench.json")]
+            "--store", str(tmp_path / "store"), "--gen-models", "builtin", "--gen-batches", "2", "--gen-reps", "1",
+            "--json", str(tmp_path / "bench.json")]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     for row in ("opd", "brts N=1, pool cold", "brts N=8, pool warm", "N=8 runs alone", "built-in teacher, batch 2",

@@ -12,8 +12,9 @@ import json
 import pytest
 import torch
 
+from brts.models import load_pair
 from brts.runs.plan import plan
-from brts.runs.run import execute_run, load_pair
+from brts.runs.run import execute_run
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
 from brts.train import Trainer

@@ -126,9 +126,9 @@ class VocabularyRows(TorchDispatchMode):
 
 
 def _long_vocab_trainer(tmp_path, alignment: str, chunk: int):
+    from brts.models import load_pair
     from brts.random_models import build_models
     from brts.runs.plan import plan
-    from brts.runs.run import load_pair
     from brts.spec import load_spec
     from brts.tasks.registry import make_task
     from brts.train import Trainer

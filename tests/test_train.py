@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from brts import train as train_mod
+from brts.models import load_pair
 from brts.runs.plan import plan
-from brts.runs.run import execute_run, load_pair
+from brts.runs.run import execute_run
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
 from brts.train import Trainer

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from brts.bench_generation import MODELS
-from brts.cli.common import SetOpt, err, fail, out, user_errors
-from brts.spec import load_spec
+from brts.cli.common import SetOpt, StoreOpt, err, fail, out, store_root, user_errors
 
 
 def bench(
@@ -19,6 +18,7 @@ def bench(
     count_steps: Annotated[int | None, typer.Option(min=1, help="training steps the token count covers "
                                                      "(default: the grid's)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write every figure to this JSON file")] = None,
+    store: StoreOpt = None,
     generation_only: Annotated[bool, typer.Option("--generation-only", help="only the tokens/s section")] = False,
     gen_batches: Annotated[str, typer.Option(help="batch sizes of the generate / keyed tokens/s, comma-separated")]
     = "8,64",
@@ -27,10 +27,12 @@ def bench(
                                             "qwen-vocab, smollm2, or model folders")] = "builtin,qwen-vocab,smollm2",
 ) -> None:
     """Step times (opd, brts at N = 1, 2, 4, 8, pool cold and warm), teacher tokens of the default grid plus an
-    N-sweep with and without the pool, and generation tokens/s per backend: one table."""
+    N-sweep with and without the pool, and generation tokens/s per backend: one table. Teacher samples go to the
+    store's pool, where the grid finds them."""
     import dataclasses
 
     from brts.bench import render, run_bench
+    from brts.store import RunStore
 
     batches = _batches(gen_batches)
     models = [m.strip() for m in gen_models.split(",") if m.strip()]
@@ -38,8 +40,7 @@ def bench(
         if model not in MODELS and not (Path(model) / "config.json").is_file():
             fail(f"--gen-models: {model!r} is neither one of {', '.join(MODELS)} nor a model folder (no config.json)")
     with user_errors():
-        load_spec("ablation-grid", set_ or ())  # a bad --set fails here, before any work
-        result = run_bench(set_ or (), steps=steps,
+        result = run_bench(RunStore(store_root(store)), set_ or (), steps=steps,
                            count_overrides=[f"train.steps={count_steps}"] if count_steps else (),
                            say=lambda line: err.print(line, highlight=False), generation_only=generation_only,
                            gen_batches=batches, gen_reps=gen_reps, gen_models=models)

@@ -11,7 +11,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from brts.spec import ExperimentSpec, SpecError, load_spec
+from brts.errors import UserError
+from brts.spec import ExperimentSpec, load_spec
 
 out = Console()
 err = Console(stderr=True)
@@ -32,18 +33,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one line and exit status 2."""
-    from brts.evaluation.hooks import TaskDataError
-    from brts.evaluation.runner import EvaluationError
-    from brts.grading import GraderTimeoutStorm
-    from brts.models import IncompatibleModelsError, ModelLoadError
-    from brts.runs.store import StoreError
-    from brts.sweep.study import SweepError
-
+    """Turn the errors a user can cause (brts.errors.UserError) into one line and exit status 2."""
     try:
         yield
-    except (SpecError, StoreError, ModelLoadError, IncompatibleModelsError, EvaluationError, TaskDataError,
-            GraderTimeoutStorm, SweepError) as exc:
+    except UserError as exc:
         fail(str(exc))
 
 
@@ -60,12 +53,3 @@ def load_experiment(name: str, overrides: list[str] | None) -> ExperimentSpec:
         err.print(f"warning: {spec.name}: {line}", highlight=False, markup=False, soft_wrap=True)
     return spec
 
-
-def ensure_models(spec: ExperimentSpec) -> None:
-    """Build the built-in models once, in this process, and check the pair and the evaluation settings before
-    any worker starts."""
-    from brts.evaluation.evaluate import check_settings
-    from brts.runs.run import preflight
-
-    preflight(spec.models)
-    check_settings(spec.eval, task_seed=spec.task.seed)

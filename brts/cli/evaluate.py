@@ -41,10 +41,10 @@ def eval_command(
     from brts import progress
 
     progress.configure(quiet, json_progress)
-    from brts.evaluation.catalog import display_name
     from brts.evaluation.evaluate import check_settings, evaluate_model
-    from brts.evaluation.spec import EvalSpec
-    from brts.evaluation.target import resolve_target
+    from brts.runs.target import resolve_target
+    from brts.spec.catalog import display_name
+    from brts.spec.evaluation import EvalSpec
 
     given = {"k": k, "problems": problems, "temperature": temperature, "top_p": top_p,
              "max_new_tokens": max_new_tokens, "seed": seed, "backend": backend, "batch_size": batch_size,
@@ -82,4 +82,4 @@ def eval_command(
     out.print(table)
     cached = len(spec.tasks) - len(evaluation.evaluated)
     err.print(f"{len(evaluation.evaluated)} evaluated, {cached} cached; results in {evaluation.folder}; "
-              f"reproduce with: sh {evaluation.folder / 'lm_eval_command.txt'}", highlight=False, soft_wrap=True)
+              f"reproduce with: sh {evaluation.commands}", highlight=False, soft_wrap=True)

@@ -17,7 +17,6 @@ from brts.cli.common import (
     QuietOpt,
     SetOpt,
     StoreOpt,
-    ensure_models,
     err,
     fail,
     load_experiment,
@@ -25,7 +24,6 @@ from brts.cli.common import (
     store_root,
     user_errors,
 )
-from brts.cli.pool import prefill
 from brts.spec import SpecError, list_specs, load_spec, resolved_yaml
 
 app = typer.Typer(help="Experiments: declarative grids of arms x seeds.", no_args_is_help=True)
@@ -45,7 +43,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def exp_list(store: StoreOpt = None) -> None:
     """List the experiment specs found, with how many of their runs are finished in the store."""
     from brts.runs.plan import plan
-    from brts.runs.store import RunStore
+    from brts.store import RunStore
 
     table = Table("experiment", "spec", "runs", "finished")
     runs = RunStore(store_root(store))
@@ -55,7 +53,7 @@ def exp_list(store: StoreOpt = None) -> None:
         except SpecError as exc:
             table.add_row(name, str(path), "[red]invalid[/red]", str(exc)[:60])
             continue
-        done = sum(runs.folder(p.experiment, p.run_id).status == "finished" for p in planned)
+        done = sum(runs.run(p).status == "finished" for p in planned)
         table.add_row(name, str(path), str(len(planned)), str(done))
     out.print(table)
 
@@ -69,7 +67,7 @@ def exp_show(
     """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
     from brts.estimate import GPUS, estimate, fits
     from brts.runs.plan import plan
-    from brts.runs.store import RunStore
+    from brts.store import RunStore
 
     with user_errors():
         spec = load_experiment(name, set_)
@@ -90,7 +88,7 @@ def exp_show(
         memory = _gib(est.memory_gib["total"]) if est.memory_gib else "unknown model"
         verdicts = [("yes" if fits(est.memory_gib, p.config, size) else "no") if est.memory_gib else "?"
                     for size in GPUS.values()]
-        table.add_row(p.run_id, p.arm, str(p.seed), runs.folder(p.experiment, p.run_id).status,
+        table.add_row(p.run_id, p.arm, str(p.seed), runs.run(p).status,
                       _tokens(est.teacher_tokens), memory, *verdicts)
     out.print(table)
     _print_estimate_basis(planned[0])
@@ -183,66 +181,72 @@ def exp_run(
     progress.configure(quiet, json_progress)
     os.environ.setdefault("TQDM_DISABLE", "1")  # library bars (lm-eval, datasets) would tear our progress display
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers and exits as Ctrl-C does
-    from brts.runs.cluster import ClusterUnavailable
-    from brts.runs.executor import execute
-    from brts.runs.plan import plan
-    from brts.runs.reference import evaluate_references
-    from brts.runs.store import RunStore
-    from brts.runs.summary import collect, render
+    from brts.report.overview import experiment_table
+    from brts.runs.experiment import run_experiment
+    from brts.runs.observer import ProgressObserver
+    from brts.store import RunStore
 
     with user_errors():
         spec = load_experiment(name, set_)
-        planned = plan(spec)
         runs = RunStore(store_root(store))
         if dry_run:
-            _dry_run(planned, runs, executor, workers or spec.workers, retry_failed)
+            _dry_run(spec, runs, executor, workers or spec.workers, retry_failed)
             return
-        runs.check_writable()
-        ensure_models(spec)
-    try:
-        todo = [p for p in planned if runs.folder(p.experiment, p.run_id).status != "finished"]
-        if spec.pool.enabled and spec.pool.prefill and todo:
-            prefill(spec, todo, runs.root)
-        outcomes = execute(planned, runs, workers=workers or spec.workers, retry_failed=retry_failed,
-                           executor=executor.value)
-    except ClusterUnavailable as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; run the same command again to resume where it stopped", code=130)
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.action] = counts.get(o.action, 0) + 1
-    err.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())), highlight=False)
-    for o in outcomes:
-        if o.action in ("failed", "skipped-failed"):
-            stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
-                if o.record.get("failed_stage") == "eval" else ""
-            err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
-                      f"{o.record.get('error')}", highlight=False)
-    try:
-        with progress.current() as shown:
-            shown.start("references", "reference models")
-            references = evaluate_references(spec, runs.root, log=lambda line: shown.update("references", stage=line))
-            shown.finish("references")
-    except KeyboardInterrupt:
-        fail("interrupted; run the same command again to resume where it stopped", code=130)
-    for role, record in references.items():
+        try:
+            with progress.current() as shown:
+                result = run_experiment(spec, runs, workers=workers, retry_failed=retry_failed,
+                                        executor=executor.value, observer=ProgressObserver(shown))
+        except KeyboardInterrupt:
+            fail("interrupted; run the same command again to resume where it stopped", code=130)
+    err.print(", ".join(f"{v} {k}" for k, v in sorted(result.counts().items())), highlight=False)
+    for o in result.failures:
+        stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
+            if o.record.get("failed_stage") == "eval" else ""
+        err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
+                  f"{o.record.get('error')}", highlight=False)
+    for role, record in result.references.items():
         if record.get("status") == "failed":
             err.print(f"[red]failed[/red] reference {role}: {record.get('error')}", highlight=False)
-    frame = collect(planned, runs)
-    out.print(render(frame, [a.name for a in spec.arms], list(spec.eval.tasks), title=spec.name,
-                     references=references))
-    failed_refs = any(r.get("status") == "failed" for r in references.values())
-    if failed_refs or any(o.action in ("failed", "skipped-failed", "locked") for o in outcomes):
+    arms = [a.name for a in spec.arms]
+    table = experiment_table(runs.root, spec.name, [runs.run(p).path for p in result.planned], arms)
+    out.print(_summary(table, arms, list(spec.eval.tasks), spec.name))
+    if not result.ok:
         raise typer.Exit(1)
 
 
-def _dry_run(planned: list[Any], runs: Any, executor: Executor, workers: int, retry_failed: bool) -> None:
+REFERENCE_LABELS = {"teacher": "teacher (reference)", "student_start": "student at start (reference)"}
+
+
+def _summary(table: Any, arms: list[str], tasks: list[str], title: str) -> Table:
+    """Reference rows (teacher, starting student), then arms; tasks as columns; `mean ± sd` over seeds."""
+    from brts.spec.catalog import display_name
+
+    out_table = Table(title=title, caption="final avg@k in percent, mean ± sd over training seeds (n = seeds)")
+    out_table.add_column("arm")
+    for task in tasks:
+        out_table.add_column(display_name(task), justify="right")
+    out_table.add_column("n", justify="right")
+    cells = {(r.kind, r.arm, r.task): r for r in table.itertuples()}
+    for role, label in REFERENCE_LABELS.items():
+        row = [cells.get(("reference", role, t)) for t in tasks]
+        out_table.add_row(f"[dim]{label}[/dim]", *[f"[dim]{r.avg:.1f}[/dim]" if r else "–" for r in row], "")
+    for arm in arms:
+        row = [cells.get(("arm", arm, t)) for t in tasks]
+        if not any(row):
+            continue
+        shown = [f"{r.avg:.1f}" + (f" ± {r.seed_sd:.1f}" if r.seeds > 1 else "") if r else "–" for r in row]
+        out_table.add_row(arm, *shown, str(max(r.seeds for r in row if r)))
+    return out_table
+
+
+def _dry_run(spec: Any, runs: Any, executor: Executor, workers: int, retry_failed: bool) -> None:
     """What `exp run` would execute or submit, and nothing else."""
     from brts.runs.cluster import ray_options, submitit_plan
-    from brts.runs.executor import skipped
+    from brts.runs.experiment import pending
+    from brts.runs.plan import plan
 
-    todo = [p for p in planned if skipped(p, runs.folder(p.experiment, p.run_id).record(), retry_failed) is None]
+    planned = plan(spec)
+    todo = pending(planned, runs, retry_failed)
     out.print(f"{len(planned)} planned, {len(planned) - len(todo)} finished or failed (skipped), {len(todo)} to run "
               f"with --executor {executor.value} (store {runs.root})", highlight=False)
     if executor is Executor.slurm:
@@ -264,20 +268,21 @@ def _dry_run(planned: list[Any], runs: Any, executor: Executor, workers: int, re
 def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
     """Show each planned run's status, progress and final accuracy."""
     from brts.runs.plan import plan
-    from brts.runs.store import RunStore
+    from brts.spec.catalog import display_name
+    from brts.store import RunStore
 
     with user_errors():
         spec = load_experiment(name, set_)
         planned = plan(spec)
-    from brts.evaluation.catalog import display_name
 
     runs = RunStore(store_root(store))
     tasks = spec.eval.tasks
     table = Table("run id", "arm", "seed", "status", "step", *map(display_name, tasks), "error", title=spec.name)
     for p in planned:
-        record = runs.folder(p.experiment, p.run_id).record()
+        folder = runs.run(p)
+        record = folder.record()
         evals = record.get("eval", {})
-        step = _last_step(runs.folder(p.experiment, p.run_id).metrics_path)
+        step = folder.last_step()
         status = record.get("status", "planned")
         status += " (eval)" if record.get("failed_stage") == "eval" else ""
         table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",
@@ -285,9 +290,3 @@ def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
                       (record.get("error") or "")[:80])
     out.print(table)
 
-
-def _last_step(path: Path) -> int:
-    if not path.exists():
-        return 0
-    lines = path.read_text().splitlines()
-    return int(json.loads(lines[-1])["step"]) if lines else 0

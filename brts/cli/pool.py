@@ -1,9 +1,9 @@
-"""`brts pool show|clear|fill`: the shared teacher sample pool, and the pre-fill `exp run` does before training."""
+"""`brts pool show|clear|fill`: the run store's shared teacher sample pool."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,14 +13,12 @@ from brts.cli.common import (
     QuietOpt,
     SetOpt,
     StoreOpt,
-    ensure_models,
     fail,
     load_experiment,
     out,
     store_root,
     user_errors,
 )
-from brts.spec import ExperimentSpec
 
 app = typer.Typer(help="The shared teacher sample pool: show, fill for an experiment, clear.", no_args_is_help=True)
 
@@ -30,28 +28,11 @@ PoolPathOpt = Annotated[
 ]
 
 
-def prefill(spec: ExperimentSpec, planned: list[Any], root: Path) -> Any:
-    """Draw every teacher sample of `planned` into the experiment's pool, showing the progress (brts.progress)."""
-    from brts import progress
-    from brts.runs.prefill import plan_demand
-    from brts.runs.run import open_pool
-
-    pool = open_pool(spec.pool, root)
-    try:
-        with progress.current() as shown:
-            shown.start("prefill", "pre-filling teacher samples", keep=True)
-            demand = plan_demand(planned, pool, progress=lambda done, total: shown.update("prefill", done, total=total))
-            shown.finish("prefill")
-    finally:
-        if pool is not None:
-            pool.close()
-    return demand
-
-
 def _pool_file(store: Path | None, path: Path | None) -> Path:
-    from brts.runs.run import POOL_FILE
+    from brts.spec import PoolSpec
+    from brts.store import RunStore
 
-    return path or store_root(store) / POOL_FILE
+    return path or RunStore(store_root(store)).pool_file(PoolSpec())
 
 
 @app.command("show")
@@ -96,21 +77,16 @@ def pool_fill(name: str, set_: SetOpt = None, store: StoreOpt = None, quiet: Qui
     from brts import progress
 
     progress.configure(quiet, json_progress)
-    from brts.runs.plan import plan
-    from brts.runs.prefill import totals
-    from brts.runs.store import RunStore
+    from brts.runs.experiment import prefill_experiment
+    from brts.runs.observer import ProgressObserver
+    from brts.store import RunStore
 
     with user_errors():
         spec = load_experiment(name, set_)
-        if not spec.pool.enabled:
-            fail(f"{name}: pool.enabled is false; set pool.enabled: true (or --set pool.enabled=true) to fill it")
-        planned = plan(spec)
-        runs = RunStore(store_root(store))
-        runs.check_writable()
-        ensure_models(spec)
-    try:
-        counted = totals(prefill(spec, planned, runs.root))
-    except KeyboardInterrupt:
-        fail("interrupted; the samples drawn so far are kept: run the same command again to finish", code=130)
+        try:
+            with progress.current() as shown:
+                counted = prefill_experiment(spec, RunStore(store_root(store)), ProgressObserver(shown))
+        except KeyboardInterrupt:
+            fail("interrupted; the samples drawn so far are kept: run the same command again to finish", code=130)
     out.print(f"{counted.samples} distinct teacher samples; teacher tokens the runs need: "
               f"{counted.with_pool} with the pool, {counted.without_pool} without", highlight=False)

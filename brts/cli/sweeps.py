@@ -11,7 +11,6 @@ from brts.cli.common import (
     QuietOpt,
     SetOpt,
     StoreOpt,
-    ensure_models,
     err,
     fail,
     out,
@@ -43,17 +42,17 @@ def sweep_run(
     from brts import progress
 
     progress.configure(quiet, json_progress)
-    from brts.runs.store import RunStore
+    from brts.runs.experiment import check_ready
+    from brts.store import RunStore
+    from brts.sweep.load import load_sweep
     from brts.sweep.runner import run_sweep
-    from brts.sweep.spec import load_sweep
     from brts.sweep.study import load_existing, storage_url
 
     with user_errors():
         sweep = load_sweep(name, set_ or (), fields={"trials": trials, "workers": workers, "storage": storage})
         root = store_root(store)
-        RunStore(root).check_writable()
         url = storage_url(sweep, root)
-        ensure_models(sweep.experiment)
+        check_ready(sweep.experiment, RunStore(root))
         try:
             result = run_sweep(sweep, root, url, trials=sweep.spec.trials, workers=sweep.spec.workers)
         except KeyboardInterrupt:
@@ -71,7 +70,7 @@ def sweep_run(
 @app.command("status")
 def sweep_status(name: str, set_: SetOpt = None, storage: StorageOpt = None, store: StoreOpt = None) -> None:
     """Trials so far, the best setting with its spread over seeds (or the Pareto front), running and failed trials."""
-    from brts.sweep.spec import load_sweep
+    from brts.sweep.load import load_sweep
     from brts.sweep.study import load_existing, storage_url
 
     with user_errors():
@@ -91,9 +90,10 @@ def _print_sweep_status(sweep: Any, study: Any, url: str) -> None:
 @app.command("show")
 def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store: StoreOpt = None) -> None:
     """Print the resolved sweep spec, its search space, objectives and storage; execute and create nothing."""
-    from brts.sweep.spec import load_sweep
+    from brts.store import RunStore
+    from brts.sweep.load import load_sweep
     from brts.sweep.status import space_table
-    from brts.sweep.study import storage_url, sweep_dir
+    from brts.sweep.study import storage_url
 
     with user_errors():
         sweep = load_sweep(name, set_ or (), fields={"storage": storage})
@@ -110,6 +110,7 @@ def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store
         f"pruner: {spec.pruner.name}",
         f"budget: {spec.trials} completed trials, {spec.workers} worker(s)",
         f"study: {sweep.name!r} in {storage_url(sweep, root)}",
-        f"runs: {sweep_dir(root, sweep.name)}/<run_id>/ (finished runs anywhere in {root} are reused)",
+        f"runs: {RunStore(root).sweep_dir(sweep.name)}/<run_id>/ (finished runs anywhere in {root} are reused, "
+        f"teacher samples shared through {RunStore(root).pool_file(sweep.experiment.pool)})",
     ]
     out.print("\n".join(lines), highlight=False, markup=False)

@@ -12,10 +12,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from brts.evaluation.catalog import PACKAGED_DIR, SOURCES, TASKS_DIR, is_ours, synthetic_split
-from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError, read_rows
-from brts.evaluation.spec import EvalSpec
+from brts.evaluation.hooks import DATA_DIR_ENV, read_rows
+from brts.spec.catalog import PACKAGED_DIR, SOURCES, is_ours, synthetic_split
+from brts.spec.evaluation import EvalSpec
+from brts.tasks.sources import TaskDataError
 from brts.tasks.synthetic import SyntheticTask
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"  # our lm-eval task YAMLs (an --include_path folder)
 
 
 @dataclass(frozen=True)
@@ -46,19 +49,6 @@ def data_label(spec: EvalSpec) -> str | None:
     if folder == PACKAGED_DIR:
         return "package:" + hashlib.sha256((PACKAGED_DIR / "manifest.json").read_bytes()).hexdigest()[:16]
     return str(folder) if folder else "hub"
-
-
-def missing_benchmark_file(spec: EvalSpec) -> str | None:
-    """What is missing when `eval.data_dir` is set and lacks a benchmark task's file; None if nothing is."""
-    if spec.data_dir is None:
-        return None
-    folder = Path(spec.data_dir).expanduser()
-    if not folder.is_dir():
-        return f"data folder {spec.data_dir!r} does not exist; give a folder of <task>.jsonl files or leave it unset"
-    for task in spec.tasks:
-        if is_ours(task) and synthetic_split(task) is None and not (folder / f"{SOURCES[task].name}.jsonl").is_file():
-            return f"{task} needs {SOURCES[task].name}.jsonl in {spec.data_dir!r}, which has no such file"
-    return None
 
 
 def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
@@ -100,12 +90,12 @@ def tasks_version() -> str:
     hasher = hashlib.sha256()
     package = TASKS_DIR.parent.parent
     extra = [TASKS_DIR.parent / "hooks.py", TASKS_DIR.parent / "metrics.py", package / "grading.py",
-             package / "tasks" / "synthetic.py"]
+             package / "tasks" / "synthetic.py", package / "tasks" / "sources.py"]
     for path in sorted([*TASKS_DIR.iterdir(), *extra]):
         if path.is_file() and path.suffix != ".pyc":
             hasher.update(path.name.encode() + b"\0" + path.read_bytes())
     return hasher.hexdigest()[:16]
 
 
-__all__ = ["TaskData", "TaskDataError", "benchmark_dir", "data_label", "missing_benchmark_file", "task_data",
+__all__ = ["TaskData", "TaskDataError", "benchmark_dir", "data_label", "task_data",
            "tasks_version", "write_task_folder"]

@@ -36,13 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import brts
-from brts.evaluation.catalog import SOURCES, display_name, is_ours
 from brts.evaluation.data import TaskData, data_label, task_data, tasks_version, write_task_folder
-from brts.evaluation.hooks import DATA_DIR_ENV, TaskDataError
+from brts.evaluation.hooks import DATA_DIR_ENV
 from brts.evaluation.parse import (
+    COMMANDS_FILE,
     GRADER_COLUMNS,
+    GRADER_FILE,
     PROBLEM_COLUMNS,
+    PROBLEMS_FILE,
     STATISTICS,
+    SUMMARY_FILE,
     grader_rows,
     problem_rows,
     statistics_entry,
@@ -59,9 +62,12 @@ from brts.evaluation.runner import (
     silenced_progress,
     uses_chat_template,
 )
-from brts.evaluation.spec import EvalSpec
+from brts.spec.catalog import SOURCES, display_name, is_ours
+from brts.spec.evaluation import EvalSpec
+from brts.tasks.sources import TaskDataError
 
 EVAL_FORMAT = 1  # bump when the meaning of cached results changes without their key changing
+
 _HASH_WHOLE_FILES_UP_TO = 64 << 20  # bigger model files are fingerprinted by size and mtime
 
 Log = Callable[[str], None]
@@ -78,6 +84,11 @@ class Evaluation:
     def avg_at_k(self) -> dict[str, float]:
         """`{TASK: avg@k}` in percent: what a run's record keeps under "eval"."""
         return {task: float(entry["avg@k"]) for task, entry in self.tasks.items()}
+
+    @property
+    def commands(self) -> Path:
+        """The plain `lm_eval` calls that reproduce it (`sh` runs them)."""
+        return self.folder / COMMANDS_FILE
 
 
 def settings_digest(spec: EvalSpec) -> str:
@@ -182,23 +193,23 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
 def _task_summary(folder: Path) -> dict[str, Any]:
     """A task folder's summary entry; one cached before brts recorded the grader statistics (in summary.json, per
     problem in grader.csv) gets them now, from its own sample log and rows (no model needed)."""
-    from brts.runs.store import write_json_atomic, write_text_atomic
+    from brts.store import write_json_atomic, write_text_atomic
 
-    entry: dict[str, Any] = json.loads((folder / "summary.json").read_text())
-    if all(name in entry for name in STATISTICS) and (folder / "grader.csv").is_file():
+    entry: dict[str, Any] = json.loads((folder / SUMMARY_FILE).read_text())
+    if all(name in entry for name in STATISTICS) and (folder / GRADER_FILE).is_file():
         return entry
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
-    with open(folder / "problems.csv", newline="") as fh:
+    with open(folder / PROBLEMS_FILE, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    write_text_atomic(folder / "grader.csv", _csv(grader_rows(folder.name, samples, rows), GRADER_COLUMNS))
+    write_text_atomic(folder / GRADER_FILE, _csv(grader_rows(folder.name, samples, rows), GRADER_COLUMNS))
     entry.update(statistics_entry(folder.name, samples, rows))
-    write_json_atomic(folder / "summary.json", entry)
+    write_json_atomic(folder / SUMMARY_FILE, entry)
     return entry
 
 
 def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, backend: Backend,
                    entries: dict[str, dict[str, Any]]) -> None:
-    from brts.runs.store import write_json_atomic, write_text_atomic
+    from brts.store import write_json_atomic, write_text_atomic
 
     settings = {
         "model": model, "model_fingerprint": fingerprint, "backend": backend.name, "device": backend.device,
@@ -211,12 +222,12 @@ def _write_outputs(out_dir: Path, model: str, fingerprint: str, spec: EvalSpec, 
     commands = _replay_commands(out_dir, model, spec, backend)
     for task, command in commands.items():
         write_text_atomic(out_dir / "tasks" / task / "command.txt", f'cd "$(dirname -- "$0")/../.." && {command}\n')
-    write_text_atomic(out_dir / "lm_eval_command.txt", "".join(
+    write_text_atomic(out_dir / COMMANDS_FILE, "".join(
         [REPLAY_HEADER, 'cd "$(dirname -- "$0")"', *(f" && \\\n{c}" for c in commands.values()), "\n"]))
-    for name in ("problems.csv", "grader.csv"):  # the tasks' tables, one header
+    for name in (PROBLEMS_FILE, GRADER_FILE):  # the tasks' tables, one header
         parts = [(out_dir / "tasks" / task / name).read_text() for task in spec.tasks]
         write_text_atomic(out_dir / name, parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:]))
-    write_json_atomic(out_dir / "summary.json", {"k": spec.k, "settings": settings, "tasks": tasks})
+    write_json_atomic(out_dir / SUMMARY_FILE, {"k": spec.k, "settings": settings, "tasks": tasks})
 
 
 REPLAY_HEADER = "# The plain lm_eval calls behind summary.json. Run: sh <this file>, from any folder.\n"

@@ -3,22 +3,18 @@ extraction and scoring. They run inside lm-eval, from `brts` or from the plain `
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from brts.evaluation.catalog import REQUIRED_FIELDS, SOURCES, HubDataset
 from brts.evaluation.metrics import problem_metrics
 from brts.grading import Grader, IntegerGrader, MathGrader, extract_boxed
+from brts.spec.catalog import REQUIRED_FIELDS, SOURCES, HubDataset
+from brts.tasks.sources import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.tasks.synthetic import format_prompt
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DATA_DIR_ENV = "BRTS_DATA_DIR"
-
-
-class TaskDataError(ValueError):
-    """A task's data cannot be read: a missing file or folder, or rows without the expected fields."""
 
 
 def resolve_data_dir(task: str, data_dir: str | None, beside: Path | None) -> Path | None:
@@ -32,39 +28,6 @@ def resolve_data_dir(task: str, data_dir: str | None, beside: Path | None) -> Pa
         return beside
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env).expanduser() if env else None
-
-
-def read_jsonl(path: Path, label: str) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each line of an existing JSON-lines file, blank lines skipped; raises
-    TaskDataError (one line, starting with `label`) at the first line that is not a JSON object. Also reads the
-    math task's problem sets."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(f"{label}: {path}: line {number} is not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise TaskDataError(f"{label}: {path}: line {number} is not a JSON object; one object per line")
-        rows.append((number, row))
-    return rows
-
-
-def load_hub(path: str, split: str, label: str, instead: str, subset: str | None = None) -> Any:
-    """One split of a Hugging Face hub dataset; raises TaskDataError (one line: `label`, the cause, and
-    `instead`, what to give in its place) when it cannot be loaded. Also reads the math task's problem sets."""
-    import datasets
-
-    try:
-        if subset is None:
-            return datasets.load_dataset(path, split=split)
-        return datasets.load_dataset(path, subset, split=split)
-    except Exception as exc:  # offline, unknown id, no access: one line that says what to do instead
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TaskDataError(f"{label}: cannot load {path} (split {split}) from the HF hub ({first}); "
-                            f"{instead}") from None
 
 
 def read_rows(path: Path, task: str) -> list[dict[str, str]]:
@@ -102,13 +65,6 @@ def hub_rows(task: str, hub: HubDataset) -> list[dict[str, str]]:
         rows.append({"id": str(row[hub.id]) if hub.id else f"{SOURCES[task].name}-{i:03d}",
                      "problem": str(row[hub.problem]), "answer": answer_text(row[hub.answer])})
     return rows
-
-
-def answer_text(value: Any) -> str:
-    """A gold answer as text; some hub sets store integer answers as floats (27.0), whose gold text is "27"."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def load_docs(brts_task: str, data_dir: str | None = None, beside: Path | None = None, **_: Any) -> Any:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from brts.evaluation.catalog import is_ours
 from brts.evaluation.metrics import grader_statistics, problem_grader_statistics
+from brts.spec.catalog import is_ours
 
+# The files of an evaluation folder that readers (reports, `brts eval`) open; brts.evaluation.evaluate writes them.
+SUMMARY_FILE, PROBLEMS_FILE, COMMANDS_FILE = "summary.json", "problems.csv", "lm_eval_command.txt"
+GRADER_FILE = "grader.csv"  # per task and problem, the grader statistics of its k samples
 PROBLEM_COLUMNS = ("task", "problem_id", "sample", "correct", "extracted", "response_tokens")
 OUR_FILTER = "boxed"
 _NOT_METRICS = {"alias", "name", "sample_len", "samples"}

@@ -15,13 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from brts.evaluation.catalog import is_ours
-from brts.evaluation.spec import EvalSpec
+from brts.errors import UserError
+from brts.spec.catalog import is_ours
+from brts.spec.evaluation import EvalSpec
 
 BOOTSTRAP_ITERS = 100_000  # the lm_eval CLI's default, so the stderr fields agree too
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(UserError, RuntimeError):
     """An evaluation that cannot run for a reason the user can fix; the message is one line."""
 
 

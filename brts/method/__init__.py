@@ -23,9 +23,8 @@ from brts.method.losses import (
     teacher_context_loss,
     token_mean,
     topk_mask,
-    total_loss,
 )
-from brts.method.selection import Candidate, Selection, contested, count_leaks, needs_recovery, select
+from brts.method.selection import Candidate, Selection, contested, needs_recovery, select
 from brts.method.support import first_occurrences, restricted, support_columns, support_top_k, token_column
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "Selection",
     "arm_config",
     "contested",
-    "count_leaks",
     "entropy",
     "first_alignment",
     "first_occurrences",
@@ -62,5 +60,4 @@ __all__ = [
     "token_column",
     "token_mean",
     "topk_mask",
-    "total_loss",
 ]

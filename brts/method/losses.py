@@ -140,11 +140,6 @@ def teacher_context_loss(
     return token_mean(sign * (_surrogate(weights, student_logp, candidates) - tau_part), mask)
 
 
-def total_loss(opd: Tensor, aux: Tensor | None, cfg: MethodConfig) -> Tensor:
-    """L_total = L_OPD + λ · L_aux; `aux` is None when the branch is off or every prompt was skipped."""
-    return opd if aux is None else opd + cfg.aux_weight * aux
-
-
 def _kl_on(p_logp: Tensor, q_logp: Tensor, candidates: Tensor) -> Tensor:
     """Σ_{k∈C} p̃(k) (log p̃(k) − q(k)) per position, `[B, T]`: KL(p̃ || q) with p̃ = p renormalised over C."""
     p_logp = p_logp.masked_fill(~candidates, float("-inf"))

@@ -52,11 +52,6 @@ def needs_recovery(unhinted: Sequence[Candidate], cfg: MethodConfig) -> bool:
     return cfg.recovery and cfg.require_correct and not any(c.correct for c in unhinted)
 
 
-def count_leaks(hinted: Sequence[Candidate]) -> int:
-    """How many hinted samples leak the key (they are dropped; logged as `selection/leaks_dropped`)."""
-    return sum(c.leaked for c in hinted)
-
-
 def contested(
     unhinted: Sequence[Candidate], hinted: Sequence[Candidate] | None, cfg: MethodConfig
 ) -> tuple[list[int], list[int]]:

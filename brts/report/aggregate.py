@@ -1,7 +1,8 @@
 """Reading run folders into tidy pandas frames: runs, per-sample evaluation rows, training metrics, references.
 
-Reads only what runs wrote (`record.json`, `config.yaml`, `metrics.jsonl`, `eval/summary.json`,
-`eval/problems.csv`, `eval/grader.csv`, `<experiment>/reference/<role>/`); never a model.
+Reads only what runs wrote, through the store's readers (brts.store: a run's record, config and metrics log;
+the reference folders) and the evaluation folder's files (brts.evaluation.parse names them: `summary.json`,
+`problems.csv`, `grader.csv`); never a model.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from brts.errors import UserError
 from brts.evaluation import parse as evaluation_parse
+from brts.evaluation.parse import GRADER_FILE, PROBLEM_COLUMNS, PROBLEMS_FILE, SUMMARY_FILE
+from brts.store import REFERENCE_ROLES, RunFolder, RunStore
 
-SAMPLE_COLUMNS = ["task", "problem_id", "sample", "correct", "extracted", "response_tokens"]
+SAMPLE_COLUMNS = list(PROBLEM_COLUMNS)
 GRADER_COLUMNS = list(evaluation_parse.GRADER_COLUMNS)  # eval/grader.csv
 STATISTICS = list(evaluation_parse.STATISTICS)
 RUN_COLUMNS = [
     "run_id", "arm", "seed", "status", "usable", "note", "error", "last_step", "planned_steps",
     "ended", "train_seconds", "teacher_tokens", "teacher_samples", "aux_weight", "teacher_context", "alignment", "path",
 ]
-REFERENCE_ROLES = ("teacher", "student_start")
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A mistake the user can fix (missing store, unknown name, no finished runs); one line."""
 
 
@@ -66,7 +68,7 @@ def display_task(task: str) -> str:
 
 def read_eval(folder: Path) -> EvalFolder | None:
     """The `eval/` folder of one model, or None when it has no per-sample table."""
-    table = folder / "problems.csv"
+    table = folder / PROBLEMS_FILE
     if not table.exists():
         return None
     samples = pd.read_csv(table, dtype={"problem_id": str, "extracted": str}, keep_default_na=False)
@@ -76,9 +78,9 @@ def read_eval(folder: Path) -> EvalFolder | None:
     samples = samples[SAMPLE_COLUMNS].copy()
     samples["correct"] = samples["correct"].astype(int)
     samples["sample"] = samples["sample"].astype(int)
-    summary_path = folder / "summary.json"
+    summary_path = folder / SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return EvalFolder(samples, summary, _read_grader(folder / "grader.csv"))
+    return EvalFolder(samples, summary, _read_grader(folder / GRADER_FILE))
 
 
 def _read_grader(path: Path) -> pd.DataFrame | None:
@@ -105,36 +107,15 @@ def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a `metrics.jsonl`; a torn last line (a run killed mid-write) is ignored."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 VALIDATION_COLUMNS = ["run_id", "arm", "seed", "split", "step", "problem_id", "correct"]
 
 
-def read_validation(path: Path) -> list[dict[str, Any]]:
-    """`validation.jsonl` as tidy rows: split, step, problem_id and the fraction of its samples correct."""
+def read_validation(run: RunFolder) -> list[dict[str, Any]]:
+    """A run's validation log as tidy rows: split, step, problem_id and the fraction of its samples correct."""
     return [{"split": split, "step": int(record["step"]), "problem_id": str(pid), "correct": float(value)}
-            for record in read_metrics(path)
+            for record in run.validation()
             for split, problems in (record.get("problems") or {}).items()
             for pid, value in problems.items()]
-
-
-def _config(path: Path) -> dict[str, Any]:
-    cfg_path = path / "config.yaml"
-    if not cfg_path.exists():
-        return {}
-    data = yaml.safe_load(cfg_path.read_text())
-    return data if isinstance(data, dict) else {}
 
 
 def _teacher_tokens(last: dict[str, Any]) -> float | None:
@@ -142,8 +123,9 @@ def _teacher_tokens(last: dict[str, Any]) -> float | None:
     return None if drawn is None else drawn + (pooled or 0)
 
 
-def _run_row(path: Path, record: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    cfg = _config(path)
+def _run_row(run: RunFolder, record: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    path = run.path
+    cfg = run.config_data()
     method = cfg.get("method", {}) or {}
     last = metrics[-1] if metrics else {}
     return {
@@ -170,10 +152,11 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
     """
     rows, samples, graders, metric_rows, validation_rows, settings = [], [], [], [], [], {}
     for path in folders:
-        record = json.loads((path / "record.json").read_text()) if (path / "record.json").exists() else {}
-        metrics = read_metrics(path / "metrics.jsonl")
-        row = {**_run_row(path, record, metrics), **(labels or {}).get(str(path), {})}
-        evaluated = read_eval(path / "eval") if row["status"] == "finished" else None
+        run = RunFolder(path)
+        record = run.record() if run.is_run else {}
+        metrics = run.metrics()
+        row = {**_run_row(run, record, metrics), **(labels or {}).get(str(path), {})}
+        evaluated = read_eval(run.eval_dir) if row["status"] == "finished" else None
         if row["status"] == "finished" and evaluated is None:
             row["note"] = "finished without eval/problems.csv"
         elif evaluated is not None and evaluated.samples.empty:
@@ -186,7 +169,7 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
                 graders.append(_labelled(evaluated.grader, row["run_id"], row["arm"], row["seed"]))
             for m in metrics:
                 metric_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **m})
-            for v in read_validation(path / "validation.jsonl"):
+            for v in read_validation(run):
                 validation_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **v})
         rows.append(row)
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -215,18 +198,17 @@ def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.Data
     return runs
 
 
-def read_references(experiment_dir: Path) -> tuple[dict[str, dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+def read_references(store: Path, experiment: str) -> tuple[dict[str, dict[str, Any]], pd.DataFrame, pd.DataFrame]:
     """Reference models (teacher, starting student) evaluated once per experiment: their records, and their
     per-sample rows and per-problem grader statistics labelled by role."""
     records, frames, graders = {}, [], []
-    base = experiment_dir / "reference"
     for role in REFERENCE_ROLES:
-        folder = base / role
-        if not folder.is_dir():
+        folder = RunStore(store).reference(experiment, role)
+        if not folder.path.is_dir():
             continue
-        record = json.loads((folder / "record.json").read_text()) if (folder / "record.json").exists() else {}
+        record = folder.record() if folder.is_run else {}
         records[role] = record
-        evaluated = read_eval(folder / "eval")
+        evaluated = read_eval(folder.eval_dir)
         if evaluated is None or evaluated.samples.empty:
             continue
         frames.append(_labelled(evaluated.samples, f"reference/{role}", role, pd.NA))

@@ -17,6 +17,7 @@ from pathlib import Path
 from brts.report import experiment, plots, render, sweep_report
 from brts.report.aggregate import ReportError
 from brts.report.tables import StatsSettings
+from brts.store import RunStore
 
 FORMATS = ("md", "html")
 MARKER = ".brts-report"
@@ -31,27 +32,19 @@ class ReportResult:
     seconds: float
 
 
-def _names(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in ("sweeps",) and any(
-        (c / "record.json").is_file() for c in p.iterdir() if c.is_dir()))
-
-
 def resolve(store: Path, name: str) -> str:
     """'sweep' when `<store>/sweeps/<name>/` exists, else 'experiment' when `<store>/<name>/` has runs."""
     if not store.exists():
         raise ReportError(f"run store {store} does not exist; pass --store with the folder the runs were written to")
     if not store.is_dir():
         raise ReportError(f"run store {store} is not a folder; pass --store with the runs' folder")
-    if (store / "sweeps" / name).is_dir():
+    runs = RunStore(store)
+    if runs.sweep_dir(name).is_dir():
         return "sweep"
-    base = store / name
-    if base.is_dir() and any((p / "record.json").is_file() for p in base.iterdir() if p.is_dir()):
+    if runs.runs(name):
         return "experiment"
-    sweeps = sorted(p.name for p in (store / "sweeps").iterdir() if p.is_dir()) if (store / "sweeps").is_dir() else []
     raise ReportError(f"no experiment or sweep named {name!r} in {store} (experiments: "
-                      f"{', '.join(_names(store)) or 'none'}; sweeps: {', '.join(sweeps) or 'none'})")
+                      f"{', '.join(runs.experiments()) or 'none'}; sweeps: {', '.join(runs.sweeps()) or 'none'})")
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

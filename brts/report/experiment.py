@@ -23,6 +23,7 @@ from brts.report.grader import grader_table
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.speed import DEFAULT_THRESHOLD, speed_sentences, speed_table
 from brts.report.tables import StatsSettings, arm_task_table, cost_table, seed_gaps, summary_sentences
+from brts.store import RunStore
 
 Progress = Callable[[str], None]
 
@@ -73,8 +74,8 @@ def arm_order(runs: pd.DataFrame, planned: list | None) -> list[str]:
 
 def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[RunData, list[str], list | None]:
     """The experiment's runs (planned-but-absent ones listed as `not started`), its references and arm order."""
-    base = store / name
-    folders = [p for p in sorted(base.iterdir()) if (p / "record.json").is_file()]
+    base = RunStore(store).experiment_dir(name)
+    folders = [run.path for run in RunStore(store).runs(name)]
     progress(f"reading {len(folders)} run folders in {base}")
     planned = _planned(spec, folders)
     data = read_runs(folders)
@@ -93,7 +94,7 @@ def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[
     if not data.validation.empty:
         data.validation = data.validation[data.validation["run_id"].isin(used)]
     data.grader = data.grader[data.grader["run_id"].isin(used)]
-    data.references, references, reference_grader = read_references(base)
+    data.references, references, reference_grader = read_references(store, name)
     if not references.empty:
         data.samples = pd.concat([data.samples, references], ignore_index=True)
     if not reference_grader.empty:

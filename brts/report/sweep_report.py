@@ -12,6 +12,7 @@ from brts.report.aggregate import ReportError, display_task, read_runs
 from brts.report.experiment import Composed, Progress
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.study import PARAM_LABELS, Study, load_study, resolve_run_path
+from brts.store import RunStore
 
 
 def _run_folders(trial: pd.Series, store: Path) -> list[Path]:
@@ -22,8 +23,8 @@ def _run_folders(trial: pd.Series, store: Path) -> list[Path]:
         return [f for f in found if f is not None]
     one = resolve_run_path(trial.get("run_path"), store)
     if one is None and trial.get("run_id"):
-        matches = sorted(p for p in store.glob(f"*/{trial['run_id']}") if (p / "record.json").is_file())
-        one = matches[0] if matches else None
+        found = RunStore(store).find(str(trial["run_id"]))
+        one = found.path if found is not None else None
     return [] if one is None else [one]
 
 
@@ -43,7 +44,7 @@ def _best(study: Study) -> str:
 
 def compose(store: Path, name: str, progress: Progress) -> Composed:
     """Read the study in `<store>/sweeps/<name>/` and its trials' runs; compose the sweep report."""
-    study = load_study(store / "sweeps" / name, name)
+    study = load_study(RunStore(store).sweep_dir(name), name)
     trials = study.trials
     if trials.empty:
         raise ReportError(f"sweep {name!r} in {store} has no trials yet; run `brts sweep run {name}` first")

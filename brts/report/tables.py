@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from brts.evaluation.metrics import pass_at_k
 from brts.report import stats
 from brts.report.aggregate import ReportError, display_task
 
@@ -37,7 +38,7 @@ def problem_matrix(samples: pd.DataFrame) -> pd.DataFrame:
 def _pass_at_k(samples: pd.DataFrame, k: int) -> float:
     """Unbiased pass@k averaged over problems and then seeds, in percent."""
     counts = samples.groupby(["seed", "problem_id"], dropna=False)["correct"].agg(["count", "sum"])
-    values = [stats.pass_at_k(int(n), int(c), min(k, int(n))) for n, c in counts.itertuples(index=False)]
+    values = [pass_at_k(int(n), int(c), min(k, int(n))) for n, c in counts.itertuples(index=False)]
     per_seed = pd.Series(values, index=counts.index).groupby(level="seed", dropna=False).mean()
     return float(100.0 * per_seed.mean())
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from brts.rollout.base import Completion
+from brts.spec import PoolSpec
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _SCHEMA = """
@@ -194,3 +195,8 @@ class SamplePool:
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(deleted)
+
+
+def open_pool(spec: PoolSpec, path: Path) -> SamplePool | None:
+    """The pool file at `path` with the spec's size cap, or None when `pool.enabled` is false."""
+    return SamplePool(path, max_bytes=int(spec.max_gb * 1024**3)) if spec.enabled else None

@@ -18,11 +18,12 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from brts.errors import UserError
 from brts.rollout.base import Completion, FinishReason, Request, SamplingSettings
 from brts.rollout.keyed import row_seed
 
 
-class VLLMUnavailable(RuntimeError):
+class VLLMUnavailable(UserError, RuntimeError):
     """vLLM is not installed; the message says how to install it."""
 
 

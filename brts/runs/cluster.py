@@ -15,16 +15,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from brts.errors import UserError
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
-from brts.runs.store import RunLocked
 from brts.spec import ResourcesSpec
+from brts.store import RunLocked, RunStore
 
 Finish = Callable[[PlannedRun, str, dict[str, Any]], None]
 RAY_RETRIES = 3  # a task lost with its node is started again this many times (it resumes)
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(UserError, RuntimeError):
     """The chosen executor's engine is not installed or cannot be reached; the message names the fix."""
 
 
@@ -94,7 +95,7 @@ def submitit_plan(todo: Sequence[PlannedRun], parallelism: int) -> list[dict[str
 
 
 def run_slurm(
-    todo: Sequence[PlannedRun], store_root: Path, parallelism: int, finish: Finish, cluster: str = "slurm",
+    todo: Sequence[PlannedRun], store: RunStore, parallelism: int, finish: Finish, cluster: str = "slurm",
     poll_s: float = 2.0,
 ) -> None:
     """Submit one job array per resource group and wait for every job; `cluster="local"` runs the same jobs
@@ -105,13 +106,13 @@ def run_slurm(
         raise ClusterUnavailable("--executor slurm needs submitit: pip install 'brts[cluster]'") from None
     if not todo:
         return
-    folder = store_root / ".submitit" / todo[0].experiment / "%j"
+    folder = store.submitit_dir(todo[0].experiment) / "%j"
     jobs: dict[Any, PlannedRun] = {}
     for resources, runs in _groups(todo):
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         executor.update_parameters(**slurm_parameters(resources, f"brts-{runs[0].experiment}", parallelism))
         with executor.batch():
-            submitted = [executor.submit(RunJob(p, store_root)) for p in runs]
+            submitted = [executor.submit(RunJob(p, store.root)) for p in runs]
         jobs.update(zip(submitted, runs, strict=True))
     pending = dict(jobs)
     while pending:
@@ -133,7 +134,7 @@ def ray_options(resources: ResourcesSpec) -> dict[str, Any]:
             "max_retries": RAY_RETRIES}
 
 
-def run_ray(todo: Sequence[PlannedRun], store_root: Path, finish: Finish, address: str | None = None) -> None:
+def run_ray(todo: Sequence[PlannedRun], store: RunStore, finish: Finish, address: str | None = None) -> None:
     """One Ray task per run, on the cluster at `address` (or $RAY_ADDRESS, or a local instance started here and
     shut down afterwards); an instance already initialised in this process is used as it is."""
     try:
@@ -153,7 +154,7 @@ def run_ray(todo: Sequence[PlannedRun], store_root: Path, finish: Finish, addres
                                      "check $RAY_ADDRESS") from None
     try:
         task = ray.remote(_run)
-        refs = {task.options(**ray_options(p.resources)).remote(p, store_root): p for p in todo}
+        refs = {task.options(**ray_options(p.resources)).remote(p, store.root): p for p in todo}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:

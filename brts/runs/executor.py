@@ -1,4 +1,5 @@
-"""Running a plan: skip what is finished, resume what was interrupted, run the rest on local workers."""
+"""Executing a plan: skip what is finished, resume what was interrupted, run the rest on local workers or a
+cluster (brts.runs.cluster), reporting to a RunObserver."""
 
 from __future__ import annotations
 
@@ -6,32 +7,24 @@ import multiprocessing as mp
 import queue
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brts import progress as progress_display
 from brts.evaluation.evaluate import settings_digest
+from brts.runs.observer import Outcome, RunObserver
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
-from brts.runs.store import RunLocked, RunStore
+from brts.store import RunLocked, RunStore
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one planned run in this invocation."""
-
-    planned: PlannedRun
-    action: str  # "cached", "ran", "evaluated" (trained before; evaluated now), "failed", "skipped-failed", "locked"
-    record: dict[str, Any]
+__all__ = ["Outcome", "execute", "skipped"]
 
 
 def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, dict[str, Any]]:
     def progress(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        updates.put((run_id, step, total, None))
+        updates.put((run_id, step, total, metrics, None))
 
     def stage(run_id: str, name: str) -> None:
-        updates.put((run_id, None, None, name))
+        updates.put((run_id, None, None, None, name))
 
     try:
         return "done", execute_run(planned, store_root, progress, stage=stage)
@@ -54,7 +47,7 @@ def execute(
     *,
     workers: int = 1,
     retry_failed: bool = False,
-    reporter: progress_display.Reporter | None = None,
+    observer: RunObserver | None = None,
     executor: str = "local",
     submitit_cluster: str = "slurm",
 ) -> list[Outcome]:
@@ -64,70 +57,65 @@ def execute(
     checkpoint is kept) is evaluated again every time, and a finished run whose evaluation settings changed is
     evaluated again; neither is trained again.
 
-    `executor`: `local` (a process pool of `workers`), `slurm` (job arrays through submitit, at most `workers`
-    jobs at once; `submitit_cluster="local"` runs them as local subprocesses) or `ray` (brts.runs.cluster).
-    `reporter` shows the progress (default: brts.progress.current(), bars in a terminal, lines otherwise).
+    `executor`: `local` (a process pool of `workers`; one run at a time in this process when `workers` is 1),
+    `slurm` (job arrays through submitit, at most `workers` jobs at once; `submitit_cluster="local"` runs them as
+    local subprocesses) or `ray` (brts.runs.cluster).
     """
+    observer = observer or RunObserver()
     outcomes: dict[str, Outcome] = {}
     todo: list[PlannedRun] = []
     trained: set[str] = set()
     for planned in plan:
-        run = store.folder(planned.experiment, planned.run_id)
+        run = store.run(planned)
         record = run.record()
         skip = skipped(planned, record, retry_failed)
         if skip is not None:
             outcomes[planned.run_id] = Outcome(planned, skip, record)
         else:
             todo.append(planned)
-            if (run.path / "final").exists():
+            if run.trained:
                 trained.add(planned.run_id)
+    observer.runs_started(todo, list(outcomes.values()))
+    by_id = {p.run_id: p for p in todo}
 
-    with reporter or progress_display.current() as shown:
-        shown.start("runs", f"runs ({len(outcomes)} cached)", len(plan), unit="runs", done=len(outcomes), keep=True)
-        labels = {p.run_id: (f"  {p.arm} seed {p.seed}", p.config.train.steps) for p in todo}
+    def show(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        observer.step(by_id[run_id], step, total, metrics)
 
-        def show(run_id: str, step: int | None, total: int | None, stage: str | None = None) -> None:
-            if run_id not in shown.tasks:
-                label, steps = labels[run_id]
-                shown.start(run_id, label, total or steps, stage=stage or "train", done=step or 0)
-            else:
-                shown.update(run_id, step, total=total, stage=stage)
+    def announce(run_id: str, name: str) -> None:
+        observer.stage(by_id[run_id], name)
 
-        def finish(planned: PlannedRun, status: str, record: dict[str, Any]) -> None:
-            if status == "locked":
-                outcomes[planned.run_id] = Outcome(planned, "locked", {"status": "running"})
-            else:
-                done = "evaluated" if planned.run_id in trained else "ran"
-                action = done if record.get("status") == "finished" else "failed"
-                outcomes[planned.run_id] = Outcome(planned, action, record)
-                if action == "failed":
-                    shown.note(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {record.get('error')}")
-            shown.finish(planned.run_id, outcomes[planned.run_id].action)
-            shown.update("runs", advance=1)
-
-        if executor == "slurm":
-            from brts.runs.cluster import run_slurm
-
-            run_slurm(todo, store.root, workers, finish, cluster=submitit_cluster)
-        elif executor == "ray":
-            from brts.runs.cluster import run_ray
-
-            run_ray(todo, store.root, finish)
-        elif workers <= 1 or len(todo) <= 1:
-            for planned in todo:
-                try:
-                    record = execute_run(planned, store.root, lambda r, s, t, _m: show(r, s, t),
-                                         stage=lambda r, name: show(r, None, None, name))
-                    finish(planned, "done", record)
-                except RunLocked:
-                    finish(planned, "locked", {})
+    def finish(planned: PlannedRun, status: str, record: dict[str, Any]) -> None:
+        if status == "locked":
+            outcome = Outcome(planned, "locked", {"status": "running"})
         else:
-            _execute_parallel(todo, store, workers, show, finish)
-        shown.finish("runs")
-    return [outcomes[p.run_id] for p in plan]
+            done = "evaluated" if planned.run_id in trained else "ran"
+            outcome = Outcome(planned, done if record.get("status") == "finished" else "failed", record)
+        outcomes[planned.run_id] = outcome
+        observer.run_finished(outcome)
+
+    if executor == "slurm":
+        from brts.runs.cluster import run_slurm
+
+        run_slurm(todo, store, workers, finish, cluster=submitit_cluster)
+    elif executor == "ray":
+        from brts.runs.cluster import run_ray
+
+        run_ray(todo, store, finish)
+    elif workers <= 1 or len(todo) <= 1:
+        for planned in todo:
+            try:
+                finish(planned, "done", execute_run(planned, store.root, show, stage=announce))
+            except RunLocked:
+                finish(planned, "locked", {})
+    else:
+        _execute_parallel(todo, store, workers, show, announce, finish)
+    result = [outcomes[p.run_id] for p in plan]
+    observer.runs_finished(result)
+    return result
 
 
-def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int, show: Any, finish: Any) -> None:
+def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int, show: Any, announce: Any,
+                      finish: Any) -> None:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         updates = manager.Queue()
@@ -139,11 +127,11 @@ def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int,
             try:
                 while pending:
                     done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    _drain(updates, show)
+                    _drain(updates, show, announce)
                     for fut in done:
                         status, record = fut.result()
                         finish(futures[fut], status, record)
-                _drain(updates, show)
+                _drain(updates, show, announce)
             except BaseException:
                 for fut in pending:
                     fut.cancel()
@@ -158,10 +146,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _drain(updates: Any, show: Any) -> None:
+def _drain(updates: Any, show: Any, announce: Any) -> None:
     while True:
         try:
-            run_id, step, total, stage = updates.get_nowait()
+            run_id, step, total, metrics, stage = updates.get_nowait()
         except queue.Empty:
             return
-        show(run_id, step, total, stage)
+        if stage is not None:
+            announce(run_id, stage)
+        else:
+            show(run_id, step, total, metrics)

@@ -2,16 +2,15 @@
 
 `execute_run` (which holds the run's lock and writes its record) starts this through `launch_training` when the
 spec's `resources` ask for more than one process, waits, then evaluates the saved student itself. Every rank
-reads the run's `config.yaml` and the experiment's pool settings (`POOL`, a PoolSpec as JSON; the run store is
-the run folder's grandparent), trains its share of each step and resumes from the newest checkpoint; rank 0
-writes the metrics, the checkpoints and `final/`, prints progress lines, and on failure leaves the error's
-first line in `.launch-error` for the parent's record.
+reads the run's `config.yaml` and the pool settings (`POOL`, a PoolSpec as JSON whose `path` is the store's pool
+file), trains its share of each step and resumes from the newest checkpoint; rank 0 writes the metrics, the
+checkpoints and `final/`, prints progress lines, and on failure leaves the error's first line in the run
+folder's launch-error file for the parent's record.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,32 +18,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from brts.spec import PoolSpec, RunConfig
+from brts.spec import PoolSpec
+from brts.store import RunFolder
 
 PROGRESS = "brts-progress"
-ERROR_FILE = ".launch-error"
 
 
 class LaunchError(RuntimeError):
     """The multi-process training of a run failed; the message is the first line of the rank's error."""
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    return RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
-
-
-def save_final(run_dir: Path, student: object, tokenizer: object) -> Path:
-    """Write the trained student and its tokenizer to `final/` atomically (once)."""
-    final = run_dir / "final"
-    if not final.exists():
-        tmp = run_dir / ".final-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        student.save_pretrained(tmp)  # type: ignore[attr-defined]
-        tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
-        tmp.rename(final)
-    return final
 
 
 def _free_port() -> int:
@@ -53,26 +34,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch_command(run_dir: Path, processes: int, pool: PoolSpec | None = None) -> list[str]:
-    """The `accelerate launch` command line that trains `run_dir` in `processes` ranks on one machine.
+def launch_command(run: RunFolder, processes: int, pool: PoolSpec | None = None) -> list[str]:
+    """The `accelerate launch` command line that trains `run` in `processes` ranks on one machine.
 
     `--multi_gpu` starts the ranks through torch's launcher; without GPUs they form a gloo group on CPU.
     Precision is the spec's business (`train.compute_dtype`), so accelerate's own is off.
     """
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes",
             str(processes), "--multi_gpu", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-            "--dynamo_backend", "no", "-m", "brts.runs.launch", str(run_dir), (pool or PoolSpec()).model_dump_json()]
+            "--dynamo_backend", "no", "-m", "brts.runs.launch", str(run.path),
+            (pool or PoolSpec(enabled=False)).model_dump_json()]
 
 
 def launch_training(
-    run_dir: Path, processes: int, pool: PoolSpec | None = None, progress: Callable[[int, int], None] | None = None
+    run: RunFolder, processes: int, pool: PoolSpec | None = None, progress: Callable[[int, int], None] | None = None
 ) -> None:
-    """Train `run_dir` under `accelerate launch`; returns when every rank is done, raises LaunchError if not."""
-    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    """Train `run` under `accelerate launch`; returns when every rank is done, raises LaunchError if not.
+
+    `pool`: the pool settings with `path` set to the pool file (None: no pool)."""
+    run.launch_error.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    log_path = run_dir / "launch.log"
-    with open(log_path, "a") as log:
-        child = subprocess.Popen(launch_command(run_dir, processes, pool), stdout=subprocess.PIPE, stderr=log,
+    with open(run.launch_log, "a") as log:
+        child = subprocess.Popen(launch_command(run, processes, pool), stdout=subprocess.PIPE, stderr=log,
                                  text=True, env=env, start_new_session=True)
         try:
             assert child.stdout is not None
@@ -88,32 +71,32 @@ def launch_training(
             child.wait()
             raise
     if code != 0:
-        error = run_dir / ERROR_FILE
+        error = run.launch_error
         line = error.read_text().strip() if error.exists() else f"training ranks exited with status {code}"
-        raise LaunchError(f"{line} (see {log_path})")
+        raise LaunchError(f"{line} (see {run.launch_log})")
 
 
-def main(run_dir: Path, pool_spec: PoolSpec) -> None:
+def main(run: RunFolder, pool_spec: PoolSpec) -> None:
     """One rank's work (see the module docstring)."""
-    from brts.runs.run import load_pair, open_pool
+    from brts.models import load_pair
+    from brts.rollout.pool import open_pool
     from brts.tasks.registry import make_task
     from brts.train import Trainer
 
-    cfg = read_config(run_dir)
+    cfg = run.config()
     pair = load_pair(cfg)
-    pool = open_pool(pool_spec, run_dir.parent.parent)
-    trainer = Trainer(cfg, pair, make_task(cfg.task), run_dir, pool=pool)
+    pool = open_pool(pool_spec, Path(pool_spec.path)) if pool_spec.path else None
+    trainer = Trainer(cfg, pair, make_task(cfg.task), run, pool=pool)
     main_rank = trainer.ranks.is_main
     try:
         trainer.run(lambda step, _record: print(f"{PROGRESS} {step} {cfg.train.steps}", flush=True)
                     if main_rank else None)
         if main_rank:
-            save_final(run_dir, pair.student, pair.tokenizer)
+            run.save_final(pair.student, pair.tokenizer)
     except Exception as exc:
-        error = run_dir / ERROR_FILE
-        if main_rank or not error.exists():  # rank 0's line wins; another rank's if rank 0 has none
+        if main_rank or not run.launch_error.exists():  # rank 0's line wins; another rank's if rank 0 has none
             first = str(exc).splitlines()[0] if str(exc) else ""
-            error.write_text(f"{type(exc).__name__}: {first}".rstrip(": ") + "\n")
+            run.launch_error.write_text(f"{type(exc).__name__}: {first}".rstrip(": ") + "\n")
         traceback.print_exc()
         sys.exit(1)
     finally:
@@ -122,4 +105,4 @@ def main(run_dir: Path, pool_spec: PoolSpec) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), PoolSpec.model_validate_json(sys.argv[2]))
+    main(RunFolder(Path(sys.argv[1])), PoolSpec.model_validate_json(sys.argv[2]))

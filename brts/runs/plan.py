@@ -1,10 +1,15 @@
-"""Planning: an experiment spec becomes arms x seeds runs, each with its resolved config and content-hashed id."""
+"""Planning: an experiment spec becomes arms x seeds runs, each with its resolved config and content-hashed id.
+
+`plan` is the one place a run's config is built: an experiment's arms, a sweep trial (an experiment spec with
+one arm whose `set` carries the sampled values), the bench's configurations and the GPU check all get theirs here.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Literal
 
 import brts
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
@@ -13,10 +18,13 @@ from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
 RUN_FORMAT = 5  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics;
 # 5: the keyed sampler v2 (hashed uniforms, exact top-p without a sort: other draws)
 
+# Where a run's folder lives in the store: an experiment's runs, or a sweep's trials (brts.store knows the paths).
+Kind = Literal["experiment", "sweep"]
+
 
 @dataclass(frozen=True)
 class PlannedRun:
-    experiment: str
+    experiment: str  # the experiment's (or sweep's) name: a label, not part of the run id
     arm: str
     seed: int
     config: RunConfig
@@ -24,6 +32,7 @@ class PlannedRun:
     pool: PoolSpec = field(default_factory=PoolSpec)  # how teacher samples are shared; not part of the run id
     # What the run asks of its machine; not in the run id (it does not change results).
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    kind: Kind = "experiment"
 
 
 def run_id(config: RunConfig) -> str:
@@ -41,7 +50,7 @@ def run_id(config: RunConfig) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
-def plan(spec: ExperimentSpec) -> list[PlannedRun]:
+def plan(spec: ExperimentSpec, kind: Kind = "experiment") -> list[PlannedRun]:
     """One run per (arm, seed), arm-major: all seeds of the first arm, then the next arm."""
     runs = []
     for arm in spec.arms:
@@ -50,5 +59,5 @@ def plan(spec: ExperimentSpec) -> list[PlannedRun]:
             config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
                                rollout=spec.rollout, method=method, seed=seed)
             runs.append(PlannedRun(experiment=spec.name, arm=arm.name, seed=seed, config=config,
-                                   run_id=run_id(config), pool=spec.pool, resources=spec.resources))
+                                   run_id=run_id(config), pool=spec.pool, resources=spec.resources, kind=kind))
     return runs

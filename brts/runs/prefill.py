@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 
-from brts.models import load_model
+from brts.models import load_model, resolve_model
 from brts.rollout.backends import teacher_generator
 from brts.rollout.base import SamplingSettings
 from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawRequest, TeacherSampler, model_identity, stream_name
 from brts.runs.plan import PlannedRun
-from brts.runs.run import resolve_model
 from brts.spec import RunConfig
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.tasks.registry import make_task

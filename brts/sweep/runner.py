@@ -21,6 +21,7 @@ from filelock import FileLock
 from optuna.trial import TrialState
 
 from brts import progress
+from brts.store import RunStore
 from brts.sweep.spec import Sweep
 from brts.sweep.study import (
     STUDY_FILE,
@@ -32,7 +33,6 @@ from brts.sweep.study import (
     make_pruner,
     make_sampler,
     open_storage,
-    sweep_dir,
 )
 from brts.sweep.trial import execute_trial, tag_worker
 
@@ -102,7 +102,7 @@ def worker_loop(job: Job, emit: Emit, watch_parent: bool = False) -> str:
     storage = open_storage(job.url, create=True)
     study = optuna.load_study(study_name=sweep.name, storage=storage, sampler=make_sampler(sweep),
                               pruner=make_pruner(sweep))
-    folder = sweep_dir(job.store_root, sweep.name)
+    folder = RunStore(job.store_root).sweep_dir(sweep.name)
     worker = WorkerLock(folder / ".workers")
     ask_lock = FileLock(str(folder / ".ask.lock"))
     parent, failures = os.getppid(), 0
@@ -190,7 +190,7 @@ def run_sweep(sweep: Sweep, store_root: Path, url: str, *, trials: int, workers:
               reporter: progress.Reporter | None = None) -> SweepResult:
     """Create or load the study and run workers until it holds `trials` completed trials (or the grid is done)."""
     started = time.perf_counter()
-    folder = sweep_dir(store_root, sweep.name)
+    folder = RunStore(store_root).sweep_dir(sweep.name)
     if url == str(folder / STUDY_FILE):
         folder.mkdir(parents=True, exist_ok=True)
     study = create_or_load(sweep, open_storage(url, create=True), url)

@@ -1,9 +1,9 @@
 """Sweep specs: the experiment arm to vary, the search space, objectives, sampler, pruner and budget.
 
 A sweep spec is YAML like an experiment spec (`version`, `extends`, `--set`, the same one-line errors) and is
-validated twice at the edge: its own shape here (ranges, choices, names), then against its base experiment in
-`resolve` (every value builds a valid run config, the objective is a metric runs record). Code past `load_sweep`
-trusts the `Sweep` it gets.
+validated twice at the edge: its own shape here (ranges, choices, names), then against its base experiment by
+`brts.sweep.load` (every value builds a valid run config, the objective is a metric runs record), which returns
+the resolved `Sweep` defined here. Code past `load_sweep` trusts the `Sweep` it gets.
 """
 
 from __future__ import annotations
@@ -14,29 +14,21 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 import brts
 from brts.method.config import MethodConfig, arm_config
-from brts.runs.plan import RUN_FORMAT, PlannedRun, run_id
+from brts.runs.plan import RUN_FORMAT, PlannedRun, plan
 from brts.spec import (
     ArmSpec,
     ExperimentSpec,
     Name,
     RunConfig,
-    SpecError,
     TrainSpec,
-    default_search_dirs,
-    load_spec,
-    read_layers,
 )
-from brts.spec_errors import error_detail, validation_message
-from brts.spec_errors import source as source_label
-from brts.spec_files import search_dirs
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
@@ -235,20 +227,27 @@ class Sweep:
         second = self.spec.second_objective
         return (self.spec.objective,) if second is None else (self.spec.objective, second)
 
-    def config(self, values: Mapping[str, Any], seed: int) -> RunConfig:
-        """The run config of one trial seed: the arm's config with the sampled values; raises ValidationError."""
+    def trial_spec(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None) -> ExperimentSpec:
+        """The experiment a trial runs: the base experiment with the sweep's arm alone, its `set` carrying the
+        sampled `method.*` values and `train` the sampled `train.*` ones, under the sweep's name; it keeps the
+        experiment's pool, resources and rollout. Raises ValidationError for a value no run can take."""
         by_section = {s: {p.field: values[p.name] for p in self.params if p.section == s and p.name in values}
                       for s in SECTIONS}
-        exp = self.experiment
-        method = arm_config(self.arm.preset, {**exp.method, **self.arm.set, **by_section["method"]})
+        exp, arm = self.experiment, self.arm
+        arm_set = {**arm.set, **by_section["method"]}
+        arm_config(arm.preset, {**exp.method, **arm_set})  # a bad value fails here, naming the MethodConfig field
         train = TrainSpec.model_validate({**exp.train.model_dump(), **by_section["train"]})
-        return RunConfig(task=exp.task, models=exp.models, train=train, eval=exp.eval, rollout=exp.rollout,
-                         method=method, seed=seed)
+        return exp.model_copy(update={
+            "name": self.name, "arms": (ArmSpec(name=arm.name, preset=arm.preset, set=arm_set),), "train": train,
+            "seeds": tuple(self.seeds if seeds is None else seeds)})
 
-    def planned(self, values: Mapping[str, Any], seed: int) -> PlannedRun:
-        """The trial's run for one seed; its id equals that of any identical run of any experiment."""
-        config = self.config(values, seed)
-        return PlannedRun(experiment=self.name, arm=self.arm.name, seed=seed, config=config, run_id=run_id(config))
+    def trial_runs(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None) -> list[PlannedRun]:
+        """The trial's runs, one per seed; each id equals that of any identical run of any experiment."""
+        return plan(self.trial_spec(values, seeds), kind="sweep")
+
+    def base_config(self) -> RunConfig:
+        """The run config of the sweep's arm with no value sampled (its first seed)."""
+        return self.trial_runs({}, self.seeds[:1])[0].config
 
     def grid(self) -> dict[str, list[Scalar]]:
         points = {p.name: p.grid_points() for p in self.params}
@@ -259,7 +258,7 @@ class Sweep:
 
     def identity(self) -> dict[str, str]:
         """What makes two sweeps the same study: base config, arm, space, objectives, seeds (not budget or sampler)."""
-        base = self.config({}, self.seeds[0]).results_dump()
+        base = self.base_config().results_dump()
         base.pop("seed")
         parts = {
             "base": {"brts": brts.__version__, "run_format": RUN_FORMAT, "config": base},
@@ -271,138 +270,3 @@ class Sweep:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def default_sweep_dirs() -> list[Path]:
-    """`$BRTS_SWEEPS` (os.pathsep-separated), `./sweeps`, then the repository's `sweeps/`."""
-    return search_dirs("BRTS_SWEEPS", "sweeps")
-
-
-def load_sweep(name_or_path: str | Path, overrides: Sequence[str] = (), fields: Mapping[str, Any] | None = None,
-               search_dirs: Sequence[Path] | None = None) -> Sweep:
-    """Load (`extends`, `--set`), validate and resolve a sweep spec against its experiment; raises SpecError.
-
-    `fields` sets top-level fields last (the CLI's --trials, --workers, --storage). Reads files only.
-    """
-    dirs = default_sweep_dirs() if search_dirs is None else list(search_dirs)
-    merged, layers, leaf = read_layers(name_or_path, overrides, dirs, kind="sweep")
-    leaf_label = [label for label, _ in layers if " with --" not in label][-1]
-    for key, value in (fields or {}).items():
-        if value is not None:
-            merged[key] = value
-            layers.append((f"{leaf_label} with --{key} {value}", {key: value}))
-    try:
-        spec = SweepSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(validation_message(exc, layers, SweepSpec)) from None
-    return resolve(spec, layers, leaf_label, leaf.parent)
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """`{train: {steps: 60}}` -> `["train.steps=60"]`: overrides as `--set` items (JSON values are YAML)."""
-    items: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append(f"{prefix}{key}={json.dumps(value)}")
-    return items
-
-
-def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder: Path) -> Sweep:
-    """Check the sweep against its base experiment (arm, values, metrics, grid) and return the resolved Sweep."""
-
-    def where(*keys: str) -> str:
-        return source_label(layers, keys)
-
-    ref = spec.experiment
-    target: str | Path = ref
-    if "/" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith("~"):
-        path = Path(ref).expanduser()
-        target = path if path.is_absolute() else folder / path
-    exp_dirs = [folder, folder.parent / "experiments", *default_search_dirs()]
-    try:
-        experiment = load_spec(target, _flatten(spec.overrides), search_dirs=exp_dirs)
-    except SpecError as exc:
-        raise SpecError(f"{where('experiment')}: experiment {ref!r}: {exc}") from None
-    arm = next((a for a in experiment.arms if a.name == spec.arm), None)
-    if arm is None:
-        raise SpecError(f"{where('arm')}: arm: {spec.arm!r} is not an arm of experiment {experiment.name!r}; "
-                        f"its arms: {', '.join(a.name for a in experiment.arms)}")
-    seeds = spec.seeds or experiment.seeds
-    params = tuple(_resolve_param(section, field, p, where) for section, field, p in spec.space.params())
-    names = [p.name for p in params]
-    if len(set(names)) < len(names):  # Optuna names a parameter by its field
-        twice = next(n for n in names if names.count(n) > 1)
-        raise SpecError(f"{where('space')}: space: {twice!r} is searched in two sections; search it in one")
-    sweep = Sweep(spec=spec, source=source, experiment=experiment, arm=arm, seeds=seeds, params=params)
-    for param in params:
-        _check_values(sweep, param, where)
-    _check_objectives(sweep, where)
-    if spec.sampler.name == "grid":
-        missing = [p.name for p in params if p.grid_points() is None]
-        if missing:
-            raise SpecError(f"{where('space')}: space: {missing[0]}: the grid sampler needs points for a float range; "
-                            "add grid: [...] (e.g. grid: [0.01, 0.1, 1.0])")
-        if spec.trials > sweep.grid_size():
-            shape = " x ".join(str(len(v)) for v in sweep.grid().values())
-            raise SpecError(f"{where('trials')}: trials: {spec.trials} exceeds the {sweep.grid_size()} points of the "
-                            f"grid ({shape}); lower trials or add grid points")
-    return sweep
-
-
-def _field_type(section: str, field: str) -> Any:
-    annotation = SECTIONS[section].model_fields[field].annotation
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    return args[0] if len(args) == 1 else annotation
-
-
-def _resolve_param(section: str, field: str, spec: ParamSpec, where: Any) -> Param:
-    name = f"{section}.{field}"
-    if spec.choices is not None:
-        return Param(field, section, field, spec, "categorical")
-    tp = _field_type(section, field)
-    if tp is int:
-        bad = [v for v in (spec.low, spec.high, spec.step, *(spec.grid or ())) if v is not None and v != int(v)]
-        if bad:
-            raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is an integer field; "
-                            f"low, high, step and grid must be integers, got {bad[0]}")
-        return Param(field, section, field, spec, "int")
-    if tp is float:
-        return Param(field, section, field, spec, "float")
-    raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is not numeric; "
-                    "search it with choices: [...]")
-
-
-def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
-    """Every value the sampler can give (bounds, choices, grid points) must build a valid run config."""
-    p = param.spec
-    candidates: list[tuple[str, Any]] = (
-        [(f"choices[{i}]", c) for i, c in enumerate(p.choices)] if p.choices is not None
-        else [("low", p.low), ("high", p.high), *((f"grid[{i}]", g) for i, g in enumerate(p.grid or ()))])
-    model = SECTIONS[param.section]
-    for label, value in candidates:
-        try:
-            sweep.config({param.name: value}, sweep.seeds[0])
-        except ValidationError as exc:
-            _, detail = error_detail(exc.errors()[0], model)
-            raise SpecError(f"{where('space', param.section, param.field)}: space.{param.section}.{param.field}.{label}: "
-                            f"{detail}") from None
-
-
-def _check_objectives(sweep: Sweep, where: Any) -> None:
-    from brts.train import metric_names  # torch: only where a spec is resolved, not in every worker import
-
-    config = sweep.config({}, sweep.seeds[0])
-    known = [*metric_names(config), *(f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks))]
-    for key, objective in (("objective", sweep.spec.objective), ("second_objective", sweep.spec.second_objective)):
-        if objective is None or objective.metric in known:
-            continue
-        close = difflib.get_close_matches(objective.metric, known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "recorded: " + ", ".join(known)
-        raise SpecError(f"{where(key)}: {key}.metric: {objective.metric!r} is not recorded by the runs of "
-                        f"experiment {sweep.experiment.name!r}; {hint}")
-    pruner = sweep.spec.pruner.name
-    if pruner != "none" and not sweep.spec.objective.metric.startswith("val/"):
-        raise SpecError(f"{where('pruner')}: pruner: {pruner} prunes on validation accuracy during training; "
-                        f"objective.metric must be val/<split>, got {sweep.spec.objective.metric!r}")

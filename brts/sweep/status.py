@@ -115,7 +115,7 @@ def reused_runs(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
 
 def space_table(sweep: Sweep) -> Table:
     table = Table("parameter", "search", "base value", title="search space")
-    base = sweep.config({}, sweep.seeds[0])
+    base = sweep.base_config()
     for p in sweep.params:
         table.add_row(f"{p.section}.{p.field}", p.describe(), _fmt(getattr(getattr(base, p.section), p.field)))
     return table

@@ -19,6 +19,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from brts.errors import UserError
+from brts.store import RunStore
 from brts.sweep.spec import Sweep
 
 # A live worker records a heartbeat this often; a trial without one for GRACE seconds is failed and retried.
@@ -33,19 +35,14 @@ optuna.logging.set_verbosity(logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A sweep cannot start or be read (storage that cannot be opened, a study from another spec); one line."""
-
-
-def sweep_dir(store_root: Path, name: str) -> Path:
-    """`<store>/sweeps/<name>/`: the default study file and the sweep's run folders."""
-    return store_root / "sweeps" / name
 
 
 def storage_url(sweep: Sweep, store_root: Path, override: str | None = None) -> str:
     """The storage as given (--storage, then the spec), else the journal file in the sweep's folder."""
     chosen = override or sweep.spec.storage
-    return chosen if chosen else str(sweep_dir(store_root, sweep.name) / STUDY_FILE)
+    return chosen if chosen else str(RunStore(store_root).sweep_dir(sweep.name) / STUDY_FILE)
 
 
 def _retry(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
@@ -15,11 +14,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from brts.runs.experiment import run_experiment
+from brts.runs.observer import RunObserver
 from brts.runs.plan import PlannedRun
-from brts.runs.run import RunStopped, execute_run
-from brts.runs.store import RunFolder, RunLocked, RunStore
+from brts.runs.run import RunStopped
+from brts.store import RunFolder, RunStore
 from brts.sweep.spec import ObjectiveSpec, Sweep
-from brts.sweep.study import HEARTBEAT_SECONDS, WORKER_ATTR, sweep_dir
+from brts.sweep.study import HEARTBEAT_SECONDS, WORKER_ATTR
 
 Emit = Callable[[dict[str, Any]], None]
 LOCK_POLL_SECONDS = 2.0
@@ -46,12 +47,6 @@ def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
     return values
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
 def metric_value(run: RunFolder, objective: ObjectiveSpec) -> float:
     """The objective's metric of one finished run, reduced over its recorded steps (`eval/<split>`: final eval)."""
     if objective.metric.startswith("eval/"):
@@ -61,7 +56,7 @@ def metric_value(run: RunFolder, objective: ObjectiveSpec) -> float:
         found = [v for k, v in evals.items() if k in (split, f"brts_{split}", f"brts_synthetic_{split}")]
         values = [float(found[0])] if found else []
     else:
-        values = [float(r[objective.metric]) for r in _rows(run.metrics_path) if r.get(objective.metric) is not None]
+        values = [float(r[objective.metric]) for r in run.metrics() if r.get(objective.metric) is not None]
     if not values:
         raise MetricMissing(f"run {run.path.name} recorded no value of {objective.metric}")
     reduce: dict[str, Callable[[list[float]], float]] = {
@@ -94,18 +89,18 @@ class PruneReporter:
             self.trial.report(value, step)
             self.reported.add(step)
 
-    def catch_up(self, seed_index: int, run_dir: Path) -> None:
+    def catch_up(self, seed_index: int, run: RunFolder) -> None:
         """Report every validation step of the run not reported yet (also those before a resume)."""
         if not self.enabled:
             return
         base = seed_index * self.steps_stride
         if self.kind == "median":
-            for row in _rows(run_dir / "metrics.jsonl"):
+            for row in run.metrics():
                 value = row.get(f"val/{self.split}")
                 if row["step"] > 0 and value is not None:
                     self._report(float(value), base + row["step"])
             return
-        for row in _rows(run_dir / "validation.jsonl"):
+        for row in run.validation():
             problems = row["problems"].get(self.split, {})
             if row["step"] > 0:
                 for j, pid in enumerate(sorted(problems)):
@@ -138,18 +133,37 @@ def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
         thread.join()
 
 
-def _execute(planned: PlannedRun, runs_root: Path, store: RunStore, progress: Any) -> tuple[dict[str, Any], RunFolder,
-                                                                                             bool]:
-    """Run (or resume) one run; when another process holds it, wait and reuse its result. -> (record, folder, reused)."""
+class _Pruning(RunObserver):
+    """Shows a trial's steps and asks the pruner at each validation step; stops the run when it says so."""
+
+    def __init__(self, trial: optuna.Trial, reporter: PruneReporter, store: RunStore, seed_index: int,
+                 emit: Emit) -> None:
+        self.trial, self.reporter, self.store, self.seed_index, self.emit = trial, reporter, store, seed_index, emit
+
+    def step(self, planned: PlannedRun, step: int, total: int, metrics: dict[str, Any]) -> None:
+        self.emit({"event": "step", "number": self.trial.number, "seed": planned.seed, "step": step, "total": total})
+        reporter = self.reporter
+        if reporter.enabled and metrics.get(f"val/{reporter.split}") is not None:
+            reporter.catch_up(self.seed_index, self.store.run(planned))
+            if reporter.should_prune():
+                raise RunStopped(step, f"pruned by the sweep's {reporter.kind} pruner")
+
+
+def _execute(sweep: Sweep, values: dict[str, Any], seed: int, store: RunStore,
+             observer: RunObserver) -> tuple[dict[str, Any], RunFolder, bool]:
+    """Run (or resume) the trial's run of one seed through `run_experiment`; when another process holds it, wait
+    and reuse its result. -> (record, folder, reused)."""
     while True:
-        try:
-            record = execute_run(planned, runs_root, progress)
-            return record, RunStore(runs_root).folder(planned.experiment, planned.run_id), False
-        except RunLocked:
-            time.sleep(LOCK_POLL_SECONDS)
-            found = store.find_finished(planned.run_id)
-            if found is not None:
-                return found.record(), found, True
+        # A failed run is tried again: the study asks for this run now (a retried trial, a repeated point).
+        result = run_experiment(sweep.trial_spec(values, [seed]), store, workers=1, observer=observer,
+                                retry_failed=True, references=False, check=False, kind="sweep")
+        [outcome] = result.outcomes
+        if outcome.action != "locked":
+            return outcome.record, store.run(outcome.planned), False
+        time.sleep(LOCK_POLL_SECONDS)
+        found = store.find_finished(outcome.planned.run_id)
+        if found is not None:
+            return found.record(), found, True
 
 
 def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_root: Path, storage: Any,
@@ -159,10 +173,9 @@ def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_
     A KeyboardInterrupt fails the trial, enqueues it again (its runs resume), and propagates.
     """
     store = RunStore(store_root)
-    runs_root = sweep_dir(store_root, sweep.name).parent
     try:
         with heartbeat(storage, trial):
-            state, values = _run_seeds(trial, sweep, store, runs_root, emit)
+            state, values = _run_seeds(trial, sweep, store, emit)
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted (Ctrl-C); enqueued again")
         study.tell(trial, state=TrialState.FAIL)
@@ -177,11 +190,10 @@ def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_
     return state
 
 
-def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Path,
-               emit: Emit) -> tuple[TrialState, list[float] | None]:
+def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, emit: Emit) -> tuple[TrialState, list[float] | None]:
     values = suggest(trial, sweep)
-    planned = [sweep.planned(values, seed) for seed in sweep.seeds]
-    paths = [str(runs_root / p.experiment / p.run_id) for p in planned]
+    planned = sweep.trial_runs(values)
+    paths = [str(store.run(p).path) for p in planned]
     trial.set_user_attr("seeds", list(sweep.seeds))
     trial.set_user_attr("run_ids", [p.run_id for p in planned])
     _link_runs(trial, planned[0].run_id, paths)
@@ -195,15 +207,8 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Pa
         if folder is not None:
             was_reused = True
         else:
-            def progress(run_id: str, step: int, total: int, record: dict[str, Any], i: int = i,
-                         run: PlannedRun = run) -> None:
-                emit({"event": "step", "number": trial.number, "seed": run.seed, "step": step, "total": total})
-                if reporter.enabled and record.get(f"val/{reporter.split}") is not None:
-                    reporter.catch_up(i, runs_root / run.experiment / run.run_id)
-                    if reporter.should_prune():
-                        raise RunStopped(step, f"pruned by the sweep's {reporter.kind} pruner")
-
-            record, folder, was_reused = _execute(run, runs_root, store, progress)
+            observer = _Pruning(trial, reporter, store, i, emit)
+            record, folder, was_reused = _execute(sweep, values, run.seed, store, observer)
             if record.get("status") == "failed":
                 trial.set_user_attr("error", f"run {run.run_id} (seed {run.seed}) failed: {record.get('error')}")
                 return TrialState.FAIL, None
@@ -218,10 +223,9 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, runs_root: Pa
         for objective in sweep.objectives:
             per_seed[objective.metric].append(metric_value(folder, objective))
         trial.set_user_attr("seed_values", per_seed)
-        reporter.catch_up(i, folder.path)
+        reporter.catch_up(i, folder)
         if i < len(planned) - 1 and reporter.should_prune():  # a reused run costs nothing; the next seed would
-            last = [r["step"] for r in _rows(folder.metrics_path)]
-            trial.set_user_attr("pruned_step", last[-1] if last else 0)
+            trial.set_user_attr("pruned_step", folder.last_step())
             trial.set_user_attr("pruned_seed", run.seed)
             return TrialState.PRUNED, None
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from brts.evaluation.catalog import PACKAGED_DIR, PACKAGED_SETS, SOURCES
 from brts.evaluation.data import benchmark_dir, data_label, task_data
 from brts.evaluation.evaluate import settings_digest
 from brts.evaluation.hooks import read_rows
-from brts.evaluation.spec import EvalSpec
+from brts.spec.catalog import PACKAGED_DIR, PACKAGED_SETS, SOURCES
+from brts.spec.evaluation import EvalSpec
 
 MANIFEST = json.loads((PACKAGED_DIR / "manifest.json").read_text())
 

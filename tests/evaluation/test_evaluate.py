@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from brts.evaluation.evaluate import evaluate_model
-from brts.evaluation.hooks import TaskDataError
 from brts.evaluation.parse import GRADER_COLUMNS, PROBLEM_COLUMNS, STATISTICS
 from brts.evaluation.runner import EvaluationError
-from brts.evaluation.spec import EvalSpec
+from brts.spec.evaluation import EvalSpec
+from brts.tasks.sources import TaskDataError
 
 SYNTHETIC = ("brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard")
 

@@ -9,8 +9,9 @@ import datasets
 import pytest
 
 from brts.evaluation import hooks
-from brts.evaluation.catalog import SOURCES
-from brts.evaluation.hooks import TaskDataError, load_docs, resolve_data_dir
+from brts.evaluation.hooks import load_docs, resolve_data_dir
+from brts.spec.catalog import SOURCES
+from brts.tasks.sources import TaskDataError
 from brts.tasks.synthetic import format_prompt
 
 

@@ -31,6 +31,7 @@ def test_pass_at_k_with_k_samples_is_any_correct_and_pass_at_1_is_avg() -> None:
     assert pass_at_k(4, 1, 4) == 1.0 and pass_at_k(4, 0, 4) == 0.0
     assert pass_at_k(16, 3, 1) == pytest.approx(3 / 16)
     assert pass_at_k(16, 3, 4) == pytest.approx(1 - (13 * 12 * 11 * 10) / (16 * 15 * 14 * 13))
+    assert pass_at_k(4, 2, 2) == pytest.approx(1 - 1 / 6) and pass_at_k(10, 3, 1) == pytest.approx(0.3)
     with pytest.raises(ValueError):
         pass_at_k(4, 5, 4)
 

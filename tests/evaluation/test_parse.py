@@ -7,7 +7,7 @@ import pytest
 from brts.evaluation.evaluate import check_settings
 from brts.evaluation.parse import grader_rows, primary_metric, problem_rows, statistics_entry, summary_entry
 from brts.evaluation.runner import EvaluationError
-from brts.evaluation.spec import EvalSpec
+from brts.spec.evaluation import EvalSpec
 
 
 def chars(text: str) -> int:

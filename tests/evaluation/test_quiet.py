@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,9 @@ for _ in task.tqdm(range(2), total=2, desc="after"):
 
 
 def test_the_first_evaluation_of_a_process_prints_no_lm_eval_bar() -> None:
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # `exp run` in this process may have set it
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, check=False,
+                          env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "3/3" not in done.stderr  # silenced inside
     assert "after" in done.stderr and "2/2" in done.stderr  # restored outside

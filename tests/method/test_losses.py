@@ -16,7 +16,6 @@ from brts.method import (
     reverse_kl,
     teacher_context_loss,
     token_mean,
-    total_loss,
 )
 
 B, T, V, K = 2, 3, 6, 2
@@ -344,13 +343,6 @@ def test_empty_mask_losses_are_zero_with_zero_gradient() -> None:
     )
     loss.backward()
     assert loss.item() == 0.0 and s.grad is not None and torch.all(s.grad == 0)
-
-
-def test_total_loss_adds_lambda_times_aux() -> None:
-    cfg = MethodConfig(aux_weight=0.25)
-    opd, aux = torch.tensor(2.0), torch.tensor(4.0)
-    assert total_loss(opd, aux, cfg).item() == pytest.approx(3.0)
-    assert total_loss(opd, None, cfg).item() == pytest.approx(2.0)
 
 
 def test_mean_entropy_matches_loops_and_tolerates_zero_probabilities() -> None:

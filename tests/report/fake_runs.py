@@ -18,8 +18,8 @@ import numpy as np
 
 from brts.evaluation.parse import STATISTICS
 from brts.runs.plan import PlannedRun, plan
-from brts.runs.store import RunStore, write_json_atomic
 from brts.spec import ExperimentSpec
+from brts.store import RunStore, write_json_atomic
 
 TASKS = ("brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard")
 BASE_RANGE = {"brts_synthetic_easy": (0.6, 0.95), "brts_synthetic_medium": (0.2, 0.7), "brts_synthetic_hard": (0.05, 0.5)}

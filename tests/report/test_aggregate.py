@@ -80,7 +80,7 @@ def test_a_later_run_of_the_same_arm_and_seed_supersedes_an_earlier_one(small):
 
 def test_references_are_read_by_role_and_become_reference_rows(small):
     base, _ = small
-    records, samples, grader = read_references(base)
+    records, samples, grader = read_references(base.parent, base.name)
     assert set(records) == {"teacher", "student_start"} and records["teacher"]["status"] == "finished"
     assert set(samples["run_id"]) == {"reference/teacher", "reference/student_start"}
     assert set(grader["run_id"]) == set(samples["run_id"]) and len(grader) == 2 * 3 * 10
@@ -90,6 +90,16 @@ def test_references_are_read_by_role_and_become_reference_rows(small):
     assert len(refs) == 6 and refs["diff"].isna().all() and (refs["seeds"] == 1).all()
     hard = table[(table["arm"] == "brts") & (table["task"] == "brts_synthetic_hard")].iloc[0]
     assert hard["seed_pairing"] == "paired" and hard["seeds"] == 2 and hard["problems"] == 10
+
+
+def test_a_run_killed_mid_write_is_read_without_its_torn_line(small):
+    base, planned = small
+    path = base / planned[0].run_id / "metrics.jsonl"
+    whole = path.read_text()
+    path.write_text(whole + '{"step": 11, "loss/to')  # a write cut short: no closing brace, no newline
+    data = read_runs(_folders(base))
+    steps = data.metrics[data.metrics["run_id"] == planned[0].run_id]["step"]
+    assert steps.max() == 10 and len(steps) == len(whole.splitlines())
 
 
 def test_a_problems_csv_with_missing_columns_is_a_user_error(tmp_path):

@@ -211,12 +211,6 @@ def test_seed_sd_is_the_spread_of_per_seed_means():
     assert math.isnan(stats.seed_sd(m[:1]))
 
 
-@pytest.mark.parametrize(("n", "c", "k", "expected"), [(4, 0, 4, 0.0), (4, 1, 4, 1.0), (4, 1, 1, 0.25),
-                                                        (4, 2, 2, 1 - 1 / 6), (10, 3, 1, 0.3)])
-def test_pass_at_k_unbiased(n, c, k, expected):
-    assert stats.pass_at_k(n, c, k) == pytest.approx(expected)
-
-
 def test_bad_matrices_are_refused():
     with pytest.raises(ValueError, match="non-finite"):
         stats.mean_interval(np.array([[1.0, np.nan]]))

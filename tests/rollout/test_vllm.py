@@ -82,8 +82,8 @@ def test_load_weights_puts_the_trained_student_into_the_engine(engines, vllm_mod
 
 
 def test_a_run_trains_with_vllm_rollouts(tmp_path, vllm_models):
+    from brts.models import load_pair
     from brts.runs.plan import plan
-    from brts.runs.run import load_pair
     from brts.spec import load_spec
     from brts.tasks.registry import make_task
     from brts.train import Trainer

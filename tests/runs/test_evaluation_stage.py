@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from brts.progress import Reporter  # shows nothing
 from brts.runs.executor import execute
 from brts.runs.plan import plan
 from brts.runs.reference import evaluate_references
-from brts.runs.store import RunStore
 from brts.spec import load_spec
+from brts.store import RunStore
 
 
 def test_an_evaluation_failure_keeps_the_run_and_only_the_evaluation_is_retried(tmp_path, tiny_spec_file):
@@ -24,30 +23,30 @@ def test_an_evaluation_failure_keeps_the_run_and_only_the_evaluation_is_retried(
     store = RunStore(tmp_path / "store")
     aime.unlink()  # gone after the spec was checked: the evaluation fails, training does not
 
-    [failed] = execute(planned, store, reporter=Reporter())
-    run = store.folder(planned[0].experiment, planned[0].run_id)
+    [failed] = execute(planned, store)
+    run = store.run(planned[0])
     assert failed.action == "failed" and failed.record["failed_stage"] == "eval"
     assert "aime24.jsonl not found" in failed.record["error"]
     assert (run.path / "final" / "config.json").is_file() and failed.record["trained"]
     metrics = run.metrics_path.stat().st_mtime_ns
 
     aime.write_text('{"id": "a1", "problem": "1+1", "answer": "2"}\n')
-    [retried] = execute(planned, store, reporter=Reporter())  # no --retry-failed needed for an evaluation failure
+    [retried] = execute(planned, store)  # no --retry-failed needed for an evaluation failure
     assert retried.action == "evaluated" and retried.record["status"] == "finished"
     assert run.metrics_path.stat().st_mtime_ns == metrics  # not trained again
     assert set(retried.record["eval"]) == {"brts_synthetic_easy", "brts_aime24"}
-    assert [o.action for o in execute(planned, store, reporter=Reporter())] == ["cached"]
+    assert [o.action for o in execute(planned, store)] == ["cached"]
 
 
 def test_changing_k_evaluates_finished_runs_again_without_training(tmp_path, tiny_spec_file):
     store = RunStore(tmp_path / "store")
     first = plan(load_spec(str(tiny_spec_file), ["arms=[opd]"]))
-    assert [o.action for o in execute(first, store, reporter=Reporter())] == ["ran"]
-    run = store.folder(first[0].experiment, first[0].run_id)
+    assert [o.action for o in execute(first, store)] == ["ran"]
+    run = store.run(first[0])
     metrics = run.metrics_path.stat().st_mtime_ns
     second = plan(load_spec(str(tiny_spec_file), ["arms=[opd]", "eval.k=2"]))
     assert second[0].run_id == first[0].run_id
-    [outcome] = execute(second, store, reporter=Reporter())
+    [outcome] = execute(second, store)
     assert outcome.action == "evaluated" and run.metrics_path.stat().st_mtime_ns == metrics
     assert json.loads((run.path / "eval" / "summary.json").read_text())["k"] == 2
     assert "k: 2" in (run.path / "config.yaml").read_text()
@@ -56,7 +55,7 @@ def test_changing_k_evaluates_finished_runs_again_without_training(tmp_path, tin
 def test_reference_rows_are_evaluated_once_per_experiment(tmp_path, tiny_spec_file):
     spec = load_spec(str(tiny_spec_file), ["eval.tasks=[brts_synthetic_easy]"])
     logged: list[str] = []
-    records = evaluate_references(spec, tmp_path, log=logged.append)
+    records = evaluate_references(spec, RunStore(tmp_path), log=logged.append)
     assert set(records) == {"teacher", "student_start"} and len(logged) == 2
     for role, record in records.items():
         folder = Path(tmp_path / spec.name / "reference" / role)
@@ -64,4 +63,4 @@ def test_reference_rows_are_evaluated_once_per_experiment(tmp_path, tiny_spec_fi
         assert saved["role"] == role and saved["status"] == "finished" and saved["model"] == record["model"]
         assert set(saved["eval"]) == {"brts_synthetic_easy"}
         assert json.loads((folder / "eval" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"]["problems"] == 2
-    assert evaluate_references(spec, tmp_path, log=logged.append) == records and len(logged) == 2  # cached
+    assert evaluate_references(spec, RunStore(tmp_path), log=logged.append) == records and len(logged) == 2  # cached

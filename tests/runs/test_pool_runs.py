@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 
-from brts.progress import Reporter  # shows nothing
+from brts.rollout.pool import open_pool
 from brts.runs.executor import execute
 from brts.runs.plan import plan
 from brts.runs.prefill import plan_demand, totals
-from brts.runs.run import open_pool
-from brts.runs.store import RunStore
 from brts.spec import load_spec
+from brts.store import RunStore
 
 COST = ("teacher/tokens_generated", "teacher/tokens_from_pool")
 
 
 def _metrics(store, planned):
-    path = store.folder(planned.experiment, planned.run_id).metrics_path
+    path = store.run(planned).metrics_path
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -30,13 +29,13 @@ def test_pool_changes_no_result_and_token_counts_are_exact(tmp_path, tiny_spec_f
     online_plan = plan(load_spec(str(tiny_spec_file), [*overrides, "pool.enabled=false"]))
     assert [p.run_id for p in pooled_plan] == [p.run_id for p in online_plan]  # the pool is not in the run id
     pooled, online = RunStore(tmp_path / "pooled"), RunStore(tmp_path / "online")
-    assert {o.action for o in execute(pooled_plan, pooled, reporter=Reporter())} == {"ran"}
-    assert {o.action for o in execute(online_plan, online, reporter=Reporter())} == {"ran"}
+    assert {o.action for o in execute(pooled_plan, pooled)} == {"ran"}
+    assert {o.action for o in execute(online_plan, online)} == {"ran"}
 
     for a, b in zip(pooled_plan, online_plan, strict=True):
         with_pool, without = _metrics(pooled, a), _metrics(online, b)
         assert _results(with_pool) == _results(without)
-        assert pooled.folder(a.experiment, a.run_id).record()["eval"] == online.folder(b.experiment, b.run_id).record()["eval"]
+        assert pooled.run(a).record()["eval"] == online.run(b).record()["eval"]
         assert sum(with_pool[-1][k] for k in COST) == without[-1]["teacher/tokens_generated"]
         assert without[-1]["teacher/tokens_from_pool"] == 0
     # brts asks for exactly the samples brts_no_alignment drew (same seed, N, retries): all from the pool.
@@ -48,5 +47,5 @@ def test_pool_changes_no_result_and_token_counts_are_exact(tmp_path, tiny_spec_f
     assert counted.without_pool == sum(_metrics(online, p)[-1]["teacher/tokens_generated"] for p in online_plan)
     assert counted.with_pool == sum(_metrics(pooled, p)[-1]["teacher/tokens_generated"] for p in pooled_plan)
     assert counted.with_pool < counted.without_pool
-    pool = open_pool(pooled_plan[0].pool, pooled.root)
+    pool = open_pool(pooled_plan[0].pool, pooled.pool_file(pooled_plan[0].pool))
     assert pool.stats().samples == counted.samples

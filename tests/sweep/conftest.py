@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from brts.zoo import BuiltModels
 from tests.conftest import tiny_spec_text
@@ -33,3 +36,9 @@ def write_sweep(folder: Path, models: BuiltModels, text: str = SWEEP, experiment
 @pytest.fixture
 def tiny_sweep(tmp_path: Path, tiny_models: BuiltModels) -> Path:
     return write_sweep(tmp_path, tiny_models)
+
+
+def plain_study(store: Path, name: str = "sweep") -> optuna.Study:
+    """The sweep's study, opened with plain Optuna (as a user would)."""
+    path = store / "sweeps" / name / "study.log"
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))

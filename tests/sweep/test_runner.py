@@ -7,27 +7,21 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from brts import train as train_mod
 from brts.cli import app
 from brts.runs.run import execute_run
-from brts.sweep.spec import load_sweep
+from brts.sweep.load import load_sweep
 from brts.sweep.study import create_or_load, open_storage, storage_url
+from tests.sweep.conftest import plain_study
 
 runner = CliRunner()
 
 
 def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def plain_study(store: Path, name: str = "sweep") -> optuna.Study:
-    path = store / "sweeps" / name / "study.log"
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
 
 
 def test_grid_sweep_reuses_the_experiment_run_and_opens_with_plain_optuna(tmp_path, tiny_sweep):
@@ -108,7 +102,7 @@ def test_a_worse_trial_is_pruned_at_its_step_and_its_run_resumes_later(tmp_path,
     assert [json.loads(line)["step"] for line in (first / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert not second.exists()  # the second seed never started
 
-    resumed = execute_run(sweep.planned(trial.params, 0), store / "sweeps")
+    resumed = execute_run(sweep.trial_runs(trial.params, [0])[0], store)
     assert resumed["status"] == "finished" and resumed["attempts"] == 2
 
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from brts.cli import app
 from brts.runs.plan import plan
 from brts.spec import SpecError, load_spec
-from brts.sweep.spec import load_sweep
+from brts.sweep.load import load_sweep
 
 runner = CliRunner()
 
@@ -39,16 +39,17 @@ def test_trial_run_is_the_experiment_run_with_the_same_values(tiny_sweep):
     sweep = load_sweep(tiny_sweep)
     experiment = load_spec(tiny_sweep.parent / "tiny.yaml")
     brts_run = next(p for p in plan(experiment) if p.arm == "brts")
-    same = sweep.planned({"teacher_samples": 4, "aux_weight": 0.5}, brts_run.seed)
+    [same] = sweep.trial_runs({"teacher_samples": 4, "aux_weight": 0.5}, [brts_run.seed])
     assert same.run_id == brts_run.run_id and same.config == brts_run.config
-    other = sweep.planned({"teacher_samples": 2, "aux_weight": 0.5}, brts_run.seed)
+    [other] = sweep.trial_runs({"teacher_samples": 2, "aux_weight": 0.5}, [brts_run.seed])
     assert other.run_id != brts_run.run_id and other.config.method.teacher_samples == 2
 
 
 def test_overrides_reach_the_base_experiment(tiny_sweep):
     sweep = load_sweep(tiny_sweep, ["overrides.train.steps=3", "seeds=[0, 1]"])
     assert sweep.experiment.train.steps == 3 and sweep.seeds == (0, 1)
-    assert sweep.config({}, 1).train.steps == 3 and sweep.config({}, 1).seed == 1
+    [run] = sweep.trial_runs({}, [1])
+    assert run.config.train.steps == 3 and run.config.seed == 1
 
 
 BAD = {

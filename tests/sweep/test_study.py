@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from brts.sweep.spec import load_sweep
+from brts.sweep.load import load_sweep
 from brts.sweep.study import (
     SweepError,
     WorkerLock,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from brts.evaluation.catalog import PACKAGED_DIR
 from brts.runs.plan import plan
 from brts.spec import DatasetSpec, SpecError, TaskSpec, load_spec
+from brts.spec.catalog import PACKAGED_DIR
 from brts.tasks.base import prompt_ids
 from brts.tasks.math import KEY_MARKER, MathTask, TaskDataError
 from brts.tasks.registry import make_task

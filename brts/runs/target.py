@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from brts.evaluation.runner import EvaluationError
-from brts.evaluation.spec import EvalSpec
+from brts.models import resolve_model
+from brts.spec import BUILTIN_MODELS, ModelsSpec
+from brts.spec.evaluation import EvalSpec
+from brts.store import RunFolder, RunStore
 
 _RUN_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -28,21 +29,17 @@ class Target:
 def resolve_target(target: str, store_root: Path) -> Target:
     """Raises EvaluationError (one line) when `target` is a folder that holds no model or no finished run."""
     if target.startswith("builtin:"):
-        from brts.runs.run import resolve_model
-        from brts.spec import ModelsSpec
-
-        if target not in ("builtin:teacher", "builtin:student"):
-            raise EvaluationError(f"unknown built-in model {target!r}; expected builtin:teacher or builtin:student")
-        models = ModelsSpec.model_validate({})
-        return Target(resolve_model(target, models, progress=True), target.split(":")[1], {})
+        if target not in BUILTIN_MODELS:
+            raise EvaluationError(f"unknown built-in model {target!r}; expected {' or '.join(BUILTIN_MODELS)}")
+        return Target(resolve_model(target, ModelsSpec(), progress=True), BUILTIN_MODELS[target], {})
     path = Path(target).expanduser()
     if not path.exists() and _RUN_ID.fullmatch(target):
-        found = sorted(store_root.glob(f"*/{target}"))
-        if not found:
+        found = RunStore(store_root).find(target)
+        if found is None:
             raise EvaluationError(f"no run {target} in the store {store_root}; pass --store or a run folder")
-        path = found[0]
-    if path.is_dir() and (path / "record.json").is_file():
-        return _run_target(path)
+        path = found.path
+    if path.is_dir() and RunFolder(path).is_run:
+        return _run_target(RunFolder(path))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise EvaluationError(f"no model at {path}: expected a model folder (config.json) or a run folder "
@@ -56,12 +53,11 @@ def resolve_target(target: str, store_root: Path) -> Target:
     return Target(target, target.replace("/", "__"), {})
 
 
-def _run_target(run: Path) -> Target:
-    final = run / "final"
-    if not (final / "config.json").is_file():
-        raise EvaluationError(f"run {run} has no final checkpoint yet (it saves final/ when training ends); "
+def _run_target(run: RunFolder) -> Target:
+    if not (run.final / "config.json").is_file():
+        raise EvaluationError(f"run {run.path} has no final checkpoint yet (it saves final/ when training ends); "
                               "finish it with brts exp run")
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    config = run.config_data()
     base = dict(config.get("eval") or {})
     EvalSpec.model_validate(base)  # a run's own settings are valid, unless written by another version
-    return Target(str(final.resolve()), run.resolve().name, base, int((config.get("task") or {}).get("seed", 0)))
+    return Target(str(run.final.resolve()), run.path.resolve().name, base, int((config.get("task") or {}).get("seed", 0)))

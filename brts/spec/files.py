@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 import brts
-from brts.spec_errors import SpecError, show
+from brts.spec.errors import SpecError, show
 
 
 def search_dirs(env_var: str, folder: str) -> list[Path]:
@@ -40,11 +40,16 @@ def list_yaml(dirs: Sequence[Path]) -> list[tuple[str, Path]]:
 Layers = list[tuple[str, Any]]
 
 
+# Labels of layers that are not files (`--set`, a sweep's `overrides`) extend the leaf file's label with this.
+DERIVED = " with "
+
+
 def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs: Sequence[Path],
-                kind: str = "experiment") -> tuple[dict[str, Any], Layers, Path]:
-    """The merged data of a spec file (its `extends` chain, then `--set`), the (label, data) layers it came from,
-    and the file's path. Shared by every spec kind (experiments, sweeps): `kind` names it in messages.
-    `name` defaults to the leaf file's stem. Raises SpecError.
+                kind: str = "experiment", merge: Sequence[tuple[str, dict[str, Any]]] = ()
+                ) -> tuple[dict[str, Any], Layers, Path]:
+    """The merged data of a spec file (its `extends` chain, then each `(what, data)` of `merge` deep-merged, then
+    `--set`), the (label, data) layers it came from, and the file's path. Shared by every spec kind (experiments,
+    sweeps): `kind` names it in messages. `name` defaults to the leaf file's stem. Raises SpecError.
     """
     dirs = [Path(d) for d in search_dirs]
     leaf = _locate(str(name_or_path), dirs, kind)
@@ -55,13 +60,16 @@ def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs:
     if "name" not in layers[-1][1]:
         merged["name"] = leaf.stem
     leaf_label = _display(leaf)
+    for what, data in merge:
+        merged = _deep_merge(merged, data)
+        layers.append((f"{leaf_label}{DERIVED}{what}", data))
     for item in overrides:
         keys, value = _parse_override(item, leaf_label)
         _set_path(merged, keys, value, item, leaf_label)
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
-        layers.append((f"{leaf_label} with --set {item}", nested))
+        layers.append((f"{leaf_label}{DERIVED}--set {item}", nested))
     return merged, layers, leaf
 
 

@@ -1,4 +1,5 @@
-"""Kill `brts exp run` with SIGKILL mid-run, run it again: the remaining work finishes, nothing twice."""
+"""Runs stopped from outside resume where they stopped: `brts exp run` killed (SIGKILL, SIGTERM) and run again
+finishes the remaining work and nothing twice; a Slurm job preempted mid-run requeues and resumes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import tiny_spec_text
+import pytest
+
+from brts.runs.plan import plan
+from brts.spec import load_spec
+from tests.conftest import SMALL_JOBS, tiny_spec_text
 
 
 def _brts(*args, **kw):
@@ -91,3 +96,43 @@ def test_sigterm_stops_the_parallel_workers_too(tmp_path, tiny_models):
     while time.time() < deadline and any(_alive(pid) for pid in children):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)
+
+
+@pytest.mark.slow
+def test_a_preempted_local_job_requeues_and_resumes_from_its_checkpoint(tmp_path, tiny_spec_file):
+    """Preemption for real: SIGUSR2 to a running submitit job after its step-2 checkpoint; the job requeues
+    and the run finishes with the metrics of an uninterrupted run."""
+    submitit = pytest.importorskip("submitit")
+    import json
+    import signal
+    import time
+
+    import psutil
+
+    from brts.models import load_pair
+    from brts.runs.cluster import RunJob
+    from brts.tasks.registry import make_task
+    from brts.train import Trainer
+
+    (planned,) = plan(load_spec(str(tiny_spec_file), [*SMALL_JOBS, "arms=[opd]", "train.steps=40",
+                                                      "train.checkpoint_every=2"]))
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=20)
+    job = executor.submit(RunJob(planned, tmp_path / "store"))
+    folder = tmp_path / "store" / planned.experiment / planned.run_id
+    deadline = time.time() + 300
+    while not (folder / "checkpoints" / "step_000002").exists():
+        assert time.time() < deadline and not job.done(), "the job never reached its first checkpoint"
+        time.sleep(0.1)
+    for task in psutil.Process(job._process.pid).children(recursive=True):  # the job's python process
+        task.send_signal(signal.SIGUSR2)
+    status, record = job.result()
+    assert status == "done" and record["status"] == "finished", record.get("error")
+    assert record["attempts"] == 2  # preempted once, requeued, resumed
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    expected = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), reference).run()
+    got = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    drop_time = lambda log: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in log]  # noqa: E731
+    assert drop_time(got) == drop_time(expected)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from brts.evaluation.spec import EvalSpec
 from brts.spec import SpecError, load_spec
+from brts.spec.evaluation import EvalSpec
 
 MINIMAL = "arms: [opd]\nseeds: [0]\n"
 

@@ -6,18 +6,16 @@ from __future__ import annotations
 import difflib
 import json
 import types
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from brts.errors import UserError
 from brts.method.config import MethodConfig
 
-if TYPE_CHECKING:
-    from brts.spec import ArmSpec
 
-
-class SpecError(Exception):
+class SpecError(UserError):
     """A mistake in a spec the user can fix; the message is one line naming the file, the field and the fix."""
 
     def __init__(self, message: str) -> None:
@@ -61,7 +59,7 @@ def source(layers: list[tuple[str, Any]], keys: tuple[str, ...]) -> str:
             node = node[key]
         else:
             return labels[index]
-    return next(label for label in reversed(labels) if " with --set " not in label)
+    return next(label for label in reversed(labels) if " with " not in label)  # the leaf file (spec_files.DERIVED)
 
 
 def _unwrap(tp: Any) -> Any:
@@ -140,19 +138,20 @@ def error_detail(err: Any, model: Any) -> tuple[str, str]:
     return path, f"{msg[:1].lower()}{msg[1:]}, got {got}"
 
 
-def arm_method_error(exc: ValidationError, index: int, arm: ArmSpec, shared: dict[str, Any]) -> tuple[str, str]:
+def arm_method_error(exc: ValidationError, index: int, arm: str, arm_set: Mapping[str, Any],
+                     shared: Mapping[str, Any]) -> tuple[str, str]:
     """Where in the spec a bad effective MethodConfig comes from: the arm's `set`, the shared `method`, or its preset."""
     err = exc.errors()[0]
     field, detail = error_detail(err, MethodConfig)
     if not field:
-        section = f"arms[{index}].set" if arm.set else "method"
-    elif field in arm.set:
+        section = f"arms[{index}].set" if arm_set else "method"
+    elif field in arm_set:
         section = f"arms[{index}].set.{field}"
     elif field in shared:
         section = f"method.{field}"
     else:
         section = f"arms[{index}].preset"
-    return section, f"{detail} (arm {arm.name!r})"
+    return section, f"{detail} (arm {arm!r})"
 
 
 def validation_message(exc: ValidationError, layers: list[tuple[str, Any]], model: type[BaseModel]) -> str:

@@ -1,4 +1,5 @@
-"""The evaluation tasks `brts` ships (lm-eval task names) and where each one's problems come from.
+"""The evaluation tasks `brts` ships (lm-eval task names; their YAMLs are in brts/evaluation/tasks) and where each
+one's problems come from: what a spec's `eval.tasks` can name.
 
 Every task reads rows `{"id", "problem", "answer"}`: from `<data dir>/<source>.jsonl` when a data folder is
 given, else (benchmarks) from the copies packaged with brts (`benchmarks/`, with a SHA-256 manifest) or, with
@@ -10,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-PACKAGED_DIR = Path(__file__).resolve().parent / "benchmarks"  # aime24.jsonl, ..., manifest.json
+# The packaged copies are package data of brts.evaluation; tasks and specs name them too, so the path lives here.
+PACKAGED_DIR = Path(__file__).resolve().parent.parent / "evaluation" / "benchmarks"  # aime24.jsonl, ..., manifest.json
 PREFIX = "brts_"
 SYNTHETIC_PREFIX = "brts_synthetic_"
 REQUIRED_FIELDS = ("id", "problem", "answer")

@@ -7,12 +7,13 @@ cache, so changing them re-evaluates finished runs without retraining them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from brts.evaluation.catalog import DEFAULT_TASKS, OUR_TASKS, SYNTHETIC_PREFIX, is_ours, synthetic_split
+from brts.spec.catalog import DEFAULT_TASKS, OUR_TASKS, SOURCES, SYNTHETIC_PREFIX, is_ours, synthetic_split
 
 LEGACY_SPLITS = ("easy", "medium", "hard")
 
@@ -85,3 +86,16 @@ class EvalSpec(BaseModel):
         """The fields training reads (validation splits and sampling): the part of `eval` in a run's id."""
         return {"splits": list(self.splits), "temperature": self.temperature, "top_p": self.top_p,
                 "max_new_tokens": self.max_new_tokens}
+
+
+def missing_benchmark_file(spec: EvalSpec) -> str | None:
+    """What is missing when `eval.data_dir` is set and lacks a benchmark task's file; None if nothing is."""
+    if spec.data_dir is None:
+        return None
+    folder = Path(spec.data_dir).expanduser()
+    if not folder.is_dir():
+        return f"data folder {spec.data_dir!r} does not exist; give a folder of <task>.jsonl files or leave it unset"
+    for task in spec.tasks:
+        if is_ours(task) and synthetic_split(task) is None and not (folder / f"{SOURCES[task].name}.jsonl").is_file():
+            return f"{task} needs {SOURCES[task].name}.jsonl in {spec.data_dir!r}, which has no such file"
+    return None

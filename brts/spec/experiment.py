@@ -1,7 +1,7 @@
-"""Experiment specs: the typed models, and loading one (through `brts.spec_files`) into them.
+"""Experiment specs: the typed models, and loading one (through `brts.spec.files`) into them.
 
 A spec is plain YAML data validated once here; the rest of `brts` trusts the models it gets back. Reading the
-files (`extends`, `--set`, safe YAML, one-line errors) is `brts.spec_files`, shared with sweep specs.
+files (`extends`, `--set`, safe YAML, one-line errors) is `brts.spec.files`, shared with sweep specs.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from brts.evaluation.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
-from brts.evaluation.spec import EvalSpec
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config, preset_conflicts
-from brts.spec_errors import SpecError as SpecError  # re-exported: callers catch it as brts.spec.SpecError
-from brts.spec_errors import arm_method_error, show, source, validation_message
-from brts.spec_files import list_yaml, read_layers, search_dirs
+from brts.spec.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
+from brts.spec.errors import SpecError, arm_method_error, show, source, validation_message
+from brts.spec.evaluation import EvalSpec, missing_benchmark_file
+from brts.spec.files import list_yaml, read_layers, search_dirs
 
-BUILTIN_MODELS = ("builtin:teacher", "builtin:student")
+# The tiny models the project builds itself (brts.zoo), by spec name -> role: the one list of their names.
+BUILTIN_MODELS = {"builtin:teacher": "teacher", "builtin:student": "student"}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LOCAL_PREFIXES = ("/", "./", "../", "~")
 
@@ -119,8 +119,8 @@ class ModelsSpec(_Spec):
     def _known_builtin(cls, value: str) -> str:
         if value.startswith("builtin:") and value not in BUILTIN_MODELS:
             raise PydanticCustomError(
-                "builtin_model", "unknown built-in model {got}; expected 'builtin:teacher' or 'builtin:student'",
-                {"got": show(value)})
+                "builtin_model", "unknown built-in model {got}; expected {known}",
+                {"got": show(value), "known": " or ".join(map(repr, BUILTIN_MODELS))})
         return value
 
     @model_validator(mode="after")
@@ -289,7 +289,7 @@ class ExperimentSpec(_Spec):
             try:
                 self.method_for(arm)
             except ValidationError as exc:
-                path, detail = arm_method_error(exc, i, arm, self.method)
+                path, detail = arm_method_error(exc, i, arm.name, arm.set, self.method)
                 raise PydanticCustomError("arm_method", "{path}: {detail}", {"path": path, "detail": detail}) from None
         if not self.override_presets:
             self._shared_keeps_presets()
@@ -361,14 +361,16 @@ def list_specs(search_dirs: Sequence[Path] | None = None) -> list[tuple[str, Pat
 
 
 def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
-              search_dirs: Sequence[Path] | None = None) -> ExperimentSpec:
-    """Load, merge (`extends`), override (`--set dotted.key=value`) and validate a spec; raises SpecError.
+              search_dirs: Sequence[Path] | None = None,
+              merge: Sequence[tuple[str, dict[str, Any]]] = ()) -> ExperimentSpec:
+    """Load, merge (`extends`, then each `(what, data)` of `merge`, e.g. a sweep's overrides), override
+    (`--set dotted.key=value`) and validate a spec; raises SpecError.
 
     A name (no `/`, no `.yaml`) is looked up as `<dir>/<name>.yaml` in the search dirs. `name` defaults to the
     leaf file's stem (a parent's name is not inherited). Reads files only; writes nothing.
     """
     dirs = default_search_dirs() if search_dirs is None else search_dirs
-    merged, layers, _ = read_layers(name_or_path, overrides, dirs)
+    merged, layers, _ = read_layers(name_or_path, overrides, dirs, merge=merge)
     try:
         spec = ExperimentSpec.model_validate(merged)
     except ValidationError as exc:
@@ -376,25 +378,6 @@ def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
     _check_local_models(spec, layers)
     _check_data_dir(spec, layers)
     return spec
-
-
-def spec_warnings(spec: ExperimentSpec) -> list[str]:
-    """Lines about a valid spec that is probably not what its author wants; the CLI prints them, nothing stops."""
-    from brts.evaluation.catalog import SOURCES, display_name
-
-    out = []
-    for split, data in spec.task.eval_sets.items():
-        stem = Path(data.path).name.removesuffix(".jsonl").removesuffix(".json").lower()
-        for task in spec.eval.tasks:
-            source = SOURCES.get(task)
-            hub = source.hub.path.lower() if source is not None and source.hub is not None else None
-            names = {display_name(task).lower(), *((source.name.lower(),) if source is not None else ())}
-            if split.lower() in names or stem in names or data.path.lower() == hub:
-                out.append(f"task.eval_sets.{split} validates on {task}, which eval.tasks also reports as the final "
-                           "test: whatever is chosen from the validation curves is then chosen on the test problems; "
-                           "validate on held-out training problems instead (task.validation_holdout: 200)")
-                break
-    return out
 
 
 def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
@@ -411,8 +394,6 @@ def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> 
 
 
 def _check_data_dir(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
-    from brts.evaluation.data import missing_benchmark_file
-
     problem = missing_benchmark_file(spec.eval)
     if problem is not None:
         raise SpecError(f"{source(layers, ('eval', 'data_dir'))}: eval.data_dir: {problem}")

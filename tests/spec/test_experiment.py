@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from brts.method.config import ARM_PRESETS, MethodConfig
+from brts.runs.plan import plan
 from brts.spec import (
     ArmSpec,
     ExperimentSpec,
@@ -211,8 +212,7 @@ def test_search_dirs_and_list_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_resolved_yaml_round_trips_in_field_order(tmp_path: Path) -> None:
     write(tmp_path, "x.yaml", "arms: [brts]\nseeds: [0]\n")
     spec = load(tmp_path, "x")
-    config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
-                       method=spec.method_for(spec.arms[0]), seed=0)
+    config = plan(spec)[0].config
     text = resolved_yaml(config)
     assert list(yaml.safe_load(text)) == ["task", "models", "train", "eval", "rollout", "method", "seed"]
     assert RunConfig.model_validate(yaml.safe_load(text)) == config
@@ -223,231 +223,101 @@ def test_resolved_yaml_round_trips_in_field_order(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Bad specs: one line, naming the file and the field
 
-
-def test_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"nope\.yaml: file not found"):
-        load_spec(str(tmp_path / "nope.yaml"))
-
-
-def test_name_not_found_lists_available(tmp_path: Path) -> None:
-    write(tmp_path, "ablation.yaml", MINIMAL)
-    write(tmp_path, "other.yaml", MINIMAL)
-    message = spec_error(tmp_path, "ablaton", file="ablaton.yaml", field="ablaton")
-    assert "available: ablation, other" in message
-
-
-def test_not_utf8(tmp_path: Path) -> None:
-    (tmp_path / "latin.yaml").write_bytes("description: caf\xe9\n".encode("latin-1") + MINIMAL.encode())
-    assert "UTF-8" in spec_error(tmp_path, "latin", file="latin.yaml", field="byte 0xe9")
-
-
-def test_malformed_yaml_gives_line(tmp_path: Path) -> None:
-    write(tmp_path, "broken.yaml", "arms: [opd]\nseeds: [0\ntrain: {steps: 3}\n")
-    assert "malformed YAML" in spec_error(tmp_path, "broken", file="broken.yaml", field="line 3")
-
-
-def test_duplicate_yaml_key(tmp_path: Path) -> None:
-    write(tmp_path, "dup.yaml", MINIMAL + "seeds: [1]\n")
-    spec_error(tmp_path, "dup", file="dup.yaml", field="duplicate key 'seeds'")
-
-
-@pytest.mark.parametrize("text", ["- opd\n- brts\n", "", "just a string\n"])
-def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
-    write(tmp_path, "flat.yaml", text)
-    assert "top level" in spec_error(tmp_path, "flat", file="flat.yaml", field="expected a mapping")
-
-
-def test_unknown_top_level_key(tmp_path: Path) -> None:
-    write(tmp_path, "extra.yaml", MINIMAL + "worker: 2\n")
-    message = spec_error(tmp_path, "extra", file="extra.yaml", field="worker:")
-    assert "unknown field" in message and "'workers'" in message
-
-
-def test_unknown_nested_key(tmp_path: Path) -> None:
-    write(tmp_path, "extra.yaml", MINIMAL + "train: {stpes: 2}\n")
-    assert "unknown field" in spec_error(tmp_path, "extra", file="extra.yaml", field="train.stpes")
-
-
-def test_unknown_arm_key(tmp_path: Path) -> None:
-    write(tmp_path, "extra.yaml", "arms: [opd, {name: b, preset: brts, sets: {}}]\nseeds: [0]\n")
-    spec_error(tmp_path, "extra", file="extra.yaml", field="arms[1].sets")
-
-
-def test_wrong_type(tmp_path: Path) -> None:
-    write(tmp_path, "typed.yaml", MINIMAL + "train: {steps: ten}\n")
-    message = spec_error(tmp_path, "typed", file="typed.yaml", field="train.steps")
-    assert "expected an integer, got 'ten'" in message
-
-
-def test_section_of_wrong_type(tmp_path: Path) -> None:
-    write(tmp_path, "typed.yaml", MINIMAL + "eval: [easy]\n")
-    assert "expected a mapping" in spec_error(tmp_path, "typed", file="typed.yaml", field="eval")
-
-
-def test_value_out_of_range(tmp_path: Path) -> None:
-    write(tmp_path, "range.yaml", MINIMAL + "train: {steps: 0}\n")
-    message = spec_error(tmp_path, "range", file="range.yaml", field="train.steps")
-    assert message.endswith("range.yaml: train.steps: expected an integer >= 1, got 0")
-
-
-def test_top_p_above_one(tmp_path: Path) -> None:
-    write(tmp_path, "range.yaml", MINIMAL + "eval: {top_p: 1.5}\n")
-    assert "<= 1" in spec_error(tmp_path, "range", file="range.yaml", field="eval.top_p")
-
-
-def test_empty_seeds(tmp_path: Path) -> None:
-    write(tmp_path, "s.yaml", "arms: [opd]\nseeds: []\n")
-    assert "non-empty" in spec_error(tmp_path, "s", file="s.yaml", field="seeds")
-
-
-def test_duplicate_seeds(tmp_path: Path) -> None:
-    write(tmp_path, "s.yaml", "arms: [opd]\nseeds: [1, 2, 1]\n")
-    assert "unique" in spec_error(tmp_path, "s", file="s.yaml", field="seeds")
-
-
-def test_missing_seeds(tmp_path: Path) -> None:
-    write(tmp_path, "s.yaml", "arms: [opd]\n")
-    assert "missing" in spec_error(tmp_path, "s", file="s.yaml", field="seeds")
-
-
-def test_empty_arms(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", "arms: []\nseeds: [0]\n")
-    assert "non-empty" in spec_error(tmp_path, "a", file="a.yaml", field="arms")
-
-
-def test_teacher_samples_below_one(tmp_path: Path) -> None:
-    write(tmp_path, "n.yaml", "arms: [opd, {name: b, preset: brts}, {name: n0, preset: brts, set: {teacher_samples: 0}}]\n"
-                              "seeds: [0]\n")
-    message = spec_error(tmp_path, "n", file="n.yaml", field="arms[2].set.teacher_samples")
-    assert "expected an integer >= 1, got 0" in message and "'n0'" in message
-
-
-def test_aux_weight_negative(tmp_path: Path) -> None:
-    write(tmp_path, "l.yaml", MINIMAL + "method: {aux_weight: -0.1}\n")
-    assert ">= 0" in spec_error(tmp_path, "l", file="l.yaml", field="method.aux_weight")
-
-
-def test_unknown_method_field(tmp_path: Path) -> None:
-    write(tmp_path, "m.yaml", "arms: [{name: a, preset: brts, set: {teacher_sample: 3}}]\nseeds: [0]\n")
-    message = spec_error(tmp_path, "m", file="m.yaml", field="arms[0].set.teacher_sample")
-    assert "unknown field" in message and "'teacher_samples'" in message
-
-
-def test_inconsistent_method_fields(tmp_path: Path) -> None:
-    write(tmp_path, "m.yaml", MINIMAL + "method: {opd_estimator: sampled, opd_candidates: union}\n")
-    spec_error(tmp_path, "m", file="m.yaml", field="method")
-
-
-def test_unknown_arm_preset_lists_known(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", "arms: [opd, {name: x, preset: brts_fancy}]\nseeds: [0]\n")
-    message = spec_error(tmp_path, "p", file="p.yaml", field="arms[1].preset")
-    assert all(name in message for name in ARM_PRESETS)
-
-
-def test_arm_of_wrong_type(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", "arms: [7]\nseeds: [0]\n")
-    assert "preset name or a mapping" in spec_error(tmp_path, "p", file="p.yaml", field="arms[0]")
-
-
-def test_duplicate_arm_names(tmp_path: Path) -> None:
-    write(tmp_path, "d.yaml", "arms: [brts, {name: brts, preset: brts, set: {teacher_samples: 8}}]\nseeds: [0]\n")
-    assert "unique" in spec_error(tmp_path, "d", file="d.yaml", field="arms")
-
-
-def test_bad_experiment_name(tmp_path: Path) -> None:
-    write(tmp_path, "n.yaml", "name: has/slash\n" + MINIMAL)
-    spec_error(tmp_path, "n", file="n.yaml", field="name:")
-
-
-def test_unknown_extends_name(tmp_path: Path) -> None:
-    write(tmp_path, "base.yaml", MINIMAL)
-    write(tmp_path, "child.yaml", "extends: bsae\n")
-    message = spec_error(tmp_path, "child", file="child.yaml", field="extends")
-    assert "'bsae'" in message and "base" in message
-
-
-def test_unknown_extends_path(tmp_path: Path) -> None:
-    write(tmp_path, "child.yaml", "extends: ../nowhere/base.yaml\n")
-    assert "not found" in spec_error(tmp_path, "child", file="child.yaml", field="extends")
-
-
-def test_extends_of_wrong_type(tmp_path: Path) -> None:
-    write(tmp_path, "child.yaml", "extends: [a, b]\n")
-    spec_error(tmp_path, "child", file="child.yaml", field="extends")
-
-
-def test_cyclic_extends(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", "extends: b\n")
-    write(tmp_path, "b.yaml", "extends: c\n")
-    write(tmp_path, "c.yaml", "extends: a\n" + MINIMAL)
-    assert "cycle" in spec_error(tmp_path, "a", file="c.yaml", field="extends")
-
-
-def test_self_extends(tmp_path: Path) -> None:
-    write(tmp_path, "me.yaml", "extends: me\n" + MINIMAL)
-    assert "cycle" in spec_error(tmp_path, "me", file="me.yaml", field="extends")
-
-
-def test_error_names_the_parent_that_set_the_field(tmp_path: Path) -> None:
-    write(tmp_path, "base.yaml", "train: {steps: -3}\n" + MINIMAL)
-    write(tmp_path, "child.yaml", "extends: base\ntrain: {lr: 0.1}\n")
-    spec_error(tmp_path, "child", file="base.yaml", field="train.steps")
-
-
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system [echo hi]", "!!python/name:os.system"])
-def test_python_yaml_tag(tmp_path: Path, tag: str) -> None:
-    write(tmp_path, "evil.yaml", MINIMAL + f"description: {tag}\n")
-    message = spec_error(tmp_path, "evil", file="evil.yaml", field="line 3")
-    assert "!!python/" in message and "not allow" in message
-
-
-def test_missing_local_model_path(tmp_path: Path) -> None:
-    write(tmp_path, "m.yaml", MINIMAL + f"models: {{student: {tmp_path / 'no-such-model'}}}\n")
-    assert "does not exist" in spec_error(tmp_path, "m", file="m.yaml", field="models.student")
-
-
-@pytest.mark.parametrize("path", ["./no-such-model-dir", "../no-such-model-dir", "~/no-such-brts-model-dir"])
-def test_missing_relative_model_path(tmp_path: Path, path: str) -> None:
-    write(tmp_path, "m.yaml", MINIMAL + f"models: {{teacher: '{path}'}}\n")
-    spec_error(tmp_path, "m", file="m.yaml", field="models.teacher")
-
-
-def test_unknown_builtin_model(tmp_path: Path) -> None:
-    write(tmp_path, "m.yaml", MINIMAL + "models: {teacher: 'builtin:huge'}\n")
-    assert "builtin:teacher" in spec_error(tmp_path, "m", file="m.yaml", field="models.teacher")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Bad --set
-
-
-@pytest.mark.parametrize("item", ["train.steps", "=3", "train..steps=1", ".steps=1"])
-def test_set_bad_syntax(tmp_path: Path, item: str) -> None:
-    write(tmp_path, "x.yaml", MINIMAL)
-    assert "dotted.key=value" in spec_error(tmp_path, "x", file="x.yaml", field="--set", overrides=(item,))
-
-
-def test_set_into_non_mapping(tmp_path: Path) -> None:
-    write(tmp_path, "x.yaml", MINIMAL)
-    message = spec_error(tmp_path, "x", file="x.yaml", field="seeds", overrides=("seeds.first=1",))
-    assert "not a mapping" in message
-
-
-def test_set_value_not_yaml(tmp_path: Path) -> None:
-    write(tmp_path, "x.yaml", MINIMAL)
-    spec_error(tmp_path, "x", file="x.yaml", field="--set seeds=[0", overrides=("seeds=[0",))
-
-
-def test_set_invalid_value_names_the_override(tmp_path: Path) -> None:
-    write(tmp_path, "x.yaml", MINIMAL)
-    message = spec_error(tmp_path, "x", file="x.yaml", field="method.aux_weight",
-                         overrides=("method.aux_weight=-1",))
-    assert "--set method.aux_weight=-1" in message
-
-
-def test_set_unknown_key(tmp_path: Path) -> None:
-    write(tmp_path, "x.yaml", MINIMAL)
-    spec_error(tmp_path, "x", file="x.yaml", field="train.step", overrides=("train.step=3",))
+ARMS_N0 = "arms: [opd, {name: b, preset: brts}, {name: n0, preset: brts, set: {teacher_samples: 0}}]\nseeds: [0]\n"
+CYCLE = {"a.yaml": "extends: b\n", "b.yaml": "extends: c\n", "c.yaml": "extends: a\n" + MINIMAL}
+# case -> (files: name -> text (TMP is the folder), the spec to load, --set items, the file the message names,
+#          what it says: the field first, then anything else)
+BAD: dict[str, tuple[dict[str, str | bytes], str, tuple[str, ...], str, tuple[str, ...]]] = {
+    "file_not_found": ({}, "TMP/nope.yaml", (), "nope.yaml", ("file not found",)),
+    "name_not_found": ({"ablation.yaml": MINIMAL, "other.yaml": MINIMAL}, "ablaton", (), "ablaton.yaml",
+                       ("ablaton", "available: ablation, other")),
+    "not_utf8": ({"latin.yaml": "description: caf\xe9\n".encode("latin-1") + MINIMAL.encode()}, "latin", (),
+                 "latin.yaml", ("byte 0xe9", "UTF-8")),
+    "malformed_yaml": ({"broken.yaml": "arms: [opd]\nseeds: [0\ntrain: {steps: 3}\n"}, "broken", (), "broken.yaml",
+                       ("line 3", "malformed YAML")),
+    "duplicate_yaml_key": ({"dup.yaml": MINIMAL + "seeds: [1]\n"}, "dup", (), "dup.yaml", ("duplicate key 'seeds'",)),
+    "top_level_list": ({"flat.yaml": "- opd\n- brts\n"}, "flat", (), "flat.yaml", ("expected a mapping", "top level")),
+    "top_level_empty": ({"flat.yaml": ""}, "flat", (), "flat.yaml", ("expected a mapping", "top level")),
+    "top_level_string": ({"flat.yaml": "just a string\n"}, "flat", (), "flat.yaml", ("expected a mapping", "top level")),
+    "unknown_top_level_key": ({"extra.yaml": MINIMAL + "worker: 2\n"}, "extra", (), "extra.yaml",
+                              ("worker:", "unknown field", "'workers'")),
+    "unknown_nested_key": ({"extra.yaml": MINIMAL + "train: {stpes: 2}\n"}, "extra", (), "extra.yaml",
+                           ("train.stpes", "unknown field")),
+    "unknown_arm_key": ({"extra.yaml": "arms: [opd, {name: b, preset: brts, sets: {}}]\nseeds: [0]\n"}, "extra", (),
+                        "extra.yaml", ("arms[1].sets",)),
+    "wrong_type": ({"typed.yaml": MINIMAL + "train: {steps: ten}\n"}, "typed", (), "typed.yaml",
+                   ("train.steps", "expected an integer, got 'ten'")),
+    "section_of_wrong_type": ({"typed.yaml": MINIMAL + "eval: [easy]\n"}, "typed", (), "typed.yaml",
+                              ("eval", "expected a mapping")),
+    "value_out_of_range": ({"range.yaml": MINIMAL + "train: {steps: 0}\n"}, "range", (), "range.yaml",
+                           ("range.yaml: train.steps: expected an integer >= 1, got 0",)),
+    "top_p_above_one": ({"range.yaml": MINIMAL + "eval: {top_p: 1.5}\n"}, "range", (), "range.yaml",
+                        ("eval.top_p", "<= 1")),
+    "empty_seeds": ({"s.yaml": "arms: [opd]\nseeds: []\n"}, "s", (), "s.yaml", ("seeds", "non-empty")),
+    "duplicate_seeds": ({"s.yaml": "arms: [opd]\nseeds: [1, 2, 1]\n"}, "s", (), "s.yaml", ("seeds", "unique")),
+    "missing_seeds": ({"s.yaml": "arms: [opd]\n"}, "s", (), "s.yaml", ("seeds", "missing")),
+    "empty_arms": ({"a.yaml": "arms: []\nseeds: [0]\n"}, "a", (), "a.yaml", ("arms", "non-empty")),
+    "teacher_samples_below_one": ({"n.yaml": ARMS_N0}, "n", (), "n.yaml",
+                                  ("arms[2].set.teacher_samples", "expected an integer >= 1, got 0", "'n0'")),
+    "aux_weight_negative": ({"l.yaml": MINIMAL + "method: {aux_weight: -0.1}\n"}, "l", (), "l.yaml",
+                            ("method.aux_weight", ">= 0")),
+    "unknown_method_field": ({"m.yaml": "arms: [{name: a, preset: brts, set: {teacher_sample: 3}}]\nseeds: [0]\n"},
+                             "m", (), "m.yaml", ("arms[0].set.teacher_sample", "unknown field", "'teacher_samples'")),
+    "inconsistent_method_fields": ({"m.yaml": MINIMAL + "method: {opd_estimator: sampled, opd_candidates: union}\n"},
+                                   "m", (), "m.yaml", ("method",)),
+    "unknown_arm_preset": ({"p.yaml": "arms: [opd, {name: x, preset: brts_fancy}]\nseeds: [0]\n"}, "p", (), "p.yaml",
+                           ("arms[1].preset", *ARM_PRESETS)),
+    "arm_of_wrong_type": ({"p.yaml": "arms: [7]\nseeds: [0]\n"}, "p", (), "p.yaml",
+                          ("arms[0]", "preset name or a mapping")),
+    "duplicate_arm_names": ({"d.yaml": "arms: [brts, {name: brts, preset: brts, set: {teacher_samples: 8}}]\n"
+                                       "seeds: [0]\n"}, "d", (), "d.yaml", ("arms", "unique")),
+    "bad_experiment_name": ({"n.yaml": "name: has/slash\n" + MINIMAL}, "n", (), "n.yaml", ("name:",)),
+    "unknown_extends_name": ({"base.yaml": MINIMAL, "child.yaml": "extends: bsae\n"}, "child", (), "child.yaml",
+                             ("extends", "'bsae'", "base")),
+    "unknown_extends_path": ({"child.yaml": "extends: ../nowhere/base.yaml\n"}, "child", (), "child.yaml",
+                             ("extends", "not found")),
+    "extends_of_wrong_type": ({"child.yaml": "extends: [a, b]\n"}, "child", (), "child.yaml", ("extends",)),
+    "cyclic_extends": (CYCLE, "a", (), "c.yaml", ("extends", "cycle")),
+    "self_extends": ({"me.yaml": "extends: me\n" + MINIMAL}, "me", (), "me.yaml", ("extends", "cycle")),
+    "error_in_the_parent": ({"base.yaml": "train: {steps: -3}\n" + MINIMAL, "child.yaml": "extends: base\n"
+                             "train: {lr: 0.1}\n"}, "child", (), "base.yaml", ("train.steps",)),
+    "python_tag_apply": ({"evil.yaml": MINIMAL + "description: !!python/object/apply:os.system [echo hi]\n"}, "evil",
+                         (), "evil.yaml", ("line 3", "!!python/", "not allow")),
+    "python_tag_name": ({"evil.yaml": MINIMAL + "description: !!python/name:os.system\n"}, "evil", (), "evil.yaml",
+                        ("line 3", "!!python/", "not allow")),
+    "missing_local_model": ({"m.yaml": MINIMAL + "models: {student: TMP/no-such-model}\n"}, "m", (), "m.yaml",
+                            ("models.student", "does not exist")),
+    "missing_model_dot": ({"m.yaml": MINIMAL + "models: {teacher: './no-such-model-dir'}\n"}, "m", (), "m.yaml",
+                          ("models.teacher",)),
+    "missing_model_dotdot": ({"m.yaml": MINIMAL + "models: {teacher: '../no-such-model-dir'}\n"}, "m", (), "m.yaml",
+                             ("models.teacher",)),
+    "missing_model_home": ({"m.yaml": MINIMAL + "models: {teacher: '~/no-such-brts-model-dir'}\n"}, "m", (),
+                           "m.yaml", ("models.teacher",)),
+    "unknown_builtin_model": ({"m.yaml": MINIMAL + "models: {teacher: 'builtin:huge'}\n"}, "m", (), "m.yaml",
+                              ("models.teacher", "builtin:teacher")),
+    "set_without_value": ({"x.yaml": MINIMAL}, "x", ("train.steps",), "x.yaml", ("--set", "dotted.key=value")),
+    "set_without_key": ({"x.yaml": MINIMAL}, "x", ("=3",), "x.yaml", ("--set", "dotted.key=value")),
+    "set_empty_key_part": ({"x.yaml": MINIMAL}, "x", ("train..steps=1",), "x.yaml", ("--set", "dotted.key=value")),
+    "set_leading_dot": ({"x.yaml": MINIMAL}, "x", (".steps=1",), "x.yaml", ("--set", "dotted.key=value")),
+    "set_into_non_mapping": ({"x.yaml": MINIMAL}, "x", ("seeds.first=1",), "x.yaml", ("seeds", "not a mapping")),
+    "set_value_not_yaml": ({"x.yaml": MINIMAL}, "x", ("seeds=[0",), "x.yaml", ("--set seeds=[0",)),
+    "set_invalid_value": ({"x.yaml": MINIMAL}, "x", ("method.aux_weight=-1",), "x.yaml",
+                          ("method.aux_weight", "--set method.aux_weight=-1")),
+    "set_unknown_key": ({"x.yaml": MINIMAL}, "x", ("train.step=3",), "x.yaml", ("train.step",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_spec_is_one_line_naming_the_file_and_the_field(tmp_path: Path, case: str) -> None:
+    files, name, overrides, file, says = BAD[case]
+    for filename, content in files.items():
+        if isinstance(content, bytes):
+            (tmp_path / filename).write_bytes(content)
+        else:
+            write(tmp_path, filename, content.replace("TMP", str(tmp_path)))
+    message = spec_error(tmp_path, name.replace("TMP", str(tmp_path)), file=file, field=says[0], overrides=overrides)
+    for part in says[1:]:
+        assert part in message, message
 
 
 @pytest.mark.parametrize(("method", "arm", "field"), [

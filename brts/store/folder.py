@@ -1,0 +1,216 @@
+"""One run's folder: the only code that knows the names of the files in it.
+
+    config.yaml        the resolved RunConfig (its hash is the run id)
+    record.json        status (planned, running, stopped, finished, failed), times, versions, errors, `eval`
+    metrics.jsonl      one line per training step (and step 0): every metric (README, "The method")
+    validation.jsonl   per validation step, each split's per-problem fraction correct
+    checkpoints/       model, optimiser and RNG states (brts.checkpoint)
+    final/             the trained student and its tokenizer
+    eval/              the final evaluation (its layout: brts.evaluation.evaluate)
+    error.log          the traceback of the last failure
+    launch.log         the ranks' output of a multi-process run; `.launch-error` its first error line
+    .lock              held while a process executes the run
+
+A reference model's folder (the teacher or the starting student, evaluated once per experiment) is a RunFolder
+too: it holds `record.json`, `eval/`, `error.log` and `.lock` with the same meaning.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from filelock import FileLock, Timeout
+
+import brts
+from brts.spec import RunConfig, resolved_yaml
+from brts.store.files import JsonlLog, read_json, read_jsonl, write_json_atomic, write_text_atomic
+
+# "stopped": ended early on purpose (a pruned sweep trial); like "running" after a kill, it resumes when run again.
+Status = Literal["planned", "running", "stopped", "finished", "failed"]
+VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "pydantic", "math-verify", "numpy")
+
+
+class RunLocked(RuntimeError):
+    """Another process is executing this run."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    root = Path(brts.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    """Where and with what a run executed: recorded in every record."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "brts": brts.__version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "packages": versions,
+    }
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder and the files in it (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "record.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def validation_path(self) -> Path:
+        return self.path / "validation.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.path / "final"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def error_log(self) -> Path:
+        return self.path / "error.log"
+
+    @property
+    def launch_log(self) -> Path:
+        return self.path / "launch.log"
+
+    @property
+    def launch_error(self) -> Path:
+        return self.path / ".launch-error"
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the folder holds a run (or reference) record."""
+        return self.record_path.is_file()
+
+    @property
+    def trained(self) -> bool:
+        """Whether the trained student is saved (`final/`): the run is never trained again."""
+        return self.final.exists()
+
+    # --- the record ---
+
+    def record(self) -> dict[str, Any]:
+        return read_json(self.record_path, {"status": "planned"})
+
+    @property
+    def status(self) -> Status:
+        status: Status = self.record().get("status", "planned")
+        return status
+
+    def update_record(self, **fields: Any) -> dict[str, Any]:
+        record = {**self.record(), **fields}
+        write_json_atomic(self.record_path, record)
+        return record
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock; raises RunLocked at once when another process holds it."""
+        lock = FileLock(str(self.path / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise RunLocked(str(self.path)) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # --- the config ---
+
+    def write_config(self, config: RunConfig) -> None:
+        """`config.yaml` as the current resolved config (only its evaluation settings can differ from an earlier
+        invocation's: the run id covers the rest)."""
+        text = resolved_yaml(config)
+        if not self.config_path.exists() or self.config_path.read_text() != text:
+            write_text_atomic(self.config_path, text)
+
+    def config_data(self) -> dict[str, Any]:
+        """`config.yaml` as plain data (empty when absent): for readers that must not fail on an older format."""
+        if not self.config_path.is_file():
+            return {}
+        data = yaml.safe_load(self.config_path.read_text())
+        return data if isinstance(data, dict) else {}
+
+    def config(self) -> RunConfig:
+        return RunConfig.model_validate(yaml.safe_load(self.config_path.read_text()))
+
+    # --- the logs ---
+
+    def metrics_log(self) -> JsonlLog:
+        return JsonlLog(self.metrics_path)
+
+    def validation_log(self) -> JsonlLog:
+        return JsonlLog(self.validation_path)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every record of `metrics.jsonl` (a torn last line left out)."""
+        return read_jsonl(self.metrics_path)
+
+    def validation(self) -> list[dict[str, Any]]:
+        """Every record of `validation.jsonl` (a torn last line left out)."""
+        return read_jsonl(self.validation_path)
+
+    def last_step(self) -> int:
+        rows = self.metrics()
+        return int(rows[-1]["step"]) if rows else 0
+
+    # --- writing the trained student ---
+
+    def save_final(self, student: Any, tokenizer: Any) -> Path:
+        """Write the trained student and its tokenizer to `final/` atomically (once)."""
+        if not self.final.exists():
+            tmp = self.path / ".final-tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            student.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            tmp.rename(self.final)
+        return self.final
+
+    def write_error(self, traceback_text: str) -> None:
+        self.error_log.write_text(traceback_text)

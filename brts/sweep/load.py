@@ -1,0 +1,142 @@
+"""Loading a sweep spec: reading it (`extends`, `--set`), validating its shape, then resolving it against its base
+experiment (every value it can sample builds a valid run, the objective is a metric runs record). Code past
+`load_sweep` trusts the `Sweep` it gets."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import ValidationError
+
+from brts.spec import SpecError, default_search_dirs, load_spec
+from brts.spec.errors import error_detail, validation_message
+from brts.spec.errors import source as source_label
+from brts.spec.files import DERIVED, read_layers, search_dirs
+from brts.sweep.spec import SECTIONS, Param, ParamSpec, Sweep, SweepSpec
+
+
+def default_sweep_dirs() -> list[Path]:
+    """`$BRTS_SWEEPS` (os.pathsep-separated), `./sweeps`, then the repository's `sweeps/`."""
+    return search_dirs("BRTS_SWEEPS", "sweeps")
+
+
+def load_sweep(name_or_path: str | Path, overrides: Sequence[str] = (), fields: Mapping[str, Any] | None = None,
+               search_dirs: Sequence[Path] | None = None) -> Sweep:
+    """Load (`extends`, `--set`), validate and resolve a sweep spec against its experiment; raises SpecError.
+
+    `fields` sets top-level fields last (the CLI's --trials, --workers, --storage). Reads files only.
+    """
+    dirs = default_sweep_dirs() if search_dirs is None else list(search_dirs)
+    merged, layers, leaf = read_layers(name_or_path, overrides, dirs, kind="sweep")
+    leaf_label = [label for label, _ in layers if DERIVED not in label][-1]
+    for key, value in (fields or {}).items():
+        if value is not None:
+            merged[key] = value
+            layers.append((f"{leaf_label}{DERIVED}--{key} {value}", {key: value}))
+    try:
+        spec = SweepSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(validation_message(exc, layers, SweepSpec)) from None
+    return resolve(spec, layers, leaf_label, leaf.parent)
+
+
+def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder: Path) -> Sweep:
+    """Check the sweep against its base experiment (arm, values, metrics, grid) and return the resolved Sweep."""
+
+    def where(*keys: str) -> str:
+        return source_label(layers, keys)
+
+    ref = spec.experiment
+    target: str | Path = ref
+    if "/" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith("~"):
+        path = Path(ref).expanduser()
+        target = path if path.is_absolute() else folder / path
+    exp_dirs = [folder, folder.parent / "experiments", *default_search_dirs()]
+    try:
+        experiment = load_spec(target, search_dirs=exp_dirs, merge=[(f"the overrides of {source}", spec.overrides)])
+    except SpecError as exc:
+        raise SpecError(f"{where('experiment')}: experiment {ref!r}: {exc}") from None
+    arm = next((a for a in experiment.arms if a.name == spec.arm), None)
+    if arm is None:
+        raise SpecError(f"{where('arm')}: arm: {spec.arm!r} is not an arm of experiment {experiment.name!r}; "
+                        f"its arms: {', '.join(a.name for a in experiment.arms)}")
+    seeds = spec.seeds or experiment.seeds
+    params = tuple(_resolve_param(section, field, p, where) for section, field, p in spec.space.params())
+    names = [p.name for p in params]
+    if len(set(names)) < len(names):  # Optuna names a parameter by its field
+        twice = next(n for n in names if names.count(n) > 1)
+        raise SpecError(f"{where('space')}: space: {twice!r} is searched in two sections; search it in one")
+    sweep = Sweep(spec=spec, source=source, experiment=experiment, arm=arm, seeds=seeds, params=params)
+    for param in params:
+        _check_values(sweep, param, where)
+    _check_objectives(sweep, where)
+    if spec.sampler.name == "grid":
+        missing = [p.name for p in params if p.grid_points() is None]
+        if missing:
+            raise SpecError(f"{where('space')}: space: {missing[0]}: the grid sampler needs points for a float range; "
+                            "add grid: [...] (e.g. grid: [0.01, 0.1, 1.0])")
+        if spec.trials > sweep.grid_size():
+            shape = " x ".join(str(len(v)) for v in sweep.grid().values())
+            raise SpecError(f"{where('trials')}: trials: {spec.trials} exceeds the {sweep.grid_size()} points of the "
+                            f"grid ({shape}); lower trials or add grid points")
+    return sweep
+
+
+def _field_type(section: str, field: str) -> Any:
+    annotation = SECTIONS[section].model_fields[field].annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def _resolve_param(section: str, field: str, spec: ParamSpec, where: Any) -> Param:
+    name = f"{section}.{field}"
+    if spec.choices is not None:
+        return Param(field, section, field, spec, "categorical")
+    tp = _field_type(section, field)
+    if tp is int:
+        bad = [v for v in (spec.low, spec.high, spec.step, *(spec.grid or ())) if v is not None and v != int(v)]
+        if bad:
+            raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is an integer field; "
+                            f"low, high, step and grid must be integers, got {bad[0]}")
+        return Param(field, section, field, spec, "int")
+    if tp is float:
+        return Param(field, section, field, spec, "float")
+    raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is not numeric; "
+                    "search it with choices: [...]")
+
+
+def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
+    """Every value the sampler can give (bounds, choices, grid points) must build a valid run config."""
+    p = param.spec
+    candidates: list[tuple[str, Any]] = (
+        [(f"choices[{i}]", c) for i, c in enumerate(p.choices)] if p.choices is not None
+        else [("low", p.low), ("high", p.high), *((f"grid[{i}]", g) for i, g in enumerate(p.grid or ()))])
+    model = SECTIONS[param.section]
+    for label, value in candidates:
+        try:
+            sweep.trial_spec({param.name: value})
+        except ValidationError as exc:
+            _, detail = error_detail(exc.errors()[0], model)
+            raise SpecError(f"{where('space', param.section, param.field)}: space.{param.section}.{param.field}.{label}: "
+                            f"{detail}") from None
+
+
+def _check_objectives(sweep: Sweep, where: Any) -> None:
+    from brts.train import metric_names  # torch: only where a spec is resolved, not in every worker import
+
+    config = sweep.base_config()
+    known = [*metric_names(config), *(f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks))]
+    for key, objective in (("objective", sweep.spec.objective), ("second_objective", sweep.spec.second_objective)):
+        if objective is None or objective.metric in known:
+            continue
+        close = difflib.get_close_matches(objective.metric, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "recorded: " + ", ".join(known)
+        raise SpecError(f"{where(key)}: {key}.metric: {objective.metric!r} is not recorded by the runs of "
+                        f"experiment {sweep.experiment.name!r}; {hint}")
+    pruner = sweep.spec.pruner.name
+    if pruner != "none" and not sweep.spec.objective.metric.startswith("val/"):
+        raise SpecError(f"{where('pruner')}: pruner: {pruner} prunes on validation accuracy during training; "
+                        f"objective.metric must be val/<split>, got {sweep.spec.objective.metric!r}")
