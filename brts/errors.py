@@ -11,3 +11,15 @@ class UserError(Exception):
 
 class ModelLoadError(UserError, RuntimeError):
     """A model that cannot be loaded or built; the message is one line naming the path, id or setting."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr about something brts noticed and recovered from (a damaged file moved aside, a checkpoint
+    skipped): the work goes on, the user should know."""
+    import sys
+
+    try:
+        sys.stderr.write(f"warning: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # no stderr to write to (a closed pipe): the recovery stands anyway
+        pass

@@ -37,14 +37,22 @@ def _pool_file(store: Path | None, path: Path | None) -> Path:
 
 @app.command("show")
 def pool_show(store: StoreOpt = None, path: PoolPathOpt = None) -> None:
-    """Size of the teacher sample pool: samples, tokens, bytes on disk, samples per teacher."""
-    from brts.rollout.pool import SamplePool
+    """Size of the teacher sample pool: samples, tokens, bytes on disk, samples per teacher. A damaged pool is one
+    line (exit 1) saying how to move it aside."""
+    from brts.rollout.pool import PoolDamaged, SamplePool
 
     file = _pool_file(store, path)
     if not file.exists():
         out.print(f"no pool at {file} (it is created by the first run that draws teacher samples)", highlight=False)
         return
-    stats = SamplePool(file).stats()
+    try:
+        pool = SamplePool(file, repair=False)
+        try:
+            stats = pool.stats()
+        finally:
+            pool.close()
+    except PoolDamaged as exc:
+        fail(f"{exc}; `brts pool clear` moves it aside (runs then start a new pool)", code=1)
     table = Table("pool", "samples", "tokens", "on disk", title="teacher sample pool")
     table.add_row(str(stats.path), str(stats.samples), str(stats.tokens), f"{stats.file_bytes / 2**20:.1f} MiB")
     out.print(table)
@@ -57,8 +65,9 @@ def pool_clear(
     store: StoreOpt = None, path: PoolPathOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
 ) -> None:
-    """Delete every sample of the pool (runs then draw their teacher samples again, identically)."""
-    from brts.rollout.pool import SamplePool
+    """Delete every sample of the pool (runs then draw their teacher samples again, identically); a damaged pool
+    file is moved aside instead (`<pool folder>/.quarantine/`)."""
+    from brts.rollout.pool import clear_file
 
     file = _pool_file(store, path)
     if not file.exists():
@@ -66,7 +75,11 @@ def pool_clear(
         return
     if not yes and not typer.confirm(f"delete every teacher sample in {file}?"):
         raise typer.Exit(1)
-    out.print(f"deleted {SamplePool(file).clear()} samples from {file}", highlight=False)
+    deleted, moved = clear_file(file)
+    if moved is not None:
+        out.print(f"{file} was damaged: moved aside to {moved}; runs start a new, empty pool", highlight=False)
+    else:
+        out.print(f"deleted {deleted} samples from {file}", highlight=False)
 
 
 @app.command("fill")

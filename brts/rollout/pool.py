@@ -12,6 +12,12 @@ needs shared memory, which network file systems do not give).
 Bounded: after each write, when the live pages exceed `max_bytes`, the oldest samples are deleted until
 the pool is at 80% of the cap; SQLite reuses the freed pages, so the file stops growing near the cap.
 Eviction changes no result either, since an evicted sample is drawn again, identically, when next asked.
+
+Verified: each row carries a SHA-256 of its key and content (tokens, text, finish reason, grade), checked on
+every read. A row that fails it (edited, flipped bits, or stored before rows carried one) is never used: it is
+deleted and the sample drawn again, identically. A file that is not a readable SQLite database is moved aside
+(`<pool folder>/.quarantine/`) when opened and a new pool starts empty; damage found while a run uses the pool
+makes that run draw its samples without it. Each says so in one line on stderr.
 """
 
 from __future__ import annotations
@@ -26,8 +32,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
+from brts.errors import UserError, warn
 from brts.rollout.base import Completion
 from brts.spec import PoolSpec
+from brts.store.files import quarantine
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _SCHEMA = """
@@ -42,9 +52,35 @@ CREATE TABLE IF NOT EXISTS samples (
     finish_reason TEXT NOT NULL,
     grader TEXT,
     grade INTEGER,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    digest TEXT
 )
 """
+_COLUMNS = "key, teacher, tier, stream, idx, token_ids, text, finish_reason, grader, grade, created, digest"
+_CORRUPT, _NOT_A_DATABASE = 11, 26  # SQLite's primary result codes for a damaged file
+
+
+class PoolDamaged(UserError):
+    """The pool file is not a readable SQLite pool; the message names it."""
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error says the file is damaged (not busy, locked or full)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_CORRUPT, _NOT_A_DATABASE)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def row_digest(key: str, blob: bytes, text: str, finish: str, grader: str | None, grade: int | None) -> str:
+    """The SHA-256 a row carries: its key and everything the sample is (length-prefixed, so no two differ alike)."""
+    digest = hashlib.sha256()
+    for part in (key.encode(), blob, text.encode(), finish.encode(), (grader or "").encode(),
+                 b"" if grade is None else str(int(grade)).encode()):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,18 +141,80 @@ def _decode_tokens(blob: bytes) -> tuple[int, ...]:
     return tuple(out)
 
 
-class SamplePool:
-    """A connection to one pool file (created on first use). One instance per process; not fork-safe."""
+def _pool_files(path: Path) -> list[Path]:
+    """The pool file and SQLite's files beside it (write-ahead log, shared memory)."""
+    return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))]
 
-    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 120.0) -> None:
-        self.path, self.max_bytes = Path(path), max_bytes
+
+def move_aside(path: Path) -> Path:
+    """Quarantine a damaged pool file (and its WAL and shared-memory files) in `<its folder>/.quarantine/`;
+    returns where the pool file went."""
+    moved = [quarantine(f, path.parent) for f in _pool_files(path) if f.exists()]
+    return moved[0] if moved else path
+
+
+class SamplePool:
+    """A connection to one pool file (created on first use). One instance per process; not fork-safe.
+
+    A file that is not a readable pool is moved aside and replaced by an empty pool (one line on stderr); with
+    `repair=False` (to look without changing anything) it raises PoolDamaged instead."""
+
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 120.0,
+                 repair: bool = True) -> None:
+        self.path, self.max_bytes, self.timeout_s = Path(path), max_bytes, timeout_s
+        self.damaged: str | None = None  # why the pool stopped being used mid-run (it reads as empty then)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL to 8 MiB after checkpoints
-        with self._write():
-            self._db.execute(_SCHEMA)
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            if not repair:
+                raise PoolDamaged(f"teacher sample pool {self.path} is damaged ({exc})") from None
+            self._db = self._recover(exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL to 8 MiB after checkpoints
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+                if "digest" not in columns:  # a pool from before rows carried digests: its rows fail the check
+                    db.execute("ALTER TABLE samples ADD COLUMN digest TEXT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _recover(self, damage: sqlite3.Error) -> sqlite3.Connection:
+        """Move the damaged file aside and start an empty pool, once across processes (another may have done it)."""
+        with FileLock(str(self.path.with_name(self.path.name + ".lock"))):
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as again:
+                if not is_damage(again):
+                    raise
+            moved = move_aside(self.path)
+            warn(f"teacher sample pool {self.path} is damaged ({damage}); moved aside to {moved}; a new pool "
+                 "starts empty (its samples are drawn again, identically)")
+            return self._connect()
+
+    def _broken(self, exc: sqlite3.Error) -> None:
+        """Stop using a pool found damaged while in use; the run draws its samples itself (identical ones)."""
+        if not is_damage(exc):
+            raise exc
+        if self.damaged is None:
+            self.damaged = str(exc)
+            warn(f"teacher sample pool {self.path} is damaged ({exc}); drawing teacher samples without it (the "
+                 "same samples); `brts store check --repair` or `brts pool clear` moves it aside")
 
     def close(self) -> None:
         self._db.close()
@@ -133,36 +231,61 @@ class SamplePool:
         self._db.execute("COMMIT")
 
     def get_many(self, keys: Sequence[SampleKey]) -> dict[SampleKey, PooledSample]:
-        """The stored samples among `keys` (absent keys are left out)."""
+        """The stored samples among `keys` whose digest checks out (absent keys are left out; rows that fail the
+        check are deleted, so they are drawn and stored again)."""
+        if self.damaged is not None:
+            return {}
         by_digest = {k.digest: k for k in keys}
         found: dict[SampleKey, PooledSample] = {}
+        failed: list[str] = []
         digests = list(by_digest)
-        for start in range(0, len(digests), 500):  # below SQLite's bound-parameter limit
-            part = digests[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key, token_ids, text, finish_reason, grader, grade FROM samples "
-                f"WHERE key IN ({','.join('?' * len(part))})", part,
-            ).fetchall()
-            for digest, blob, text, finish, grader, grade in rows:
-                completion = Completion(_decode_tokens(blob), text, finish)
-                found[by_digest[digest]] = PooledSample(completion, grader, None if grade is None else bool(grade))
+        try:
+            for start in range(0, len(digests), 500):  # below SQLite's bound-parameter limit
+                part = digests[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT key, token_ids, text, finish_reason, grader, grade, digest FROM samples "
+                    f"WHERE key IN ({','.join('?' * len(part))})", part,
+                ).fetchall()
+                for key, blob, text, finish, grader, grade, stored in rows:
+                    if not _intact(key, blob, text, finish, grader, grade, stored):
+                        failed.append(key)
+                        continue
+                    completion = Completion(_decode_tokens(blob), text, finish)
+                    found[by_digest[key]] = PooledSample(completion, grader, None if grade is None else bool(grade))
+            if failed:
+                self._drop(failed)
+        except sqlite3.DatabaseError as exc:
+            self._broken(exc)
+            return {}
         return found
+
+    def _drop(self, keys: Sequence[str]) -> None:
+        with self._write():
+            self._db.executemany("DELETE FROM samples WHERE key = ?", [(k,) for k in keys])
+        warn(f"teacher sample pool {self.path}: {len(keys)} stored sample(s) failed their integrity check (changed "
+             "since they were stored, or stored before samples carried a digest); dropped, drawn again identically")
 
     def put_many(self, items: Sequence[tuple[SampleKey, PooledSample]]) -> int:
         """Store samples whose keys are not stored yet; returns how many were new. Evicts past the cap."""
-        if not items:
+        if not items or self.damaged is not None:
             return 0
         now = time.time()
-        rows = [
-            (k.digest, k.teacher, k.tier, k.stream, k.index, _encode_tokens(s.completion.token_ids), s.completion.text,
-             s.completion.finish_reason, s.grader, None if s.grade is None else int(s.grade), now)
-            for k, s in items
-        ]
-        with self._write():
-            before = self._db.total_changes
-            self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            added = self._db.total_changes - before
-            self._evict()
+        rows = []
+        for k, s in items:
+            blob, grade = _encode_tokens(s.completion.token_ids), None if s.grade is None else int(s.grade)
+            digest = row_digest(k.digest, blob, s.completion.text, s.completion.finish_reason, s.grader, grade)
+            rows.append((k.digest, k.teacher, k.tier, k.stream, k.index, blob, s.completion.text,
+                         s.completion.finish_reason, s.grader, grade, now, digest))
+        try:
+            with self._write():
+                before = self._db.total_changes
+                self._db.executemany(f"INSERT OR IGNORE INTO samples ({_COLUMNS}) VALUES ({','.join('?' * 12)})",
+                                     rows)
+                added = self._db.total_changes - before
+                self._evict()
+        except sqlite3.DatabaseError as exc:
+            self._broken(exc)
+            return 0
         return added
 
     def _live_bytes(self) -> int:
@@ -181,12 +304,33 @@ class SamplePool:
                          (drop,))
 
     def stats(self) -> PoolStats:
-        samples, blob_bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(token_ids)), 0) FROM samples"
-                                               ).fetchone()
-        teachers = dict(self._db.execute("SELECT teacher, COUNT(*) FROM samples GROUP BY teacher").fetchall())
+        """Samples, tokens and bytes on disk; PoolDamaged when the file turns out damaged."""
+        try:
+            samples, blob_bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(token_ids)), 0) FROM samples").fetchone()
+            teachers = dict(self._db.execute("SELECT teacher, COUNT(*) FROM samples GROUP BY teacher").fetchall())
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise PoolDamaged(f"teacher sample pool {self.path} is damaged ({exc})") from None
         files = [self.path, self.path.with_name(self.path.name + "-wal")]
         size = sum(f.stat().st_size for f in files if f.exists())
         return PoolStats(self.path, int(samples), int(blob_bytes) // 4, size, self.max_bytes, teachers)
+
+    def verify(self, repair: bool = False) -> list[str]:
+        """Every problem of the pool, one line each: SQLite's integrity check, then each row's digest. With
+        `repair`, rows that fail their digest are deleted (drawn again when next asked)."""
+        problems = [f"{self.path}: {line}" for (line,) in self._db.execute("PRAGMA integrity_check") if line != "ok"]
+        failed = [key for key, blob, text, finish, grader, grade, stored in self._db.execute(
+            "SELECT key, token_ids, text, finish_reason, grader, grade, digest FROM samples")
+            if not _intact(key, blob, text, finish, grader, grade, stored)]
+        if failed:
+            problems.append(f"{self.path}: {len(failed)} sample(s) fail their digest (changed since stored, or stored "
+                            "before samples carried one)" + ("; deleted, drawn again when next asked" if repair else ""))
+            if repair:
+                with self._write():
+                    self._db.executemany("DELETE FROM samples WHERE key = ?", [(k,) for k in failed])
+        return problems
 
     def clear(self) -> int:
         """Delete every sample and shrink the file; returns how many samples were deleted."""
@@ -195,6 +339,29 @@ class SamplePool:
         self._db.execute("VACUUM")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(deleted)
+
+
+def clear_file(path: Path) -> tuple[int, Path | None]:
+    """Empty the pool at `path`: (samples deleted, None), or, for a damaged file, (0, where it was moved aside)."""
+    try:
+        pool = SamplePool(path, repair=False)
+    except PoolDamaged:
+        return 0, move_aside(path)
+    try:
+        return pool.clear(), None
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        pool.close()
+        return 0, move_aside(path)
+    finally:
+        pool.close()
+
+
+def _intact(key: str, blob: bytes, text: str, finish: str, grader: str | None, grade: int | None,
+            stored: str | None) -> bool:
+    return (stored is not None and isinstance(blob, bytes) and isinstance(text, str) and isinstance(finish, str)
+            and len(blob) % 4 == 0 and stored == row_digest(key, blob, text, finish, grader, grade))
 
 
 def open_pool(spec: PoolSpec, path: Path) -> SamplePool | None:

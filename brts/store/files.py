@@ -1,20 +1,50 @@
-"""Files the store writes and reads: JSON replaced atomically, and append-only JSON-lines logs whose torn last
-line (a process killed mid-write) is ignored by the one reader every caller uses."""
+"""Files the store writes and reads: JSON replaced atomically, append-only JSON-lines logs whose torn last line
+(a process killed mid-write) is ignored by the one reader every caller uses, SHA-256 digests of files, and the
+quarantine where a damaged file is moved aside (never deleted)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from brts.errors import UserError
 
+QUARANTINE = ".quarantine"  # <folder>/.quarantine/<UTC time>/<path>: what was moved aside as damaged
+
 
 class DamagedFile(UserError):
-    """A store file that cannot be read back (a line in the middle of a log that is not JSON)."""
+    """A store file that cannot be read back (not JSON, a line in the middle of a log that is not JSON, not what
+    its manifest says); the message names the file."""
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def quarantine(path: Path, base: Path) -> Path:
+    """Move `path` (a file or folder inside `base`) to `base/.quarantine/<UTC time>/<its path below base>`; returns
+    where it went. Nothing is deleted: a user can inspect or restore it."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    try:
+        relative = path.resolve().relative_to(base.resolve())
+    except ValueError:
+        relative = Path(path.name)
+    target = base / QUARANTINE / stamp / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(target))
+    return target
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -30,10 +60,17 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def read_json(path: Path, default: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON object file, or `default` (an empty dict) when there is none."""
+    """A JSON object file, or `default` (an empty dict) when there is none; DamagedFile (naming the file) when it
+    is empty, truncated, not UTF-8 or not a JSON object."""
     if not path.exists():
         return dict(default or {})
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = "empty" if path.stat().st_size == 0 else f"not JSON ({getattr(exc, 'msg', None) or exc.reason})"
+        raise DamagedFile(f"{path}: {reason}") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path}: not a JSON object")
     return data
 
 

@@ -54,3 +54,19 @@ def test_exp_run_with_prefill_draws_every_teacher_sample_before_training(tmp_pat
     (metrics,) = store.glob("tiny/*/metrics.jsonl")
     last = json.loads(metrics.read_text().splitlines()[-1])
     assert last["teacher/tokens_generated"] == 0 and last["teacher/tokens_from_pool"] > 0
+
+
+def test_show_and_clear_work_on_a_damaged_pool(tmp_path):
+    store = tmp_path / "store"
+    pool = store / ".pool" / "teacher-samples.sqlite"
+    pool.parent.mkdir(parents=True)
+    pool.write_bytes(b"garbage" * 500)
+    shown = invoke("pool", "show", "--store", str(store))
+    assert shown.exit_code == 1
+    assert len(shown.output.strip().splitlines()) == 1
+    assert str(pool) in "".join(shown.output.split()) and "pool clear" in shown.output
+    cleared = invoke("pool", "clear", "--store", str(store), "--yes")
+    assert cleared.exit_code == 0 and "moved aside" in cleared.output
+    [moved] = (pool.parent / ".quarantine").glob("*/teacher-samples.sqlite")
+    assert moved.read_bytes() == b"garbage" * 500
+    assert "no pool at" in invoke("pool", "show", "--store", str(store)).output

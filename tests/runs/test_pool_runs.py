@@ -49,3 +49,35 @@ def test_pool_changes_no_result_and_token_counts_are_exact(tmp_path, tiny_spec_f
     assert counted.with_pool < counted.without_pool
     pool = open_pool(pooled_plan[0].pool, pooled.pool_file(pooled_plan[0].pool))
     assert pool.stats().samples == counted.samples
+
+
+def test_a_damaged_pool_changes_no_result(tmp_path, tiny_spec_file, capfd):
+    """Rows edited in place (the file still a valid database) and a pool file overwritten with garbage: the runs
+    that read them finish with the numbers of an undamaged run, and say which file they found damaged."""
+    import sqlite3
+
+    overrides = ["arms=[brts]", "train.steps=2", "train.max_new_tokens=16"]
+    first = RunStore(tmp_path / "first")
+    [planned] = plan(load_spec(str(tiny_spec_file), overrides))
+    assert [o.action for o in execute([planned], first)] == ["ran"]
+    expected = (_results(_metrics(first, planned)), first.run(planned).record()["eval"])
+    pool_file = first.pool_file(planned.pool)
+
+    with sqlite3.connect(pool_file) as db:  # forged samples: other text, flipped grades
+        db.execute("UPDATE samples SET text = 'The answer is \\boxed{0}', grade = 1 - COALESCE(grade, 0)")
+    capfd.readouterr()
+    edited = RunStore(tmp_path / "edited")
+    [again] = plan(load_spec(str(tiny_spec_file), [*overrides, f"pool.path={pool_file}"]))
+    assert [o.action for o in execute([again], edited)] == ["ran"]
+    assert (_results(_metrics(edited, again)), edited.run(again).record()["eval"]) == expected
+    assert _metrics(edited, again)[-1]["teacher/tokens_generated"] > 0  # drawn again: none was used
+    assert f"teacher sample pool {pool_file}" in capfd.readouterr().err
+
+    pool_file.write_bytes(b"\x00garbage" * 4096)
+    for extra in pool_file.parent.glob("*-wal"):
+        extra.unlink()
+    garbage = RunStore(tmp_path / "garbage")
+    assert [o.action for o in execute([again], garbage)] == ["ran"]
+    assert (_results(_metrics(garbage, again)), garbage.run(again).record()["eval"]) == expected
+    err = capfd.readouterr().err
+    assert f"teacher sample pool {pool_file} is damaged" in err and "moved aside" in err
