@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import brts
-from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig
+from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig, TrackingSpec
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
 RUN_FORMAT = 5  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics;
@@ -33,6 +33,8 @@ class PlannedRun:
     # What the run asks of its machine; not in the run id (it does not change results).
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     kind: Kind = "experiment"
+    # Which experiment trackers follow the run; not in the run id (a tracker changes no result).
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
 
 def run_id(config: RunConfig) -> str:
@@ -59,5 +61,6 @@ def plan(spec: ExperimentSpec, kind: Kind = "experiment") -> list[PlannedRun]:
             config = RunConfig(task=spec.task, models=spec.models, train=spec.train, eval=spec.eval,
                                rollout=spec.rollout, method=method, seed=seed)
             runs.append(PlannedRun(experiment=spec.name, arm=arm.name, seed=seed, config=config,
-                                   run_id=run_id(config), pool=spec.pool, resources=spec.resources, kind=kind))
+                                   run_id=run_id(config), pool=spec.pool, resources=spec.resources, kind=kind,
+                                   tracking=spec.tracking))
     return runs

@@ -15,6 +15,7 @@ from brts.models import load_pair
 from brts.rollout.pool import open_pool
 from brts.runs.launch import launch_training
 from brts.runs.plan import PlannedRun
+from brts.runs.tracking import RunTracking
 from brts.spec import RunConfig
 from brts.store import RunFolder, RunStore, environment, now
 from brts.tasks.registry import make_task
@@ -61,28 +62,49 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
             environment=environment(), error=None, failed_stage=None,
         )
+        tracking = RunTracking.start(planned, run, store_root) if planned.tracking.enabled else None
         step_name = "train"
         try:
             if not run.trained:
                 announce(planned.run_id, "train")
                 started = time.perf_counter()
-                last_step = _train(planned, run, store, progress)
+                last_step = _train(planned, run, store, _tracked(progress, tracking))
                 run.update_record(last_step=last_step, trained=now(), train_seconds=round(
                     float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
+            if tracking is not None:
+                tracking.follow()  # the last lines (and every line of a run trained before tracking was on)
             step_name = "eval"
             announce(planned.run_id, "eval")
             started = time.perf_counter()
             evaluation = evaluate_checkpoint(cfg, run)
+            if tracking is not None:
+                tracking.final(evaluation.tasks)
         except RunStopped as stop:
             return run.update_record(status="stopped", stopped_at=stop.step, stop_reason=stop.reason, ended=now())
         except Exception as exc:  # a failed run is recorded; the grid goes on
             line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             run.write_error(traceback.format_exc())
             return run.update_record(status="failed", failed_stage=step_name, error=line, ended=now())
+        finally:
+            if tracking is not None:
+                tracking.finish()
         return run.update_record(
             status="finished", ended=now(), eval=evaluation.avg_at_k(), eval_key=eval_key,
             eval_seconds=round(time.perf_counter() - started, 2),
         )
+
+
+def _tracked(progress: ProgressFn | None, tracking: RunTracking | None) -> ProgressFn | None:
+    """`progress`, after the trackers are sent the step's metrics.jsonl line (before a RunStopped can end it)."""
+    if tracking is None:
+        return progress
+
+    def step(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        tracking.follow()
+        if progress is not None:
+            progress(run_id, step, total, metrics)
+
+    return step
 
 
 def _train(planned: PlannedRun, run: RunFolder, store: RunStore, progress: ProgressFn | None) -> int:

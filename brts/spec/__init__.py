@@ -2,7 +2,7 @@
 tasks brts ships), read from YAML files (`extends`, `--set`) and validated once, with one-line errors.
 
 `experiment` holds the models and `load_spec`; `evaluation` the `eval` section; `catalog` the shipped tasks;
-`files` the reading of spec files shared with sweep specs; `errors` the one-line messages; `warnings` what a
+`files` the reading of spec files shared with sweep specs; `tracking` the experiment trackers; `errors` the one-line messages; `warnings` what a
 valid spec probably did not mean. The rest of brts
 imports the names below from `brts.spec` and trusts what it gets.
 """
@@ -29,10 +29,11 @@ from brts.spec.experiment import (
     load_spec,
     resolved_yaml,
 )
+from brts.spec.tracking import TrackingSpec
 from brts.spec.warnings import spec_warnings
 
 __all__ = [
     "BUILTIN_MODELS", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
     "ModelsSpec", "Name", "PoolSpec", "ResourcesSpec", "RolloutSpec", "RunConfig", "SpecError", "TaskSpec",
-    "TrainSpec", "default_search_dirs", "list_specs", "load_spec", "resolved_yaml", "spec_warnings",
+    "TrackingSpec", "TrainSpec", "default_search_dirs", "list_specs", "load_spec", "resolved_yaml", "spec_warnings",
 ]

@@ -1,8 +1,7 @@
 """Experiment specs: the typed models, and loading one (through `brts.spec.files`) into them.
 
 A spec is plain YAML data validated once here; the rest of `brts` trusts the models it gets back. Reading the
-files (`extends`, `--set`, safe YAML, one-line errors) is `brts.spec.files`, shared with sweep specs.
-"""
+files (`extends`, `--set`, safe YAML, one-line errors) is `brts.spec.files`, shared with sweep specs."""
 
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ from brts.spec.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
 from brts.spec.errors import SpecError, arm_method_error, show, source, validation_message
 from brts.spec.evaluation import EvalSpec, missing_benchmark_file
 from brts.spec.files import list_yaml, read_layers, search_dirs
+from brts.spec.tracking import TrackingSpec
 
 # The tiny models the project builds itself (brts.zoo), by spec name -> role: the one list of their names.
 BUILTIN_MODELS = {"builtin:teacher": "teacher", "builtin:student": "student"}
@@ -252,6 +252,7 @@ class ExperimentSpec(_Spec):
     workers: int = Field(1, ge=1)
     resources: ResourcesSpec = _default(ResourcesSpec)
     report: ReportSpec = _default(ReportSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # not in run ids: trackers change no result
 
     @field_validator("arms")
     @classmethod

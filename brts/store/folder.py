@@ -1,13 +1,15 @@
 """One run's folder: the only code that knows the names of the files in it.
 
     config.yaml        the resolved RunConfig (its hash is the run id)
-    record.json        status (planned, running, stopped, finished, failed), times, versions, errors, `eval`
+    record.json        status (planned, running, stopped, finished, failed), times, versions, errors, `eval`,
+                       `tracking` (each tracker's run id, so a resumed run continues it; the last step sent)
     metrics.jsonl      one line per training step (and step 0): every metric (README, "The method")
     validation.jsonl   per validation step, each split's per-problem fraction correct
     checkpoints/       model, optimiser and RNG states (brts.checkpoint)
     final/             the trained student and its tokenizer
     eval/              the final evaluation (its layout: brts.evaluation.evaluate)
     error.log          the traceback of the last failure
+    tracking/          the experiment trackers' local files (TensorBoard events, W&B offline runs)
     launch.log         the ranks' output of a multi-process run; `.launch-error` its first error line
     .lock              held while a process executes the run
 
@@ -114,6 +116,10 @@ class RunFolder:
     @property
     def error_log(self) -> Path:
         return self.path / "error.log"
+
+    @property
+    def tracking_dir(self) -> Path:
+        return self.path / "tracking"
 
     @property
     def launch_log(self) -> Path:
