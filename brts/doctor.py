@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from brts.spec.tracking import BACKENDS as TRACKERS  # the spec's tracking.backends
+
 OK, MISSING, FAIL = "ok", "missing", "fail"  # fail: something brts itself needs is broken
-TRACKERS = ("tensorboard", "wandb", "mlflow", "swanlab", "trackio")
 IMPORT_TIMEOUT_S = 120
 
 
@@ -208,7 +209,7 @@ def check_trackers() -> list[Check]:
     for name in TRACKERS:
         found = version(name)
         checks.append(Check(f"tracker {name}", OK, found) if found else
-                      Check(f"tracker {name}", MISSING, "not installed", f"pip install {name}"))
+                      Check(f"tracker {name}", MISSING, "not installed", "pip install 'brts[trackers]'"))
     return checks
 
 

@@ -90,10 +90,10 @@ def _tracker(backend: str, planned: PlannedRun, run: RunFolder, known_id: str | 
         tags = {**{f"brts.{k}": v for k, v in labels(planned).items()}, **dict.fromkeys(spec.tags, "")}
         tracker = MLflowTracker(experiment_name=project, run_id=known_id, tags=tags, run_name=name)
     elif backend == "wandb":
-        tags = [*spec.tags, *(f"{k}:{v}" for k, v in labels(planned).items())]
+        wandb_tags = [*spec.tags, *(f"{k}:{v}" for k, v in labels(planned).items())]
         run.tracking_dir.mkdir(parents=True, exist_ok=True)
         # console off: W&B would otherwise wrap this process's stdout and stderr (the progress display's).
-        tracker = WandBTracker(project, name=name, id=known_id, resume="allow" if known_id else None, tags=tags,
+        tracker = WandBTracker(project, name=name, id=known_id, resume="allow" if known_id else None, tags=wandb_tags,
                                group=planned.experiment, dir=str(run.tracking_dir),
                                settings={"silent": True, "console": "off"})
     else:  # the spec admits only brts.spec.tracking.BACKENDS
