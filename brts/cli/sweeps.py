@@ -102,8 +102,10 @@ def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store
     out.print(space_table(sweep))
     spec = sweep.spec
     lines = [
-        f"base: experiment {sweep.experiment.name!r}, arm {sweep.arm.name!r} (preset {sweep.arm.preset!r}), "
-        f"{sweep.experiment.train.steps} steps, seeds {list(sweep.seeds)} per trial",
+        f"base: experiment {sweep.experiment.name!r}, "
+        + ", ".join(f"arm {a.name!r} (preset {a.preset!r})" for a in sweep.arms)
+        + f", {sweep.experiment.train.steps} steps, seeds {list(sweep.seeds)} per trial"
+        + (f"; objectives are means over the {len(sweep.arms)} arms" if len(sweep.arms) > 1 else ""),
         "objectives: " + "; ".join(f"{o.direction} {o.metric} ({o.reduce})" for o in sweep.objectives),
         f"sampler: {spec.sampler.name} (seed {spec.sampler.seed})"
         + (f", grid of {sweep.grid_size()} points" if spec.sampler.name == "grid" else ""),

@@ -55,21 +55,33 @@ def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder:
         path = Path(ref).expanduser()
         target = path if path.is_absolute() else folder / path
     exp_dirs = [folder, folder.parent / "experiments", *default_search_dirs()]
+    # `overrides.method` goes into the swept arms' own `set`: it is meant for them, and as a shared override it
+    # would be refused wherever it changes what another arm's preset sets (brts.spec: arm identity).
+    method_overrides = spec.overrides.get("method", {})
+    if not isinstance(method_overrides, dict):
+        raise SpecError(f"{where('overrides', 'method')}: overrides.method: expected a mapping of method fields, "
+                        f"got {method_overrides!r}")
+    shared = {k: v for k, v in spec.overrides.items() if k != "method"}
     try:
-        experiment = load_spec(target, search_dirs=exp_dirs, merge=[(f"the overrides of {source}", spec.overrides)])
+        experiment = load_spec(target, search_dirs=exp_dirs, merge=[(f"the overrides of {source}", shared)])
     except SpecError as exc:
         raise SpecError(f"{where('experiment')}: experiment {ref!r}: {exc}") from None
-    arm = next((a for a in experiment.arms if a.name == spec.arm), None)
-    if arm is None:
-        raise SpecError(f"{where('arm')}: arm: {spec.arm!r} is not an arm of experiment {experiment.name!r}; "
-                        f"its arms: {', '.join(a.name for a in experiment.arms)}")
+    key = "arms" if spec.arms is not None else "arm"
+    arms = []
+    for name in spec.arm_names:
+        arm = next((a for a in experiment.arms if a.name == name), None)
+        if arm is None:
+            raise SpecError(f"{where(key)}: {key}: {name!r} is not an arm of experiment {experiment.name!r}; "
+                            f"its arms: {', '.join(a.name for a in experiment.arms)}")
+        arms.append(arm.model_copy(update={"set": {**arm.set, **method_overrides}}))
     seeds = spec.seeds or experiment.seeds
     params = tuple(_resolve_param(section, field, p, where) for section, field, p in spec.space.params())
     names = [p.name for p in params]
     if len(set(names)) < len(names):  # Optuna names a parameter by its field
         twice = next(n for n in names if names.count(n) > 1)
         raise SpecError(f"{where('space')}: space: {twice!r} is searched in two sections; search it in one")
-    sweep = Sweep(spec=spec, source=source, experiment=experiment, arm=arm, seeds=seeds, params=params)
+    sweep = Sweep(spec=spec, source=source, experiment=experiment, arms=tuple(arms), seeds=seeds, params=params)
+    _check_overrides(sweep, where)
     for param in params:
         _check_values(sweep, param, where)
     _check_objectives(sweep, where)
@@ -106,6 +118,15 @@ def _resolve_param(section: str, field: str, spec: ParamSpec, where: Any) -> Par
         return Param(field, section, field, spec, "float")
     raise SpecError(f"{where('space', section, field)}: space.{name}: {field} is not numeric; "
                     "search it with choices: [...]")
+
+
+def _check_overrides(sweep: Sweep, where: Any) -> None:
+    """`overrides.method` must build a valid config for every swept arm."""
+    try:
+        sweep.trial_spec({})
+    except ValidationError as exc:
+        field, detail = error_detail(exc.errors()[0], SECTIONS["method"])
+        raise SpecError(f"{where('overrides', 'method')}: overrides.method.{field}: {detail}") from None
 
 
 def _check_values(sweep: Sweep, param: Param, where: Any) -> None:

@@ -155,11 +155,11 @@ class Display:
         kind = event["event"]
         key = f"trial {event.get('number')}"
         if kind == "start":
-            total = self.steps * event["seeds"]
+            total = self.steps * event["runs"]
             self.shown.start(key, f"  trial {event['number']} {describe(event['params'])}", total)
         elif kind == "step":
-            seed_index = self.job.sweep.seeds.index(event["seed"])
-            self.shown.update(key, seed_index * self.steps + event["step"], stage=f"seed {event['seed']}")
+            stage = f"seed {event['seed']}" if len(self.job.sweep.arms) == 1 else f"{event['arm']} seed {event['seed']}"
+            self.shown.update(key, event["run"] * self.steps + event["step"], stage=stage)
         elif kind == "end":
             self.shown.finish(key, event["state"].lower())
             if event["state"] in self.done_states:
@@ -180,9 +180,11 @@ def trial_line(sweep: Sweep, event: dict[str, Any]) -> str:
             sd = (attrs.get("seed_sd") or {}).get(objective.metric)
             parts.append(f"{objective.metric} {value:.4g}" + (f" ± {sd:.2g}" if sd is not None else ""))
         reused = sum(attrs.get("reused", []))
-        return f"{head} {', '.join(parts)} over {len(sweep.seeds)} seeds" + (f" ({reused} reused)" if reused else "")
+        over = f"{len(sweep.seeds)} seeds" + (f" x {len(sweep.arms)} arms" if len(sweep.arms) > 1 else "")
+        return f"{head} {', '.join(parts)} over {over}" + (f" ({reused} reused)" if reused else "")
     if state == "PRUNED":
-        return f"{head} pruned at step {attrs.get('pruned_step')} of seed {attrs.get('pruned_seed')}"
+        arm = f"arm {attrs['pruned_arm']}, " if "pruned_arm" in attrs else ""
+        return f"{head} pruned at step {attrs.get('pruned_step')} of {arm}seed {attrs.get('pruned_seed')}"
     return f"{head} [red]failed[/red]: {attrs.get('error')}"
 
 

@@ -149,8 +149,11 @@ class SweepSpec(_Spec):
     name: Name
     description: str = ""
     experiment: str = Field(min_length=1, description="base experiment spec: a name or a path (relative to this file)")
-    arm: Name
-    overrides: dict[str, Any] = Field(default_factory=dict, description="merged into the base experiment spec")
+    arm: Name | None = Field(None, description="the experiment's arm each trial trains (or `arms`)")
+    arms: tuple[Name, ...] | None = Field(None, min_length=1, description="several arms: each trial trains all of "
+                                                                         "them; objectives average over them")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="merged into the base experiment spec; "
+                                                                        "`method` into the swept arms' own `set`")
     seeds: tuple[int, ...] | None = Field(None, min_length=1, description="runs per trial; default: the experiment's")
     space: SpaceSpec
     objective: ObjectiveSpec = _default(ObjectiveSpec)
@@ -167,6 +170,20 @@ class SweepSpec(_Spec):
         if seeds is not None and len(set(seeds)) < len(seeds):
             raise ValueError(f"seeds must be unique, got {list(seeds)}")
         return seeds
+
+    @model_validator(mode="after")
+    def _one_of_arm_and_arms(self) -> SweepSpec:
+        if (self.arm is None) == (self.arms is None):
+            raise PydanticCustomError("arm_choice", "give the arm a trial trains (arm: brts) or several (arms: "
+                                      "[opd, brts]), one of the two", {"field": "arm"})
+        if self.arms is not None and len(set(self.arms)) < len(self.arms):
+            raise PydanticCustomError("arm_choice", "arms must be unique, got {got}",
+                                      {"got": ", ".join(self.arms), "field": "arms"})
+        return self
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return self.arms if self.arms is not None else (self.arm,) if self.arm is not None else ()
 
     @model_validator(mode="after")
     def _pruning_single_objective(self) -> SweepSpec:
@@ -214,7 +231,7 @@ class Sweep:
     spec: SweepSpec
     source: str  # the sweep file, for messages
     experiment: ExperimentSpec
-    arm: ArmSpec
+    arms: tuple[ArmSpec, ...]  # the swept arms, `overrides.method` already in their `set`
     seeds: tuple[int, ...]
     params: tuple[Param, ...]
 
@@ -227,26 +244,32 @@ class Sweep:
         second = self.spec.second_objective
         return (self.spec.objective,) if second is None else (self.spec.objective, second)
 
-    def trial_spec(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None) -> ExperimentSpec:
-        """The experiment a trial runs: the base experiment with the sweep's arm alone, its `set` carrying the
-        sampled `method.*` values and `train` the sampled `train.*` ones, under the sweep's name; it keeps the
-        experiment's pool, resources and rollout. Raises ValidationError for a value no run can take."""
+    def trial_spec(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None,
+                   arms: Sequence[str] | None = None) -> ExperimentSpec:
+        """The experiment a trial runs: the base experiment with the sweep's arms alone (or the named ones), each
+        one's `set` carrying the sampled `method.*` values and `train` the sampled `train.*` ones, under the
+        sweep's name; it keeps the experiment's pool, resources and rollout. Raises ValidationError for a value
+        no run can take."""
         by_section = {s: {p.field: values[p.name] for p in self.params if p.section == s and p.name in values}
                       for s in SECTIONS}
-        exp, arm = self.experiment, self.arm
-        arm_set = {**arm.set, **by_section["method"]}
-        arm_config(arm.preset, {**exp.method, **arm_set})  # a bad value fails here, naming the MethodConfig field
+        exp, chosen = self.experiment, [a for a in self.arms if arms is None or a.name in arms]
+        trial_arms = []
+        for arm in chosen:
+            arm_set = {**arm.set, **by_section["method"]}
+            arm_config(arm.preset, {**exp.method, **arm_set})  # a bad value fails here, naming the MethodConfig field
+            trial_arms.append(ArmSpec(name=arm.name, preset=arm.preset, set=arm_set))
         train = TrainSpec.model_validate({**exp.train.model_dump(), **by_section["train"]})
         return exp.model_copy(update={
-            "name": self.name, "arms": (ArmSpec(name=arm.name, preset=arm.preset, set=arm_set),), "train": train,
+            "name": self.name, "arms": tuple(trial_arms), "train": train,
             "seeds": tuple(self.seeds if seeds is None else seeds)})
 
     def trial_runs(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None) -> list[PlannedRun]:
-        """The trial's runs, one per seed; each id equals that of any identical run of any experiment."""
+        """The trial's runs, one per arm and seed (arm-major); each id equals that of any identical run of any
+        experiment."""
         return plan(self.trial_spec(values, seeds), kind="sweep")
 
     def base_config(self) -> RunConfig:
-        """The run config of the sweep's arm with no value sampled (its first seed)."""
+        """The run config of the sweep's first arm with no value sampled (its first seed)."""
         return self.trial_runs({}, self.seeds[:1])[0].config
 
     def grid(self) -> dict[str, list[Scalar]]:
@@ -257,14 +280,17 @@ class Sweep:
         return math.prod(len(v) for v in self.grid().values())
 
     def identity(self) -> dict[str, str]:
-        """What makes two sweeps the same study: base config, arm, space, objectives, seeds (not budget or sampler)."""
+        """What makes two sweeps the same study: base config, arms, space, objectives, seeds (not budget or sampler)."""
         base = self.base_config().results_dump()
         base.pop("seed")
+        arms = [run.config.results_dump() for run in self.trial_runs({}, self.seeds[:1])]
         parts = {
             "base": {"brts": brts.__version__, "run_format": RUN_FORMAT, "config": base},
             "space": {p.name: p.spec.model_dump(mode="json", exclude_defaults=True) for p in self.params},
             "objectives": [o.model_dump(mode="json") for o in self.objectives],
             "seeds": list(self.seeds),
+            # With one arm its config is the base alone, as before several could be swept: old studies still match.
+            **({"arms": arms} if len(arms) > 1 else {}),
         }
         return {k: json.dumps(v, sort_keys=True, separators=(",", ":")) for k, v in parts.items()}
 

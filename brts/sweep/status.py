@@ -26,7 +26,8 @@ def _value(trial: FrozenTrial, sweep: Sweep, index: int) -> str:
 def _note(trial: FrozenTrial) -> str:
     a = trial.user_attrs
     if trial.state == TrialState.PRUNED:
-        return f"pruned at step {a.get('pruned_step')} (seed {a.get('pruned_seed')})"
+        arm = f"arm {a['pruned_arm']}, " if "pruned_arm" in a else ""
+        return f"pruned at step {a.get('pruned_step')} ({arm}seed {a.get('pruned_seed')})"
     if trial.state == TrialState.FAIL:
         return trial_error(trial)[:60]
     if trial.state == TrialState.RUNNING:
@@ -55,7 +56,7 @@ def trials_table(study: optuna.Study, sweep: Sweep) -> Table:
         reused = t.user_attrs.get("reused") or []
         table.add_row(str(t.number), t.state.name.lower(), *(_fmt(t.params.get(n, "")) for n in names),
                       *(_value(t, sweep, i) for i in range(len(sweep.objectives))),
-                      f"{sum(reused)}/{len(sweep.seeds)}" if reused else "", _note(t))
+                      f"{sum(reused)}/{len(sweep.seeds) * len(sweep.arms)}" if reused else "", _note(t))
     return table
 
 

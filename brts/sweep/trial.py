@@ -136,27 +136,28 @@ def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
 class _Pruning(RunObserver):
     """Shows a trial's steps and asks the pruner at each validation step; stops the run when it says so."""
 
-    def __init__(self, trial: optuna.Trial, reporter: PruneReporter, store: RunStore, seed_index: int,
+    def __init__(self, trial: optuna.Trial, reporter: PruneReporter, store: RunStore, run_index: int,
                  emit: Emit) -> None:
-        self.trial, self.reporter, self.store, self.seed_index, self.emit = trial, reporter, store, seed_index, emit
+        self.trial, self.reporter, self.store, self.run_index, self.emit = trial, reporter, store, run_index, emit
 
     def step(self, planned: PlannedRun, step: int, total: int, metrics: dict[str, Any]) -> None:
-        self.emit({"event": "step", "number": self.trial.number, "seed": planned.seed, "step": step, "total": total})
+        self.emit({"event": "step", "number": self.trial.number, "run": self.run_index, "arm": planned.arm,
+                   "seed": planned.seed, "step": step, "total": total})
         reporter = self.reporter
         if reporter.enabled and metrics.get(f"val/{reporter.split}") is not None:
-            reporter.catch_up(self.seed_index, self.store.run(planned))
+            reporter.catch_up(self.run_index, self.store.run(planned))
             if reporter.should_prune():
                 raise RunStopped(step, f"pruned by the sweep's {reporter.kind} pruner")
 
 
-def _execute(sweep: Sweep, values: dict[str, Any], seed: int, store: RunStore,
+def _execute(sweep: Sweep, values: dict[str, Any], run: PlannedRun, store: RunStore,
              observer: RunObserver) -> tuple[dict[str, Any], RunFolder, bool]:
-    """Run (or resume) the trial's run of one seed through `run_experiment`; when another process holds it, wait
-    and reuse its result. -> (record, folder, reused)."""
+    """Run (or resume) the trial's run of one arm and seed through `run_experiment`; when another process holds
+    it, wait and reuse its result. -> (record, folder, reused)."""
     while True:
         # A failed run is tried again: the study asks for this run now (a retried trial, a repeated point).
-        result = run_experiment(sweep.trial_spec(values, [seed]), store, workers=1, observer=observer,
-                                retry_failed=True, references=False, check=False, kind="sweep")
+        result = run_experiment(sweep.trial_spec(values, [run.seed], [run.arm]), store, workers=1,
+                                observer=observer, retry_failed=True, references=False, check=False, kind="sweep")
         [outcome] = result.outcomes
         if outcome.action != "locked":
             return outcome.record, store.run(outcome.planned), False
@@ -191,16 +192,20 @@ def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_
 
 
 def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, emit: Emit) -> tuple[TrialState, list[float] | None]:
+    """Every run of the trial (arm-major); each objective is the mean over the arms per seed (`seed_values`),
+    then over the seeds."""
     values = suggest(trial, sweep)
     planned = sweep.trial_runs(values)
     paths = [str(store.run(p).path) for p in planned]
     trial.set_user_attr("seeds", list(sweep.seeds))
+    if len(sweep.arms) > 1:
+        trial.set_user_attr("arms", [a.name for a in sweep.arms])
     trial.set_user_attr("run_ids", [p.run_id for p in planned])
     _link_runs(trial, planned[0].run_id, paths)
-    emit({"event": "start", "number": trial.number, "params": values, "seeds": len(planned)})
+    emit({"event": "start", "number": trial.number, "params": values, "runs": len(planned)})
     reporter = PruneReporter(trial, sweep)
     reused: list[bool] = []
-    per_seed: dict[str, list[float]] = {o.metric: [] for o in sweep.objectives}
+    per_run: dict[str, list[float]] = {o.metric: [] for o in sweep.objectives}
 
     for i, run in enumerate(planned):
         folder = store.find_finished(run.run_id)
@@ -208,35 +213,63 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, emit: Emit) -
             was_reused = True
         else:
             observer = _Pruning(trial, reporter, store, i, emit)
-            record, folder, was_reused = _execute(sweep, values, run.seed, store, observer)
+            record, folder, was_reused = _execute(sweep, values, run, store, observer)
             if record.get("status") == "failed":
-                trial.set_user_attr("error", f"run {run.run_id} (seed {run.seed}) failed: {record.get('error')}")
+                trial.set_user_attr("error", f"run {run.run_id} ({_which(sweep, run)}) failed: {record.get('error')}")
                 return TrialState.FAIL, None
             if record.get("status") == "stopped":
-                trial.set_user_attr("pruned_step", record.get("stopped_at"))
-                trial.set_user_attr("pruned_seed", run.seed)
+                _pruned(trial, sweep, run, record.get("stopped_at"))
                 return TrialState.PRUNED, None
         reused.append(was_reused)
         paths[i] = str(folder.path)
         _link_runs(trial, planned[0].run_id, paths)
         trial.set_user_attr("reused", reused)
         for objective in sweep.objectives:
-            per_seed[objective.metric].append(metric_value(folder, objective))
-        trial.set_user_attr("seed_values", per_seed)
+            per_run[objective.metric].append(metric_value(folder, objective))
+        _record_values(trial, sweep, planned[: i + 1], per_run)
         reporter.catch_up(i, folder)
-        if i < len(planned) - 1 and reporter.should_prune():  # a reused run costs nothing; the next seed would
-            trial.set_user_attr("pruned_step", folder.last_step())
-            trial.set_user_attr("pruned_seed", run.seed)
+        if i < len(planned) - 1 and reporter.should_prune():  # a reused run costs nothing; the next one would
+            _pruned(trial, sweep, run, folder.last_step())
             return TrialState.PRUNED, None
 
+    per_seed = _record_values(trial, sweep, planned, per_run)
     means = [statistics.fmean(per_seed[o.metric]) for o in sweep.objectives]
     if len(sweep.seeds) > 1:
         trial.set_user_attr("seed_sd", {m: statistics.stdev(v) for m, v in per_seed.items()})
     return TrialState.COMPLETE, means
 
 
+def _which(sweep: Sweep, run: PlannedRun) -> str:
+    return f"seed {run.seed}" if len(sweep.arms) == 1 else f"arm {run.arm}, seed {run.seed}"
+
+
+def _pruned(trial: optuna.Trial, sweep: Sweep, run: PlannedRun, step: Any) -> None:
+    trial.set_user_attr("pruned_step", step)
+    trial.set_user_attr("pruned_seed", run.seed)
+    if len(sweep.arms) > 1:
+        trial.set_user_attr("pruned_arm", run.arm)
+
+
+def _record_values(trial: optuna.Trial, sweep: Sweep, done: list[PlannedRun],
+                   per_run: dict[str, list[float]]) -> dict[str, list[float]]:
+    """`seed_values` ({metric: per seed, the mean over the arms}) of the runs done so far, and with several arms
+    `arm_values` ({metric: {arm: per seed}}); returns the former."""
+    by_seed: dict[str, dict[int, list[float]]] = {m: {} for m in per_run}
+    by_arm: dict[str, dict[str, list[float]]] = {m: {} for m in per_run}
+    for metric, values in per_run.items():
+        for run, value in zip(done, values, strict=True):
+            by_seed[metric].setdefault(run.seed, []).append(value)
+            by_arm[metric].setdefault(run.arm, []).append(value)
+    per_seed = {m: [statistics.fmean(by_seed[m][s]) for s in sweep.seeds if s in by_seed[m]] for m in per_run}
+    trial.set_user_attr("seed_values", per_seed)
+    if len(sweep.arms) > 1:
+        trial.set_user_attr("arm_values", by_arm)
+    return per_seed
+
+
 def _link_runs(trial: optuna.Trial, first_id: str, paths: list[str]) -> None:
-    """`run_id`/`run_path`: the first seed's run (one link, as readers of a study expect); `run_paths`: all."""
+    """`run_id`/`run_path`: the first run (one link, as readers of a study expect); `run_paths`: all, in the
+    order of `run_ids` (arm-major)."""
     trial.set_user_attr("run_id", first_id)
     trial.set_user_attr("run_path", paths[0])
     trial.set_user_attr("run_paths", paths)

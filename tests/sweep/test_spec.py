@@ -19,7 +19,7 @@ def invoke(*args: str):
 
 def test_default_sweeps_load_and_show_creates_nothing(tmp_path):
     sweep = load_sweep("n-lambda")
-    assert sweep.experiment.name == "ablation-grid" and sweep.arm.name == "brts"
+    assert sweep.experiment.name == "ablation-grid" and [a.name for a in sweep.arms] == ["brts"]
     assert [p.name for p in sweep.params] == ["teacher_samples", "aux_weight"]
     assert [p.kind for p in sweep.params] == ["categorical", "float"]
     assert sweep.spec.objective.metric == "val/hard" and sweep.spec.objective.direction == "maximize"
@@ -43,6 +43,19 @@ def test_trial_run_is_the_experiment_run_with_the_same_values(tiny_sweep):
     assert same.run_id == brts_run.run_id and same.config == brts_run.config
     [other] = sweep.trial_runs({"teacher_samples": 2, "aux_weight": 0.5}, [brts_run.seed])
     assert other.run_id != brts_run.run_id and other.config.method.teacher_samples == 2
+
+
+def test_method_overrides_go_into_the_swept_arms_even_for_a_field_a_preset_sets(tiny_sweep):
+    # As a shared override `teacher_samples: 3` would change the experiment's other arms' presets (refused);
+    # the sweep trains only its arms, so it sets it there.
+    sweep = load_sweep(tiny_sweep, ["overrides.method.teacher_samples=3", "space.method={aux_weight: {choices: [0.2]}}",
+                                    "sampler.name=random"])
+    [run] = sweep.trial_runs({"aux_weight": 0.2}, [0])
+    assert run.config.method.teacher_samples == 3 and run.config.method.aux_weight == 0.2
+    several = load_sweep(tiny_sweep, ["arm=null", "arms=[opd, brts]"])
+    assert [(r.arm, r.seed) for r in several.trial_runs({"teacher_samples": 2, "aux_weight": 0.5})] == [
+        ("opd", 0), ("brts", 0)]
+    assert "arms" in several.identity() and "arms" not in load_sweep(tiny_sweep).identity()
 
 
 def test_overrides_reach_the_base_experiment(tiny_sweep):
@@ -69,6 +82,10 @@ BAD = {
                              "cannot prune a multi-objective study"),
     "prune_not_validation": (["pruner.name=wilcoxon", "objective.metric=surrogate/total"], "must be val/<split>"),
     "bad_experiment_override": (["overrides.train.steps=0"], "train.steps: expected an integer >= 1"),
+    "arm_and_arms": (["arms=[opd, brts]"], "one of the two"),
+    "unknown_arm_of_several": (["arm=null", "arms=[opd, best]"], "'best' is not an arm of experiment"),
+    "repeated_arms": (["arm=null", "arms=[opd, opd]"], "arms must be unique"),
+    "bad_method_override": (["overrides.method.aux_top_k=0"], "overrides.method.aux_top_k: expected an integer >= 1"),
 }
 
 
