@@ -102,3 +102,31 @@ def test_positional_alignment_and_truncation_read_the_students_own_samples(tmp_p
     log = Trainer(planned.config, load_pair(planned.config), make_task(planned.config.task), tmp_path).run()
     assert log[-1]["surrogate/aux"] is not None and log[-1]["kl/aux"] is not None
     assert sum(log[-1][f"selection/frac_tier{t}"] for t in (1, 2, 3, 0)) == pytest.approx(1.0)
+
+
+UNUSED = {  # arm -> fields it does not read (MethodConfig.unused_fields), changed from the tiny spec's values
+    "opd": {"aux_weight": 5.0, "aux_top_k": 2, "alignment_top_k": 8, "teacher_samples": 3, "alignment": "random",
+            "teacher_temperature": 1.3, "recovery": False},
+    "brts_no_recovery": {"recovery_samples": 3},
+    "brts_no_alignment": {"alignment_top_k": 8},
+}
+
+
+@pytest.mark.parametrize("arm", sorted(UNUSED))
+def test_a_field_an_arm_does_not_read_changes_nothing_it_trains(tmp_path, tiny_spec_file, arm):
+    # What lets a sweep over several arms share one run of an arm across trials that differ only in such fields.
+    changed = UNUSED[arm]
+    base = next(p for p in _planned(tiny_spec_file, f"arms={ARMS}", "train.steps=2") if p.arm == arm)
+    assert set(changed) <= base.config.method.unused_fields()
+    other = base.config.model_copy(update={"method": base.config.method.model_copy(update=changed)})
+    assert other.method.unused_fields() >= set(changed) - {"recovery", "alignment"}
+
+    def metrics(config, name):
+        folder = tmp_path / name
+        folder.mkdir()
+        log = Trainer(config, load_pair(config), make_task(config.task), folder).run()
+        return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in log]
+
+    first = metrics(base.config, "a")
+    assert first == metrics(other, "b")
+    assert first[-1]["loss/total"] is not None

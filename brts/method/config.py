@@ -55,6 +55,27 @@ class MethodConfig(BaseModel):
     def effective_alignment_top_k(self) -> int:
         return self.alignment_top_k if self.alignment_top_k is not None else self.opd_top_k
 
+    def unused_fields(self) -> frozenset[str]:
+        """The fields whose value this config's other settings make irrelevant: changing one changes no loss, no
+        gradient, no selection and no teacher sample (plain OPD has no teacher-context branch; no recovery draws
+        no hinted samples; only the teacher-forced and positional alignments rank by a top-K). They may still
+        widen the log-prob columns kept per position (brts.method.support), which moves sums at float rounding."""
+        if not self.teacher_context:
+            return BRANCH_FIELDS
+        unused = set()
+        if not self.recovery:
+            unused.add("recovery_samples")
+        if self.alignment not in ("teacher_forced", "positional"):
+            unused.add("alignment_top_k")
+        return frozenset(unused)
+
+
+# Sections 2 and 3: what plain OPD (teacher_context off) never reads.
+BRANCH_FIELDS = frozenset({
+    "teacher_samples", "recovery", "recovery_samples", "alignment", "alignment_top_k", "require_correct", "fallback",
+    "selection_scope", "teacher_temperature", "teacher_top_p", "aux_mode", "aux_top_k", "aux_weight",
+    "truncate_to_student_length"})
+
 
 # The arms of the ablation, each a complete config. A preset names every field that makes the arm
 # what it is (its row of the table), so a spec's shared `method` cannot change one silently (brts.spec).

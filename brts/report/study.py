@@ -9,6 +9,7 @@ folder the report reads like any experiment's; its parameters include N (`teache
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def _trial_frame(trials: list[Any], objectives: list[str]) -> pd.DataFrame:
         sd = t.user_attrs.get("seed_sd") or {}
         for obj in objectives:
             row[f"{obj} sd"] = sd.get(obj, math.nan)
+        for obj, by_arm in (t.user_attrs.get("arm_values") or {}).items():  # sweeps over several arms
+            row.update({f"{obj} [{arm}]": statistics.fmean(v) for arm, v in by_arm.items() if v})
         row["run_id"] = t.user_attrs.get("run_id")
         row["run_path"] = t.user_attrs.get("run_path")
         row["run_paths"] = t.user_attrs.get("run_paths")  # every seed's run (brts sweeps); run_path: the first

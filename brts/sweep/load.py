@@ -15,7 +15,7 @@ from brts.spec import SpecError, default_search_dirs, load_spec
 from brts.spec.errors import error_detail, validation_message
 from brts.spec.errors import source as source_label
 from brts.spec.files import DERIVED, read_layers, search_dirs
-from brts.sweep.spec import SECTIONS, Param, ParamSpec, Sweep, SweepSpec
+from brts.sweep.spec import SECTIONS, SWITCHES, Param, ParamSpec, Sweep, SweepSpec
 
 
 def default_sweep_dirs() -> list[Path]:
@@ -82,6 +82,7 @@ def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder:
         raise SpecError(f"{where('space')}: space: {twice!r} is searched in two sections; search it in one")
     sweep = Sweep(spec=spec, source=source, experiment=experiment, arms=tuple(arms), seeds=seeds, params=params)
     _check_overrides(sweep, where)
+    _check_read(sweep, where)
     for param in params:
         _check_values(sweep, param, where)
     _check_objectives(sweep, where)
@@ -127,6 +128,19 @@ def _check_overrides(sweep: Sweep, where: Any) -> None:
     except ValidationError as exc:
         field, detail = error_detail(exc.errors()[0], SECTIONS["method"])
         raise SpecError(f"{where('overrides', 'method')}: overrides.method.{field}: {detail}") from None
+
+
+def _check_read(sweep: Sweep, where: Any) -> None:
+    """A sampled method field that no swept arm reads would make every trial the same."""
+    unread = sweep.unread()
+    if any(p.field in SWITCHES for p in sweep.params if p.section == "method"):
+        return  # which fields an arm reads then depends on the sampled values
+    for p in sweep.params:
+        if p.section == "method" and all(p.field in unread.get(a.name, ()) for a in sweep.arms):
+            arms = ", ".join(a.name for a in sweep.arms)
+            raise SpecError(f"{where('space', 'method', p.field)}: space.method.{p.field}: no swept arm reads "
+                            f"{p.field} ({arms}), so every trial would be the same; sweep an arm that does "
+                            "(e.g. brts) or remove it")
 
 
 def _check_values(sweep: Sweep, param: Param, where: Any) -> None:

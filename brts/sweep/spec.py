@@ -32,6 +32,7 @@ from brts.spec import (
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
+SWITCHES = frozenset({"teacher_context", "recovery", "alignment"})  # decide which other fields an arm reads
 
 
 class _Spec(BaseModel):
@@ -247,21 +248,35 @@ class Sweep:
     def trial_spec(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None,
                    arms: Sequence[str] | None = None) -> ExperimentSpec:
         """The experiment a trial runs: the base experiment with the sweep's arms alone (or the named ones), each
-        one's `set` carrying the sampled `method.*` values and `train` the sampled `train.*` ones, under the
-        sweep's name; it keeps the experiment's pool, resources and rollout. Raises ValidationError for a value
-        no run can take."""
+        one's `set` carrying the sampled `method.*` values it reads and `train` the sampled `train.*` ones, under
+        the sweep's name; it keeps the experiment's pool, resources and rollout. A sampled field an arm does not
+        read (`MethodConfig.unused_fields`: `aux_weight` for `opd`) keeps the experiment's value there, so that
+        arm's run is the same, and found finished, in every trial. Raises ValidationError for a value no run can
+        take."""
         by_section = {s: {p.field: values[p.name] for p in self.params if p.section == s and p.name in values}
                       for s in SECTIONS}
         exp, chosen = self.experiment, [a for a in self.arms if arms is None or a.name in arms]
         trial_arms = []
         for arm in chosen:
-            arm_set = {**arm.set, **by_section["method"]}
-            arm_config(arm.preset, {**exp.method, **arm_set})  # a bad value fails here, naming the MethodConfig field
+            # a bad value fails here, naming the MethodConfig field
+            unused = arm_config(arm.preset, {**exp.method, **arm.set, **by_section["method"]}).unused_fields()
+            arm_set = {**arm.set, **{k: v for k, v in by_section["method"].items() if k not in unused}}
             trial_arms.append(ArmSpec(name=arm.name, preset=arm.preset, set=arm_set))
         train = TrainSpec.model_validate({**exp.train.model_dump(), **by_section["train"]})
         return exp.model_copy(update={
             "name": self.name, "arms": tuple(trial_arms), "train": train,
             "seeds": tuple(self.seeds if seeds is None else seeds)})
+
+    def unread(self) -> dict[str, list[str]]:
+        """Per swept arm, the sampled `method` fields it does not read at the base values (its runs keep the
+        experiment's value of those, shared by every trial that differs only there)."""
+        sampled = [p.field for p in self.params if p.section == "method"]
+        out = {}
+        for arm in self.arms:
+            unused = arm_config(arm.preset, {**self.experiment.method, **arm.set}).unused_fields()
+            if fields := [f for f in sampled if f in unused]:
+                out[arm.name] = fields
+        return out
 
     def trial_runs(self, values: Mapping[str, Any], seeds: Sequence[int] | None = None) -> list[PlannedRun]:
         """The trial's runs, one per arm and seed (arm-major); each id equals that of any identical run of any

@@ -60,6 +60,21 @@ def trials_table(study: optuna.Study, sweep: Sweep) -> Table:
     return table
 
 
+def arms_table(study: optuna.Study, sweep: Sweep) -> Table | None:
+    """With several arms: each completed trial's first objective per arm (mean over seeds) beside their mean."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(sweep.arms) < 2 or not complete:
+        return None
+    metric, names = sweep.objectives[0].metric, [p.name for p in sweep.params]
+    table = Table("#", *names, *(a.name for a in sweep.arms), "mean", title=f"{metric} by arm (mean over seeds)")
+    for t in complete:
+        by_arm = (t.user_attrs.get("arm_values") or {}).get(metric, {})
+        table.add_row(str(t.number), *(_fmt(t.params.get(n, "")) for n in names),
+                      *(f"{statistics.fmean(by_arm[a.name]):.4g}" if by_arm.get(a.name) else "" for a in sweep.arms),
+                      f"{t.values[0]:.4g}")
+    return table
+
+
 def best_lines(study: optuna.Study, sweep: Sweep) -> list[str]:
     """The best trial (one objective) or the Pareto front (two), with the spread over seeds and its runs."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -125,9 +140,7 @@ def space_table(sweep: Sweep) -> Table:
 def status_report(sweep: Sweep, study: optuna.Study, url: str) -> list[Table | str]:
     """What `brts sweep status` prints: the trials, results by choice, counts, failures, the best or the front."""
     parts: list[Table | str] = [trials_table(study, sweep)]
-    choices = by_choice_table(study, sweep)
-    if choices is not None:
-        parts.append(choices)
+    parts += [t for t in (arms_table(study, sweep), by_choice_table(study, sweep)) if t is not None]
     reused, total = reused_runs(study.get_trials(deepcopy=False))
     parts.append("\n".join([f"{sweep.name}: {counts_line(study, sweep.spec.trials)}", f"storage: {url}",
                             f"runs reused from the store: {reused} of {total}", *attention_lines(study),

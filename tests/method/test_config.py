@@ -66,3 +66,17 @@ def test_unknown_field_arm_and_bad_values_are_rejected() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError):
         MethodConfig().aux_weight = 1.0  # type: ignore[misc]
+
+
+def test_unused_fields_follow_the_arms_switches() -> None:
+    sections_2_and_3 = set(MethodConfig.model_fields) - {"opd_estimator", "opd_top_k", "opd_candidates", "opd_weights",
+                                                         "teacher_context"}
+    assert arm_config("opd").unused_fields() == sections_2_and_3
+    assert arm_config("brts").unused_fields() == set()
+    assert arm_config("brts_no_recovery").unused_fields() == {"recovery_samples"}
+    assert arm_config("brts_no_alignment").unused_fields() == {"alignment_top_k"}
+    assert arm_config("first_rollout").unused_fields() == {"recovery_samples", "alignment_top_k"}
+    for alignment in ("teacher_forced", "positional"):  # the two that rank by the student's top-K
+        assert "alignment_top_k" not in arm_config("brts", {"alignment": alignment}).unused_fields()
+    for alignment in ("logprob", "first", "random"):
+        assert "alignment_top_k" in arm_config("brts", {"alignment": alignment}).unused_fields()

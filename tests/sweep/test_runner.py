@@ -128,7 +128,8 @@ def test_a_failing_run_fails_its_trial_with_the_error_and_the_sweep_goes_on(tmp_
     assert status.output.count("teacher out of memory") == 2
 
 
-def test_a_sweep_over_several_arms_trains_each_and_averages_over_them(tmp_path, tiny_models):
+def test_a_sweep_over_several_arms_trains_each_averages_over_them_and_shares_what_an_arm_ignores(tmp_path,
+                                                                                                   tiny_models):
     from tests.sweep.conftest import write_sweep
 
     text = """\
@@ -138,28 +139,44 @@ overrides: {method: {teacher_samples: 2}}
 seeds: [0, 1]
 space:
   method:
-    aux_weight: {choices: [0.5]}
+    aux_weight: {choices: [0.2, 0.5]}
 sampler: {name: grid}
-trials: 1
+trials: 2
 """
     sweep_file = write_sweep(tmp_path, tiny_models, text)
     store = tmp_path / "store"
     result = invoke("sweep", "run", str(sweep_file), "--store", str(store))
     assert result.exit_code == 0, result.output
     assert "over 2 seeds x 2 arms" in result.output
-    (trial,) = plain_study(store).trials
-    assert trial.state == TrialState.COMPLETE and trial.user_attrs["arms"] == ["opd", "brts"]
-    records = [json.loads((Path(p) / "record.json").read_text()) for p in trial.user_attrs["run_paths"]]
-    assert [(r["arm"], r["seed"]) for r in records] == [("opd", 0), ("opd", 1), ("brts", 0), ("brts", 1)]
-    config = load_sweep(sweep_file).trial_runs({"aux_weight": 0.5})[2].config
-    assert config.method.teacher_samples == 2 and config.method.aux_weight == 0.5  # overrides.method, in the arm's set
+    first, second = sorted(plain_study(store).trials, key=lambda t: t.number)
+    assert first.state == second.state == TrialState.COMPLETE and first.user_attrs["arms"] == ["opd", "brts"]
+    # opd does not read aux_weight: the second trial finds its two runs finished; brts trains again.
+    assert second.user_attrs["reused"] == [True, True, False, False]
+    assert second.user_attrs["run_paths"][:2] == first.user_attrs["run_paths"][:2]
+    assert len(list(store.glob("sweeps/sweep/*/record.json"))) == 6
+    sweep = load_sweep(sweep_file)
 
     def last(path: str) -> float:
         rows = [json.loads(line) for line in (Path(path) / "metrics.jsonl").read_text().splitlines()]
         return [r["val/hard"] for r in rows if r.get("val/hard") is not None][-1]
 
-    values = [last(p) for p in trial.user_attrs["run_paths"]]  # opd 0, opd 1, brts 0, brts 1
-    per_seed = [(values[0] + values[2]) / 2, (values[1] + values[3]) / 2]
-    assert trial.user_attrs["seed_values"]["val/hard"] == pytest.approx(per_seed)
-    assert trial.user_attrs["arm_values"]["val/hard"] == {"opd": values[:2], "brts": values[2:]}
-    assert trial.values[0] == pytest.approx(sum(values) / 4)
+    for trial in (first, second):
+        config = sweep.trial_runs(trial.params)[2].config
+        assert config.method.teacher_samples == 2 and config.method.aux_weight == trial.params["aux_weight"]
+        records = [json.loads((Path(p) / "record.json").read_text()) for p in trial.user_attrs["run_paths"]]
+        assert [(r["arm"], r["seed"]) for r in records] == [("opd", 0), ("opd", 1), ("brts", 0), ("brts", 1)]
+        values = [last(p) for p in trial.user_attrs["run_paths"]]  # opd 0, opd 1, brts 0, brts 1
+        per_seed = [(values[0] + values[2]) / 2, (values[1] + values[3]) / 2]
+        assert trial.user_attrs["seed_values"]["val/hard"] == pytest.approx(per_seed)
+        assert trial.user_attrs["arm_values"]["val/hard"] == {"opd": values[:2], "brts": values[2:]}
+        assert trial.values[0] == pytest.approx(sum(values) / 4)
+
+    status = invoke("sweep", "status", str(sweep_file), "--store", str(store))
+    assert status.exit_code == 0, status.output
+    table = status.output[status.output.index("val/hard by arm"):]
+    row = next(line for line in table.splitlines() if line.strip("│ ").startswith("1 "))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    arm_values = second.user_attrs["arm_values"]["val/hard"]
+    assert cells == ["1", "0.5" if second.params["aux_weight"] == 0.5 else "0.2",
+                     f"{sum(arm_values['opd']) / 2:.4g}", f"{sum(arm_values['brts']) / 2:.4g}", f"{second.values[0]:.4g}"]
+    assert "runs reused from the store: 2 of 8" in status.output

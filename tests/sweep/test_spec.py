@@ -58,6 +58,20 @@ def test_method_overrides_go_into_the_swept_arms_even_for_a_field_a_preset_sets(
     assert "arms" in several.identity() and "arms" not in load_sweep(tiny_sweep).identity()
 
 
+def test_an_arm_keeps_the_experiments_value_of_a_sampled_field_it_does_not_read(tmp_path, tiny_sweep):
+    several = load_sweep(tiny_sweep, ["arm=null", "arms=[opd, brts]"])
+    assert several.unread() == {"opd": ["teacher_samples", "aux_weight"]}
+    opd_a, brts_a = several.trial_runs({"teacher_samples": 2, "aux_weight": 0.1})
+    opd_b, brts_b = several.trial_runs({"teacher_samples": 4, "aux_weight": 0.5})
+    assert opd_a.run_id == opd_b.run_id  # the same opd run in both trials, found finished in the second
+    assert (opd_a.config.method.teacher_samples, opd_a.config.method.aux_weight) == (4, 0.5)  # tiny.yaml's
+    assert brts_a.run_id != brts_b.run_id and brts_a.config.method.aux_weight == 0.1
+    shown = invoke("sweep", "show", str(tiny_sweep), "--store", str(tmp_path / "store"), "--set", "arm=null",
+                   "--set", "arms=[opd, brts]")
+    assert shown.exit_code == 0, shown.output
+    assert "arm 'opd' does not read teacher_samples, aux_weight" in " ".join(shown.output.split())
+
+
 def test_overrides_reach_the_base_experiment(tiny_sweep):
     sweep = load_sweep(tiny_sweep, ["overrides.train.steps=3", "seeds=[0, 1]"])
     assert sweep.experiment.train.steps == 3 and sweep.seeds == (0, 1)
@@ -86,6 +100,7 @@ BAD = {
     "unknown_arm_of_several": (["arm=null", "arms=[opd, best]"], "'best' is not an arm of experiment"),
     "repeated_arms": (["arm=null", "arms=[opd, opd]"], "arms must be unique"),
     "bad_method_override": (["overrides.method.aux_top_k=0"], "overrides.method.aux_top_k: expected an integer >= 1"),
+    "unread_field": (["arm=opd"], "no swept arm reads teacher_samples (opd), so every trial would be the same"),
 }
 
 
