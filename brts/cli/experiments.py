@@ -208,8 +208,12 @@ def exp_run(
         if record.get("status") == "failed":
             err.print(f"[red]failed[/red] reference {role}: {record.get('error')}", highlight=False)
     arms = [a.name for a in spec.arms]
-    table = experiment_table(runs.root, spec.name, [runs.run(p).path for p in result.planned], arms)
-    out.print(_summary(table, arms, list(spec.eval.tasks), spec.name))
+    if spec.eval.final:
+        table = experiment_table(runs.root, spec.name, [runs.run(p).path for p in result.planned], arms)
+        out.print(_summary(table, arms, list(spec.eval.tasks), spec.name))
+    else:
+        out.print(f"{spec.name}: no final evaluation (eval.final: false); the runs' validation curves are in "
+                  "their metrics.jsonl (brts report draws them)", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
 

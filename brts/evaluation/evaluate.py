@@ -94,8 +94,10 @@ class Evaluation:
 def settings_digest(spec: EvalSpec) -> str:
     """A digest of everything but the model that decides an evaluation's results; cheap (no model, no lm-eval)."""
     # data_source is left out of the spec's dump (data_label says where the data comes from): a spec of synthetic
-    # tasks keeps the digest it had before the field existed, so its finished runs are not evaluated again.
-    payload = {"format": EVAL_FORMAT, "spec": spec.model_dump(mode="json", exclude={"data_source"}),
+    # tasks keeps the digest it had before the field existed, so its finished runs are not evaluated again; so is
+    # `final` when true.
+    exclude = {"data_source", "final"} if spec.final else {"data_source"}
+    payload = {"format": EVAL_FORMAT, "spec": spec.model_dump(mode="json", exclude=exclude),
                "tasks": tasks_version(), "data_dir": data_label(spec), "lm_eval": _version("lm_eval")}
     return _hash(payload)
 

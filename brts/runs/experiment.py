@@ -136,7 +136,7 @@ def run_experiment(
         result.prefilled = totals(fill_pool(todo, store, observer))
     result.outcomes = execute(result.planned, store, workers=workers or spec.workers, retry_failed=retry_failed,
                               observer=observer, executor=executor, submitit_cluster=submitit_cluster)
-    if references:
+    if references and spec.eval.final:
         observer.references_started()
         try:
             result.references = evaluate_references(spec, store, log=observer.log)

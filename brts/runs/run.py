@@ -43,7 +43,8 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
     """Train and evaluate one run under its lock; returns its final record. Failures are recorded, not raised.
 
     A trained run (its `final/` checkpoint saved) is never trained again: when only its evaluation failed, or
-    the evaluation settings changed, running it again evaluates the checkpoint and nothing else.
+    the evaluation settings changed, running it again evaluates the checkpoint and nothing else. With
+    `eval.final: false` it finishes after training, its record's `eval` empty.
 
     A `progress` callback that raises RunStopped ends the run with status "stopped" (resumable); `stage` hears
     when training and when the evaluation begin.
@@ -73,6 +74,8 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
                     float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
             if tracking is not None:
                 tracking.follow()  # the last lines (and every line of a run trained before tracking was on)
+            if not cfg.eval.final:
+                return run.update_record(status="finished", ended=now(), eval={}, eval_key=eval_key)
             step_name = "eval"
             announce(planned.run_id, "eval")
             started = time.perf_counter()

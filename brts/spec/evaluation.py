@@ -25,6 +25,8 @@ class EvalSpec(BaseModel):
         DEFAULT_TASKS, min_length=1,
         description="lm-eval task names: brts_* (brts/evaluation/tasks) or any built-in lm-eval task",
     )
+    final: bool = Field(True, description="false: no final evaluation; runs still validate on the tasks' synthetic "
+                                          "splits (a sweep that chooses on validation never reads the test split)")
     problems: int | None = Field(None, ge=1, description="problems per task (lm-eval --limit); None = all")
     k: int = Field(4, ge=1, description="samples per problem (the brts tasks' `repeats`)")
     temperature: float = Field(0.7, ge=0)

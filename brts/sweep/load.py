@@ -163,10 +163,14 @@ def _check_objectives(sweep: Sweep, where: Any) -> None:
     from brts.train import metric_names  # torch: only where a spec is resolved, not in every worker import
 
     config = sweep.base_config()
-    known = [*metric_names(config), *(f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks))]
+    final = [f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks)]
+    known = [*metric_names(config), *(final if config.eval.final else [])]
     for key, objective in (("objective", sweep.spec.objective), ("second_objective", sweep.spec.second_objective)):
         if objective is None or objective.metric in known:
             continue
+        if objective.metric in final:
+            raise SpecError(f"{where(key)}: {key}.metric: {objective.metric!r} is read from the final evaluation, "
+                            "which eval.final: false turns off; choose a val/<split> metric or set eval.final: true")
         close = difflib.get_close_matches(objective.metric, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "recorded: " + ", ".join(known)
         raise SpecError(f"{where(key)}: {key}.metric: {objective.metric!r} is not recorded by the runs of "

@@ -162,9 +162,17 @@ def _execute(sweep: Sweep, values: dict[str, Any], run: PlannedRun, store: RunSt
         if outcome.action != "locked":
             return outcome.record, store.run(outcome.planned), False
         time.sleep(LOCK_POLL_SECONDS)
-        found = store.find_finished(outcome.planned.run_id)
+        found = _finished(sweep, store, outcome.planned)
         if found is not None:
             return found.record(), found, True
+
+
+def _finished(sweep: Sweep, store: RunStore, run: PlannedRun) -> RunFolder | None:
+    """A finished run of the store to reuse for `run`: not one finished without the final evaluation
+    (`eval.final: false`, as another sweep's) when an objective reads that evaluation."""
+    found = store.find_finished(run.run_id)
+    needs_eval = any(o.metric.startswith("eval/") for o in sweep.objectives)
+    return None if found is None or (needs_eval and not found.record().get("eval")) else found
 
 
 def execute_trial(study: optuna.Study, trial: optuna.Trial, sweep: Sweep, store_root: Path, storage: Any,
@@ -208,7 +216,7 @@ def _run_seeds(trial: optuna.Trial, sweep: Sweep, store: RunStore, emit: Emit) -
     per_run: dict[str, list[float]] = {o.metric: [] for o in sweep.objectives}
 
     for i, run in enumerate(planned):
-        folder = store.find_finished(run.run_id)
+        folder = _finished(sweep, store, run)
         if folder is not None:
             was_reused = True
         else:

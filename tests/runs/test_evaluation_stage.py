@@ -64,3 +64,33 @@ def test_reference_rows_are_evaluated_once_per_experiment(tmp_path, tiny_spec_fi
         assert set(saved["eval"]) == {"brts_synthetic_easy"}
         assert json.loads((folder / "eval" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"]["problems"] == 2
     assert evaluate_references(spec, RunStore(tmp_path), log=logged.append) == records and len(logged) == 2  # cached
+
+
+def test_without_the_final_evaluation_a_run_finishes_after_training_and_is_evaluated_later_untrained(tmp_path,
+                                                                                                       tiny_spec_file):
+    from typer.testing import CliRunner
+
+    from brts.cli import app
+
+    store = RunStore(tmp_path / "store")
+    args = ["exp", "run", str(tiny_spec_file), "--store", str(store.root), "--set", "arms=[opd]", "--set",
+            "eval.final=false"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "tiny: no final evaluation (eval.final: false)" in " ".join(result.output.split())
+    spec = load_spec(str(tiny_spec_file), ["arms=[opd]", "eval.final=false"])
+    [planned] = plan(spec)
+    run = store.run(planned)
+    record = run.record()
+    assert record["status"] == "finished" and record["eval"] == {} and record["trained"]
+    assert not (run.path / "eval" / "summary.json").exists()
+    assert not (store.root / spec.name / "reference").exists()  # nothing read the test split
+    assert run.metrics()[-1]["val/hard"] is not None  # validation still ran
+    assert [o.action for o in execute([planned], store)] == ["cached"]
+
+    metrics = run.metrics_path.stat().st_mtime_ns
+    evaluated = plan(load_spec(str(tiny_spec_file), ["arms=[opd]"]))
+    assert evaluated[0].run_id == planned.run_id
+    [again] = execute(evaluated, store)
+    assert again.action == "evaluated" and run.metrics_path.stat().st_mtime_ns == metrics  # not trained again
+    assert set(again.record["eval"]) == set(spec.eval.tasks)

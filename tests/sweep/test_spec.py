@@ -100,6 +100,8 @@ BAD = {
     "unknown_arm_of_several": (["arm=null", "arms=[opd, best]"], "'best' is not an arm of experiment"),
     "repeated_arms": (["arm=null", "arms=[opd, opd]"], "arms must be unique"),
     "bad_method_override": (["overrides.method.aux_top_k=0"], "overrides.method.aux_top_k: expected an integer >= 1"),
+    "final_eval_off": (["overrides.eval.final=false", "objective.metric=eval/hard"],
+                       "which eval.final: false turns off; choose a val/<split> metric"),
     "unread_field": (["arm=opd"], "no swept arm reads teacher_samples (opd), so every trial would be the same"),
 }
 
