@@ -106,11 +106,12 @@ def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store
         + ", ".join(f"arm {a.name!r} (preset {a.preset!r})" for a in sweep.arms)
         + f", {sweep.experiment.train.steps} steps, seeds {list(sweep.seeds)} per trial"
         + (f"; objectives are means over the {len(sweep.arms)} arms" if len(sweep.arms) > 1 else ""),
-        *(f"arm {arm!r} does not read {', '.join(fields)}: its runs keep the experiment's value, the same in "
-          "every trial" for arm, fields in sweep.unread().items()),
+        *(f"arm {arm!r} does not read {', '.join(fields)}: it keeps the experiment's value, and trials that differ "
+          "only there share its runs" for arm, fields in sweep.unread().items()),
         "objectives: " + "; ".join(f"{o.direction} {o.metric} ({o.reduce})" for o in sweep.objectives),
         f"sampler: {spec.sampler.name} (seed {spec.sampler.seed})"
-        + (f", grid of {sweep.grid_size()} points" if spec.sampler.name == "grid" else ""),
+        + (f", grid of {sweep.grid_size()} points" if spec.sampler.name == "grid" else "")
+        + (f", {len(sweep.points())} points" if spec.sampler.name == "points" else ""),
         f"pruner: {spec.pruner.name}",
         f"budget: {spec.trials} completed trials, {spec.workers} worker(s)",
         f"study: {sweep.name!r} in {storage_url(sweep, root)}",

@@ -95,6 +95,8 @@ def resolve(spec: SweepSpec, layers: list[tuple[str, Any]], source: str, folder:
             shape = " x ".join(str(len(v)) for v in sweep.grid().values())
             raise SpecError(f"{where('trials')}: trials: {spec.trials} exceeds the {sweep.grid_size()} points of the "
                             f"grid ({shape}); lower trials or add grid points")
+    if spec.sampler.name == "points":
+        _check_points(sweep, where)
     return sweep
 
 
@@ -128,6 +130,31 @@ def _check_overrides(sweep: Sweep, where: Any) -> None:
     except ValidationError as exc:
         field, detail = error_detail(exc.errors()[0], SECTIONS["method"])
         raise SpecError(f"{where('overrides', 'method')}: overrides.method.{field}: {detail}") from None
+
+
+def _check_points(sweep: Sweep, where: Any) -> None:
+    """Each point gives every parameter a value it can take (a choice, or within the range), once."""
+    points, names = sweep.points(), [p.name for p in sweep.params]
+    for i, point in enumerate(points):
+        label = f"{where('sampler', 'points')}: sampler.points[{i}]"
+        if sorted(point) != sorted(names):
+            missing, extra = sorted(set(names) - set(point)), sorted(set(point) - set(names))
+            what = (f"lacks {', '.join(missing)}" if missing else "") + ("; " if missing and extra else "") + (
+                f"names {', '.join(extra)}, not a searched parameter" if extra else "")
+            raise SpecError(f"{label}: {what}; every point gives each of {', '.join(names)}")
+        for p in sweep.params:
+            value, s = point[p.name], p.spec
+            ok = (value in s.choices if s.choices is not None
+                  else isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and s.low is not None and s.high is not None and s.low <= value <= s.high
+                  and (p.kind != "int" or value == int(value)))
+            if not ok:
+                raise SpecError(f"{label}: {p.name}: {value!r} is not in its search space ({p.describe()})")
+        if point in points[:i]:
+            raise SpecError(f"{label}: repeats sampler.points[{points.index(point)}]")
+    if sweep.spec.trials > len(points):
+        raise SpecError(f"{where('trials')}: trials: {sweep.spec.trials} exceeds the {len(points)} points; lower "
+                        "trials or add points")
 
 
 def _check_read(sweep: Sweep, where: Any) -> None:

@@ -62,14 +62,11 @@ def describe(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def _grid_left(study: optuna.Study, sweep: Sweep) -> int:
-    """Grid points that no trial (in any state) holds yet."""
+def _points_left(study: optuna.Study, sweep: Sweep) -> list[dict[str, Any]]:
+    """The grid's or the spec's points that no trial (in any state) holds yet, in order."""
     names = [p.name for p in sweep.params]
     covered = {tuple(t.params.get(n) for n in names) for t in study.get_trials(deepcopy=False)}
-    points: list[tuple[Any, ...]] = [()]
-    for values in sweep.grid().values():
-        points = [(*pt, v) for pt in points for v in values]
-    return sum(pt not in covered for pt in points)
+    return [pt for pt in sweep.points() if tuple(pt[n] for n in names) not in covered]
 
 
 def _next_trial(study: optuna.Study, job: Job, tag: dict[str, Any], failures: int,
@@ -83,10 +80,14 @@ def _next_trial(study: optuna.Study, job: Job, tag: dict[str, Any], failures: in
         return "budget"
     if failures >= job.target:
         return "failures"
-    if job.sweep.spec.sampler.name == "grid" and c.waiting == 0 and _grid_left(study, job.sweep) == 0:
+    sampler = job.sweep.spec.sampler.name
+    left = _points_left(study, job.sweep) if sampler in ("grid", "points") and c.waiting == 0 else []
+    if sampler in ("grid", "points") and c.waiting == 0 and not left:
         return None if c.running else "grid"
     if c.done + c.running >= job.target:
         return None  # the running trials may still fail; wait to see
+    if sampler == "points" and c.waiting == 0:
+        study.enqueue_trial(left[0])  # asked next, its values fixed (a retry waiting already goes first)
     study.sampler = make_sampler(job.sweep, draw=len(study.get_trials(deepcopy=False)))
     trial = study.ask()
     tag_worker(study, trial, tag)

@@ -129,9 +129,21 @@ class ObjectiveSpec(_Spec):
 
 
 class SamplerSpec(_Spec):
-    name: Literal["tpe", "random", "grid"] = "tpe"
+    name: Literal["tpe", "random", "grid", "points"] = "tpe"
     seed: int = 0
     startup_trials: int = Field(4, ge=0, description="TPE: random trials before the model takes over")
+    points: tuple[dict[str, Scalar], ...] | None = Field(
+        None, min_length=1, description="points: the trials to run, in order, each a value of every parameter "
+                                        "(a chosen design such as a fractional factorial)")
+
+    @model_validator(mode="after")
+    def _points_with_points(self) -> SamplerSpec:
+        if (self.name == "points") != (self.points is not None):
+            message = ("the points sampler runs the trials listed under points: [{param: value, ...}, ...]; add them"
+                       if self.points is None else
+                       "points are read by the points sampler only; set name: points or remove points")
+            raise PydanticCustomError("sampler_points", "{message}", {"message": message})
+        return self
 
 
 class PrunerSpec(_Spec):
@@ -293,6 +305,19 @@ class Sweep:
 
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.grid().values())
+
+    def points(self) -> list[dict[str, Scalar]]:
+        """The trials a grid or points sampler runs (grid: every combination); empty for tpe and random."""
+        s = self.spec.sampler
+        if s.name == "points":
+            assert s.points is not None
+            return [dict(pt) for pt in s.points]
+        if s.name != "grid":
+            return []
+        combos: list[dict[str, Scalar]] = [{}]
+        for name, values in self.grid().items():
+            combos = [{**c, name: v} for c in combos for v in values]
+        return combos
 
     def identity(self) -> dict[str, str]:
         """What makes two sweeps the same study: base config, arms, space, objectives, seeds (not budget or sampler)."""

@@ -102,7 +102,7 @@ def make_sampler(sweep: Sweep, draw: int = 0) -> optuna.samplers.BaseSampler:
         return _GridSampler(sweep.grid(), seed=s.seed)
     digest = hashlib.sha256(f"{s.seed}:{draw}".encode()).digest()
     seed = int.from_bytes(digest[:4], "little")
-    if s.name == "random":
+    if s.name in ("random", "points"):  # points: every trial is enqueued with all its values fixed
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: parallel workers do not all pick the point a running trial already explores.
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials, multivariate=True,

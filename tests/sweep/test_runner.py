@@ -180,3 +180,21 @@ trials: 2
     assert cells == ["1", "0.5" if second.params["aux_weight"] == 0.5 else "0.2",
                      f"{sum(arm_values['opd']) / 2:.4g}", f"{sum(arm_values['brts']) / 2:.4g}", f"{second.values[0]:.4g}"]
     assert "runs reused from the store: 2 of 8" in status.output
+
+
+def test_a_points_sweep_runs_exactly_its_points_in_order(tmp_path, tiny_sweep):
+    points = "[{teacher_samples: 4, aux_weight: 0.3}, {teacher_samples: 2, aux_weight: 0.5}]"
+    args = ["--store", str(tmp_path / "store"), "--set", f"sampler={{name: points, points: {points}}}", "--set",
+            "trials=2"]
+    result = invoke("sweep", "run", str(tiny_sweep), *args)
+    assert result.exit_code == 0, result.output
+    trials = sorted(plain_study(tmp_path / "store").trials, key=lambda t: t.number)
+    assert [(t.state, t.params) for t in trials] == [
+        (TrialState.COMPLETE, {"teacher_samples": 4, "aux_weight": 0.3}),
+        (TrialState.COMPLETE, {"teacher_samples": 2, "aux_weight": 0.5})]
+    sweep = load_sweep(tiny_sweep, args[3::2])
+    for t in trials:  # each trial's run is the run of its point's values
+        [run] = sweep.trial_runs(t.params)
+        assert Path(t.user_attrs["run_path"]).name == run.run_id
+    again = invoke("sweep", "run", str(tiny_sweep), *args)
+    assert again.exit_code == 0 and len(plain_study(tmp_path / "store").trials) == 2

@@ -102,6 +102,19 @@ BAD = {
     "bad_method_override": (["overrides.method.aux_top_k=0"], "overrides.method.aux_top_k: expected an integer >= 1"),
     "final_eval_off": (["overrides.eval.final=false", "objective.metric=eval/hard"],
                        "which eval.final: false turns off; choose a val/<split> metric"),
+    "points_lack_a_param": (["sampler={name: points, points: [{teacher_samples: 2}]}", "trials=1"],
+                            "sampler.points[0]: lacks aux_weight; every point gives each of teacher_samples, aux_weight"),
+    "points_outside_the_space": (["sampler={name: points, points: [{teacher_samples: 3, aux_weight: 0.2}]}",
+                                  "trials=1"], "sampler.points[0]: teacher_samples: 3 is not in its search space"),
+    "points_outside_a_range": (["sampler={name: points, points: [{teacher_samples: 2, aux_weight: 2.0}]}",
+                                "trials=1"], "aux_weight: 2.0 is not in its search space (float [0.1, 1.0] log"),
+    "points_repeated": (["sampler={name: points, points: [{teacher_samples: 2, aux_weight: 0.2}, "
+                         "{teacher_samples: 2, aux_weight: 0.2}]}", "trials=2"], "sampler.points[1]: repeats sampler.points[0]"),
+    "points_fewer_than_trials": (["sampler={name: points, points: [{teacher_samples: 2, aux_weight: 0.2}]}"],
+                                 "trials: 4 exceeds the 1 points"),
+    "points_missing": (["sampler.name=points"], "the points sampler runs the trials listed under points"),
+    "points_for_another_sampler": (["sampler.points=[{teacher_samples: 2, aux_weight: 0.2}]"],
+                                   "points are read by the points sampler only"),
     "unread_field": (["arm=opd"], "no swept arm reads teacher_samples (opd), so every trial would be the same"),
 }
 
@@ -136,3 +149,27 @@ def test_status_of_a_sweep_never_run_is_one_line(tmp_path, tiny_sweep):
     result = invoke("sweep", "status", str(tiny_sweep), "--store", str(tmp_path / "store"))
     assert result.exit_code == 2 and "run `brts sweep run` first" in result.output
     assert not (tmp_path / "store").exists()
+
+
+def test_the_grid_settings_sweep_is_a_half_fraction_on_validation_only():
+    sweep = load_sweep("grid-settings")
+    grid = load_spec("ablation-grid")
+    assert [a.name for a in sweep.arms] == [a.name for a in grid.arms]
+    assert not set(sweep.seeds) & set(grid.seeds)  # the final table's runs are not the ones chosen on
+    assert sweep.spec.objective.metric.startswith("val/")
+    points = sweep.points()
+    assert len(points) == sweep.spec.trials == 8
+    names = [p.name for p in sweep.params]
+    assert names == ["opd_top_k", "aux_top_k", "aux_weight", "alignment_top_k"]
+    paper = dict(zip(names, [16, 16, 0.05, 16], strict=True))
+    before = {n: getattr(sweep.base_config().method, n) for n in names}
+    assert paper in points and before in points
+    # Coded -1 at the paper's value: the fourth level is the product of the other three, and every two settings
+    # meet in each of their four combinations twice (main effects free of two-setting interactions).
+    coded = [[-1 if pt[n] == paper[n] else 1 for n in names] for pt in points]
+    assert all(c[3] == c[0] * c[1] * c[2] for c in coded)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert sorted((c[i], c[j]) for c in coded) == [(-1, -1)] * 2 + [(-1, 1)] * 2 + [(1, -1)] * 2 + [(1, 1)] * 2
+    for run in sweep.trial_runs(points[0]):
+        assert not run.config.eval.final and run.config.eval.splits == ("hard",)  # validates on hard, no test split
