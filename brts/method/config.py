@@ -70,7 +70,7 @@ class MethodConfig(BaseModel):
         return frozenset(unused)
 
 
-# Sections 2 and 3: what plain OPD (teacher_context off) never reads.
+# The teacher-context branch and L_aux: what plain OPD (teacher_context off) never reads.
 BRANCH_FIELDS = frozenset({
     "teacher_samples", "recovery", "recovery_samples", "alignment", "alignment_top_k", "require_correct", "fallback",
     "selection_scope", "teacher_temperature", "teacher_top_p", "aux_mode", "aux_top_k", "aux_weight",
