@@ -129,4 +129,4 @@ def test_a_field_an_arm_does_not_read_changes_nothing_it_trains(tmp_path, tiny_s
 
     first = metrics(base.config, "a")
     assert first == metrics(other, "b")
-    assert first[-1]["loss/total"] is not None
+    assert first[-1]["surrogate/total"] is not None and first[-1]["kl/opd"] is not None

@@ -76,7 +76,7 @@ def bumped(value: Any) -> Any:
     raise TypeError(value)
 
 
-EVAL_ONLY = {"problems", "k", "seed", "backend", "batch_size", "chat_template", "data_dir", "data_source"}
+EVAL_ONLY = {"problems", "k", "seed", "backend", "batch_size", "chat_template", "data_dir", "data_source", "final"}
 
 
 def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
@@ -117,7 +117,8 @@ def test_evaluation_only_settings_leave_the_run_id_alone() -> None:
     config = base_config()
     original = run_id(config)
     bumps = {"problems": 7, "k": 16, "seed": 3, "backend": "hf", "batch_size": 8, "chat_template": "off",
-             "data_dir": "/data", "data_source": "hub", "tasks": (*config.eval.tasks, "brts_aime24", "gsm8k")}
+             "data_dir": "/data", "data_source": "hub", "final": False,
+             "tasks": (*config.eval.tasks, "brts_aime24", "gsm8k")}
     assert set(bumps) == EVAL_ONLY | {"tasks"}
     assert set(type(config.eval).model_fields) == EVAL_ONLY | {"tasks", "temperature", "top_p", "max_new_tokens"}
     for field, value in bumps.items():

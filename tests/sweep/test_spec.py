@@ -86,7 +86,7 @@ BAD = {
     "n_below_1": (["space.method.teacher_samples={choices: [0, 2]}"], "teacher_samples.choices[0]: expected an integer >= 1"),
     "n_range_below_1": (["space.method.teacher_samples={low: 0, high: 8}"], "teacher_samples.low: expected an integer >= 1"),
     "unknown_metric": (["objective.metric=val/hardest"], "did you mean 'val/hard'"),
-    "unknown_sampler": (["sampler.name=cmaes"], "sampler.name: expected 'tpe', 'random' or 'grid'"),
+    "unknown_sampler": (["sampler.name=cmaes"], "sampler.name: expected 'tpe', 'random', 'grid' or 'points'"),
     "unknown_field": (["space.method.teacher_sample={choices: [1]}"], "did you mean 'teacher_samples'"),
     "unknown_arm": (["arm=best"], "is not an arm of experiment"),
     "empty_space": (["space={}"], "search space is empty"),
