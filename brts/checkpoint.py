@@ -51,15 +51,40 @@ def save(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
     return final
 
 
+def complete(root: Path) -> list[Path]:
+    """The complete checkpoint folders, oldest first."""
+    return sorted(p for p in root.glob("step_*") if (p / "checkpoint.pt").exists()) if root.exists() else []
+
+
 def latest(root: Path) -> Path | None:
     """The newest complete checkpoint folder, or None."""
-    done = sorted(p for p in root.glob("step_*") if (p / "checkpoint.pt").exists()) if root.exists() else []
+    done = complete(root)
     return done[-1] if done else None
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
-    """Restore weights, optimiser and RNG states in place; return the step and counters."""
+def read(path: Path) -> dict[str, Any]:
+    """A checkpoint's saved states, read whole (nothing applied yet); raises whatever torch raises on a damaged
+    file (a truncated, empty or garbled checkpoint.pt)."""
     payload = torch.load(path / "checkpoint.pt", weights_only=False)
+    if not isinstance(payload, dict) or not {"step", "model", "optimizer", "rng"} <= set(payload):
+        raise ValueError(f"{path / 'checkpoint.pt'} is not a brts checkpoint")
+    return payload
+
+
+def read_into(path: Path, payloads: dict[Path, dict[str, Any]]) -> str | None:
+    """Read a checkpoint into `payloads[path]`; why it cannot be read (one line), or None when it can."""
+    try:
+        payloads[path] = read(path)
+    except Exception as exc:  # torch raises many kinds on a damaged file; any means "not this one"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return None
+
+
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+         payload: dict[str, Any] | None = None) -> TrainState:
+    """Restore weights, optimiser and RNG states in place (from `payload` when it was read already); return the
+    step and counters."""
+    payload = payload if payload is not None else read(path)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"]["torch"])

@@ -223,9 +223,10 @@ class Trainer:
         torch.set_num_threads(tc.threads)
         ckpt_root = self.folder.checkpoints
         start = 0
-        found = checkpoint.latest(ckpt_root)
+        payloads: dict[Path, dict[str, Any]] = {}  # the newest intact checkpoint; rank 0 moves damaged ones aside
+        found = self.folder.intact_checkpoint(lambda path: checkpoint.read_into(path, payloads), self.ranks.is_main)
         if found is not None:
-            state = checkpoint.load(found, self.models.student, self.optimizer)
+            state = checkpoint.load(found, self.models.student, self.optimizer, payloads[found])
             start, self.counters = state.step, dict(state.counters or self.counters)
         self._sync_student()
         main = self.ranks.is_main  # one rank writes the log and the checkpoints; the others only train
@@ -243,9 +244,9 @@ class Trainer:
             if main:
                 self.log.write(record)
             if main and (step % tc.checkpoint_every == 0 or step == tc.steps):
-                checkpoint.save(
-                    ckpt_root, self.models.student, self.optimizer, checkpoint.TrainState(step, self.counters)
-                )
+                saved = checkpoint.save(
+                    ckpt_root, self.models.student, self.optimizer, checkpoint.TrainState(step, self.counters))
+                self.folder.seal(saved.relative_to(self.folder.path).as_posix())
             if on_step is not None:
                 on_step(step, record)
         self.ranks.barrier()

@@ -270,10 +270,13 @@ def _dry_run(spec: Any, runs: Any, executor: Executor, workers: int, retry_faile
 
 @app.command("status")
 def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
-    """Show each planned run's status, progress and final accuracy."""
+    """Show each planned run's status, progress and final accuracy; a run with a damaged file is `damaged`, the
+    file named (`brts store check` lists every damage, `exp run` redoes what it touched)."""
+    from brts.runs.integrity import untrusted
     from brts.runs.plan import plan
     from brts.spec.catalog import display_name
     from brts.store import RunStore
+    from brts.store.files import read_jsonl_intact
 
     with user_errors():
         spec = load_experiment(name, set_)
@@ -285,12 +288,16 @@ def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
     for p in planned:
         folder = runs.run(p)
         record = folder.record()
-        evals = record.get("eval", {})
-        step = folder.last_step()
-        status = record.get("status", "planned")
+        evals = record.get("eval", {}) if isinstance(record.get("eval"), dict) else {}
+        logged = read_jsonl_intact(folder.metrics_path)[0]  # up to a damaged line, if any
+        step = int(logged[-1]["step"]) if logged else 0
+        status, error = record.get("status", "planned"), record.get("error") or ""
         status += " (eval)" if record.get("failed_stage") == "eval" else ""
+        damages = untrusted(folder) if folder.path.is_dir() else []
+        if damages:
+            status, error = "damaged", str(damages[0])
         table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",
-                      *[f"{evals[t]:.1f}" if t in evals else "" for t in tasks],
-                      (record.get("error") or "")[:80])
+                      *[f"{evals[t]:.1f}" if t in evals else "" for t in tasks], error[:160],
+                      )
     out.print(table)
 

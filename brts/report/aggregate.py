@@ -7,7 +7,6 @@ the reference folders) and the evaluation folder's files (brts.evaluation.parse 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,10 @@ import pandas as pd
 from brts.errors import UserError
 from brts.evaluation import parse as evaluation_parse
 from brts.evaluation.parse import GRADER_FILE, PROBLEM_COLUMNS, PROBLEMS_FILE, SUMMARY_FILE
-from brts.store import REFERENCE_ROLES, RunFolder, RunStore
+from brts.evaluation.verify import check_eval
+from brts.runs.integrity import untrusted
+from brts.store import REFERENCE_ROLES, DamagedFile, RunFolder, RunStore, read_json
+from brts.store.integrity import Damage
 
 SAMPLE_COLUMNS = list(PROBLEM_COLUMNS)
 GRADER_COLUMNS = list(evaluation_parse.GRADER_COLUMNS)  # eval/grader.csv
@@ -67,26 +69,37 @@ def display_task(task: str) -> str:
 
 
 def read_eval(folder: Path) -> EvalFolder | None:
-    """The `eval/` folder of one model, or None when it has no per-sample table."""
+    """The `eval/` folder of one model, or None when it has no per-sample table; DamagedFile (one line naming the
+    file) when its files cannot be read or disagree with each other (brts.evaluation.verify)."""
     table = folder / PROBLEMS_FILE
     if not table.exists():
         return None
-    samples = pd.read_csv(table, dtype={"problem_id": str, "extracted": str}, keep_default_na=False)
+    problems = check_eval(folder)
+    if problems:
+        raise DamagedFile(problems[0])
+    samples = _read_csv(table, dtype={"problem_id": str, "extracted": str}, keep_default_na=False)
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise ReportError(f"{table} lacks column(s) {', '.join(missing)}; expected {', '.join(SAMPLE_COLUMNS)}")
     samples = samples[SAMPLE_COLUMNS].copy()
     samples["correct"] = samples["correct"].astype(int)
     samples["sample"] = samples["sample"].astype(int)
-    summary_path = folder / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = read_json(folder / SUMMARY_FILE)
     return EvalFolder(samples, summary, _read_grader(folder / GRADER_FILE))
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DamagedFile(f"{path}: not a CSV table ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                          ) from None
 
 
 def _read_grader(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
-    frame = pd.read_csv(path, dtype={"task": str, "problem_id": str})
+    frame = _read_csv(path, dtype={"task": str, "problem_id": str})
     missing = [c for c in GRADER_COLUMNS if c not in frame.columns]
     if missing:
         raise ReportError(f"{path} lacks column(s) {', '.join(missing)}; expected {', '.join(GRADER_COLUMNS)}")
@@ -154,10 +167,22 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
     for path in folders:
         run = RunFolder(path)
         record = run.record() if run.is_run else {}
-        metrics = run.metrics()
+        damages = untrusted(run)
+        metrics = [] if any(d.part == "logs" for d in damages) else run.metrics()
         row = {**_run_row(run, record, metrics), **(labels or {}).get(str(path), {})}
-        evaluated = read_eval(run.eval_dir) if row["status"] == "finished" else None
-        if row["status"] == "finished" and evaluated is None:
+        evaluated = None
+        if row["status"] == "finished" and not damages:
+            try:
+                evaluated = read_eval(run.eval_dir)
+            except DamagedFile as exc:
+                damages.append(Damage.of(str(exc), "eval"))
+        if row["status"] == "damaged":
+            row["note"] = "record.json cannot be read"
+        elif damages:  # never averaged: listed with what is wrong (`brts store check --repair`, then exp run)
+            row["status"] = "damaged"
+            row["note"] = "; ".join(str(d) for d in damages[:2]) + (f" (+{len(damages) - 2} more)" if len(damages) > 2
+                                                                      else "")
+        elif row["status"] == "finished" and evaluated is None:
             row["note"] = "finished without eval/problems.csv"
         elif evaluated is not None and evaluated.samples.empty:
             row["note"] = "eval/problems.csv has no rows"
@@ -208,7 +233,14 @@ def read_references(store: Path, experiment: str) -> tuple[dict[str, dict[str, A
             continue
         record = folder.record() if folder.is_run else {}
         records[role] = record
-        evaluated = read_eval(folder.eval_dir)
+        try:
+            damages = untrusted(folder)
+            evaluated = None if damages else read_eval(folder.eval_dir)
+        except DamagedFile as exc:
+            damages = [Damage.of(str(exc), "eval")]
+        if damages:  # listed as damaged, its rows left out
+            records[role] = {**record, "status": "damaged", "error": str(damages[0])}
+            continue
         if evaluated is None or evaluated.samples.empty:
             continue
         frames.append(_labelled(evaluated.samples, f"reference/{role}", role, pd.NA))

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from brts.evaluation.evaluate import settings_digest
+from brts.runs.integrity import reusable
 from brts.runs.observer import Outcome, RunObserver
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
-from brts.store import RunLocked, RunStore
+from brts.store import RunFolder, RunLocked, RunStore
 
 __all__ = ["Outcome", "execute", "skipped"]
 
@@ -32,9 +33,11 @@ def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, d
         return "locked", {}
 
 
-def skipped(planned: PlannedRun, record: dict[str, Any], retry_failed: bool) -> str | None:
-    """Why `execute` leaves a run alone ("cached" or "skipped-failed"), or None when it (re)runs it."""
-    if record.get("status") == "finished" and record.get("eval_key") == settings_digest(planned.config.eval):
+def skipped(planned: PlannedRun, run: RunFolder, retry_failed: bool) -> str | None:
+    """Why `execute` leaves a run alone ("cached" or "skipped-failed"), or None when it (re)runs it: a finished
+    run whose folder holds something damaged is run again (brts.runs.integrity)."""
+    record = run.record()
+    if reusable(run, record, settings_digest(planned.config.eval)):
         return "cached"
     if record.get("status") == "failed" and record.get("failed_stage") != "eval" and not retry_failed:
         return "skipped-failed"
@@ -68,7 +71,7 @@ def execute(
     for planned in plan:
         run = store.run(planned)
         record = run.record()
-        skip = skipped(planned, record, retry_failed)
+        skip = skipped(planned, run, retry_failed)
         if skip is not None:
             outcomes[planned.run_id] = Outcome(planned, skip, record)
         else:

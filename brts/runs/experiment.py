@@ -73,7 +73,7 @@ def check_ready(spec: ExperimentSpec, store: RunStore) -> None:
 def pending(planned: Sequence[PlannedRun], store: RunStore, retry_failed: bool = False) -> list[PlannedRun]:
     """The runs `execute` would (re)run: not finished with the current evaluation settings, not failed in
     training unless `retry_failed`."""
-    return [p for p in planned if skipped(p, store.run(p).record(), retry_failed) is None]
+    return [p for p in planned if skipped(p, store.run(p), retry_failed) is None]
 
 
 def fill_pool(runs: Sequence[PlannedRun], store: RunStore, observer: RunObserver | None = None) -> list[RunDemand]:

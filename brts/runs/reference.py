@@ -14,6 +14,7 @@ from typing import Any
 
 from brts.evaluation.evaluate import evaluate_model, model_fingerprint, settings_digest
 from brts.models import resolve_model
+from brts.runs import integrity
 from brts.spec import ExperimentSpec
 from brts.store import REFERENCE_ROLES, RunFolder, RunLocked, RunStore, now
 
@@ -35,8 +36,10 @@ def _evaluate_reference(spec: ExperimentSpec, store: RunStore, role: str, log: L
     try:
         with folder.lock():
             record = folder.record()
-            if record.get("status") == "finished" and record.get("eval_key") == key:
+            damages = integrity.untrusted(folder)
+            if not damages and record.get("status") == "finished" and record.get("eval_key") == key:
                 return record
+            integrity.repair(folder, damages)  # a damaged record or evaluation file is moved aside, made again
             if log is not None:
                 log(f"evaluating the reference {role} ({name})")
             return _evaluate(spec, folder, role, name, model, key)
@@ -49,6 +52,7 @@ def _evaluate(spec: ExperimentSpec, folder: RunFolder, role: str, name: str, mod
     started = time.perf_counter()
     try:
         evaluation = evaluate_model(model, spec.eval, folder.eval_dir, task_seed=spec.task.seed, quiet=True)
+        folder.seal("eval")
     except Exception as exc:  # recorded and shown; the experiment's table goes on without this row
         line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         folder.write_error(traceback.format_exc())

@@ -13,6 +13,7 @@ import torch
 from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
 from brts.models import load_pair
 from brts.rollout.pool import open_pool
+from brts.runs import integrity
 from brts.runs.launch import launch_training
 from brts.runs.plan import PlannedRun
 from brts.runs.tracking import RunTracking
@@ -47,7 +48,8 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
     `eval.final: false` it finishes after training, its record's `eval` empty.
 
     A `progress` callback that raises RunStopped ends the run with status "stopped" (resumable); `stage` hears
-    when training and when the evaluation begin.
+    when training and when the evaluation begin. What the folder holds damaged is moved aside first and done
+    again (brts.runs.integrity): a damaged record, log, checkpoint, `final/` or evaluation file.
     """
     announce = stage or (lambda _run_id, _name: None)
     store = RunStore(store_root)
@@ -56,8 +58,10 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
     eval_key = settings_digest(cfg.eval)
     with run.lock():
         record = run.record()
-        if record.get("status") == "finished" and record.get("eval_key") == eval_key:
+        damages = integrity.untrusted(run)
+        if not damages and record.get("status") == "finished" and record.get("eval_key") == eval_key:
             return record
+        integrity.repair(run, damages)
         torch.set_num_threads(cfg.train.threads)
         run.update_record(
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
@@ -66,6 +70,7 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         tracking = RunTracking.start(planned, run, store_root) if planned.tracking.enabled else None
         step_name = "train"
         try:
+            integrity.check_final(run)
             if not run.trained:
                 announce(planned.run_id, "train")
                 started = time.perf_counter()
@@ -80,6 +85,7 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             announce(planned.run_id, "eval")
             started = time.perf_counter()
             evaluation = evaluate_checkpoint(cfg, run)
+            run.seal("eval")
             if tracking is not None:
                 tracking.final(evaluation.tasks)
         except RunStopped as stop:

@@ -4,7 +4,6 @@ quarantine where a damaged file is moved aside (never deleted)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -53,10 +52,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temp file and rename, with the permissions a plain write would give (the umask's: a store
+    shared on a cluster stays readable by the group)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: Path, default: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -74,29 +82,52 @@ def read_json(path: Path, default: dict[str, Any] | None = None) -> dict[str, An
     return data
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines log; a torn last line (no newline yet) is left out, a bad line elsewhere raises.
-
-    A writer appends whole lines, so only the last one can be incomplete: a process killed in the middle of a
-    write leaves it without its newline.
-    """
+def read_jsonl_intact(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of a JSON-lines log up to its first bad line, and what is wrong with that line (None when
+    every line is good). A torn last line (no newline yet) is not bad: a writer appends whole lines, so a process
+    killed in the middle of a write leaves only its last line without the newline; it is left out (or kept when
+    it parses: only the newline was lost). A bad line is one that is not UTF-8, not JSON, not a JSON object, or
+    whose `step` is not a whole number at least the one before it."""
     if not path.exists():
-        return []
-    text = path.read_text()
-    lines = text.split("\n")
-    torn = lines.pop()  # "" after a final newline; else the unfinished last line
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+        return [], None
+    lines = path.read_bytes().split(b"\n")
+    torn = lines.pop()  # b"" after a final newline; else the unfinished last line
+    records: list[dict[str, Any]] = []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DamagedFile(f"{path}: line {number} is not a JSON record ({exc.msg}); the file is damaged: restore "
-                              "it, or delete the run folder to run it again") from None
+        record, problem = _parse_record(raw, records[-1] if records else None)
+        if record is None:
+            return records, f"line {number} {problem}"
+        records.append(record)
     if torn.strip():
-        with contextlib.suppress(json.JSONDecodeError):  # one that parses is complete: only its newline was lost
-            records.append(json.loads(torn))
+        record, _ = _parse_record(torn, records[-1] if records else None)
+        if record is not None:
+            records.append(record)
+    return records, None
+
+
+def _parse_record(raw: bytes, previous: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
+    """A log line as a record, or None and what is wrong with it."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"is not a JSON record ({getattr(exc, 'msg', None) or exc.reason})"
+    if not isinstance(record, dict):
+        return None, "is not a JSON object"
+    step, before = record.get("step", 0), (previous or {}).get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or step < before:
+        return None, f"has step {step!r} after step {before}"
+    return record, ""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log (a torn last line left out); DamagedFile, naming the file and the line,
+    when a line is bad (see read_jsonl_intact)."""
+    records, bad = read_jsonl_intact(path)
+    if bad is not None:
+        raise DamagedFile(f"{path}: {bad}; `brts store check --repair` keeps the lines before it and the next "
+                          "`brts exp run` repeats the steps after them")
     return records
 
 

@@ -8,6 +8,8 @@
     checkpoints/       model, optimiser and RNG states (brts.checkpoint)
     final/             the trained student and its tokenizer
     eval/              the final evaluation (its layout: brts.evaluation.evaluate)
+    manifest.json      size and SHA-256 of every file of final/, each checkpoint and eval/ (brts.store.integrity)
+    .quarantine/       what was found damaged, moved aside (never deleted)
     error.log          the traceback of the last failure
     tracking/          the experiment trackers' local files (TensorBoard events, W&B offline runs)
     launch.log         the ranks' output of a multi-process run; `.launch-error` its first error line
@@ -35,11 +37,23 @@ import yaml
 from filelock import FileLock, Timeout
 
 import brts
+from brts.errors import warn
 from brts.spec import RunConfig, resolved_yaml
-from brts.store.files import JsonlLog, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from brts.store import integrity
+from brts.store.files import (
+    DamagedFile,
+    JsonlLog,
+    quarantine,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+    write_text_atomic,
+)
+from brts.store.integrity import Damage, Manifest
 
 # "stopped": ended early on purpose (a pruned sweep trial); like "running" after a kill, it resumes when run again.
-Status = Literal["planned", "running", "stopped", "finished", "failed"]
+# "damaged": record.json cannot be read (the next invocation writes a new one).
+Status = Literal["planned", "running", "stopped", "finished", "failed", "damaged"]
 VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "pydantic", "math-verify", "numpy")
 
 
@@ -142,7 +156,12 @@ class RunFolder:
     # --- the record ---
 
     def record(self) -> dict[str, Any]:
-        return read_json(self.record_path, {"status": "planned"})
+        """`record.json`, or `{"status": "planned"}` without one; `{"status": "damaged", "error": ...}` (naming the
+        file) when it cannot be read."""
+        try:
+            return read_json(self.record_path, {"status": "planned"})
+        except DamagedFile as exc:
+            return {"status": "damaged", "run_id": self.path.name, "error": str(exc)}
 
     @property
     def status(self) -> Status:
@@ -150,7 +169,15 @@ class RunFolder:
         return status
 
     def update_record(self, **fields: Any) -> dict[str, Any]:
-        record = {**self.record(), **fields}
+        """Merge `fields` into the record; a damaged record is moved aside first and the new one starts from
+        `fields` (one line on stderr)."""
+        try:
+            current = read_json(self.record_path)
+        except DamagedFile as exc:
+            moved = quarantine(self.record_path, self.path)
+            warn(f"{exc}; moved aside to {moved}; a new record is written")
+            current = {"rebuilt": now()}
+        record = {**current, **fields}
         write_json_atomic(self.record_path, record)
         return record
 
@@ -173,14 +200,17 @@ class RunFolder:
         """`config.yaml` as the current resolved config (only its evaluation settings can differ from an earlier
         invocation's: the run id covers the rest)."""
         text = resolved_yaml(config)
-        if not self.config_path.exists() or self.config_path.read_text() != text:
+        if not self.config_path.exists() or self.config_path.read_bytes() != text.encode():  # a damaged one too
             write_text_atomic(self.config_path, text)
 
     def config_data(self) -> dict[str, Any]:
         """`config.yaml` as plain data (empty when absent): for readers that must not fail on an older format."""
         if not self.config_path.is_file():
             return {}
-        data = yaml.safe_load(self.config_path.read_text())
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):  # damaged: `brts store check` names it, the next run rewrites it
+            return {}
         return data if isinstance(data, dict) else {}
 
     def config(self) -> RunConfig:
@@ -206,16 +236,62 @@ class RunFolder:
         rows = self.metrics()
         return int(rows[-1]["step"]) if rows else 0
 
+    # --- integrity (brts.store.integrity) ---
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.path)
+
+    def seal(self, part: str) -> None:
+        """Record the size and SHA-256 of every file of `part` ("final", "eval", a checkpoint's folder)."""
+        self.manifest.seal(part)
+
+    def damage(self, hashes: bool = True) -> list[Damage]:
+        """Everything wrong with the folder, one line each (brts.store.integrity.check)."""
+        return integrity.check(self.path, hashes)
+
+    def eval_damage(self) -> list[Damage]:
+        """The sealed evaluation files that are not what was sealed, and a manifest that cannot be read."""
+        try:
+            return self.manifest.verify("eval")
+        except DamagedFile as exc:
+            return [Damage(self.manifest.path, str(exc).split(": ", 1)[-1], "manifest")]
+
+    def repair(self, damages: list[Damage]) -> list[str]:
+        """Move aside what `damages` name so running again redoes exactly that work; one line per thing moved."""
+        return integrity.repair(self.path, damages)
+
+    def intact_checkpoint(self, usable: Any = None, move_aside: bool = True) -> Path | None:
+        """The newest checkpoint folder that is what was sealed and that `usable(path)` (a reader returning why it
+        fails, or None) accepts; each newer one is skipped and, with `move_aside`, moved aside with one line on
+        stderr (one training rank moves; the others skip the same ones)."""
+        from brts import checkpoint
+
+        for found in reversed(checkpoint.complete(self.checkpoints)):
+            part = found.relative_to(self.path).as_posix()
+            try:
+                damaged = self.manifest.verify(part)
+            except DamagedFile:
+                damaged = []  # an unreadable manifest: the loader decides
+            why = "; ".join(d.what for d in damaged) or (usable(found) if usable is not None else None)
+            if not why:
+                return found
+            if move_aside:
+                moved = quarantine(found, self.path)
+                warn(f"{found}: damaged ({why}); moved aside to {moved}; resuming from the checkpoint before it")
+        return None
+
     # --- writing the trained student ---
 
     def save_final(self, student: Any, tokenizer: Any) -> Path:
-        """Write the trained student and its tokenizer to `final/` atomically (once)."""
+        """Write the trained student and its tokenizer to `final/` atomically (once) and seal it."""
         if not self.final.exists():
             tmp = self.path / ".final-tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             student.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             tmp.rename(self.final)
+            self.seal("final")
         return self.final
 
     def write_error(self, traceback_text: str) -> None:

@@ -90,13 +90,14 @@ class RunStore:
     # --- runs ---
 
     def prepare(self, run: RunAddress) -> RunFolder:
-        """The run's folder, created with a `planned` record the first time; `config.yaml` is rewritten when
-        the resolved config changed (only its evaluation settings and memory-only settings such as
-        `train.logprob_chunk` can: the run id covers the rest)."""
+        """The run's folder, created with a `planned` record the first time (or when its record is damaged: the
+        new one starts from the plan); `config.yaml` is rewritten when the resolved config changed (only its
+        evaluation settings and memory-only settings such as `train.logprob_chunk` can: the run id covers the
+        rest) or cannot be read."""
         folder = self.run(run)
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.write_config(run.config)
-        if not folder.record_path.exists():
+        if not folder.record_path.exists() or folder.status == "damaged":  # a damaged one is moved aside
             folder.update_record(status="planned", run_id=run.run_id, experiment=run.experiment, arm=run.arm,
                                  seed=run.seed, created=now())
         return folder

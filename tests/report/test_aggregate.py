@@ -17,6 +17,7 @@ from brts.report.aggregate import (
     read_runs,
 )
 from brts.report.tables import arm_task_table, cost_table
+from brts.store import DamagedFile
 from tests.report.fake_runs import spec, write_experiment
 
 
@@ -102,9 +103,10 @@ def test_a_run_killed_mid_write_is_read_without_its_torn_line(small):
     assert steps.max() == 10 and len(steps) == len(whole.splitlines())
 
 
-def test_a_problems_csv_with_missing_columns_is_a_user_error(tmp_path):
+def test_a_problems_csv_with_missing_columns_is_damaged_naming_the_file(tmp_path):
     (tmp_path / "problems.csv").write_text("task,problem_id,correct\nx,1,1\n")
-    with pytest.raises(ReportError, match="lacks column"):
+    (tmp_path / "summary.json").write_text('{"k": 1, "tasks": {"x": {"problems": 1, "avg@k": 100.0}}}')
+    with pytest.raises(DamagedFile, match=r"problems.csv: header \['task', 'problem_id', 'correct'\] is not"):
         read_eval(tmp_path)
 
 
@@ -122,3 +124,57 @@ def test_seeds_without_common_problems_are_a_user_error(small):
     samples.loc[first, "problem_id"] = samples.loc[first, "problem_id"] + "-other"
     with pytest.raises(ReportError, match="share no evaluated problem ids"):
         arm_task_table(samples, ["opd", "brts"], "opd")
+
+
+def _damage(folder, kind: str) -> str:
+    """Damage one file of a run folder as the issue found them; returns the file's name."""
+    if kind == "problems_cut_at_a_line":  # a valid CSV, fewer rows than summary.json counts
+        table = folder / "eval" / "problems.csv"
+        table.write_text("".join(table.read_text().splitlines(keepends=True)[:25]))
+        return "problems.csv"
+    if kind == "problems_cut_mid_line":
+        table = folder / "eval" / "problems.csv"
+        table.write_text(table.read_text()[:300])
+        return "problems.csv"
+    if kind == "problems_row_edited":  # a valid CSV of the right shape: one sample's grade flipped
+        table = folder / "eval" / "problems.csv"
+        lines = table.read_text().splitlines(keepends=True)
+        fields = lines[1].split(",")
+        fields[3] = "1" if fields[3] == "0" else "0"
+        table.write_text("".join([lines[0], ",".join(fields), *lines[2:]]))
+        return "problems.csv"
+    if kind == "summary_garbage":
+        (folder / "eval" / "summary.json").write_text("{garbage")
+        return "summary.json"
+    if kind == "metrics_middle_line":
+        log = folder / "metrics.jsonl"
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text("".join([*lines[:3], "not json\n", *lines[4:]]))
+        return "metrics.jsonl"
+    (folder / "record.json").write_text((folder / "record.json").read_text()[:20])  # record_truncated
+    return "record.json"
+
+
+@pytest.mark.parametrize("kind", ["problems_cut_at_a_line", "problems_cut_mid_line", "problems_row_edited",
+                                  "summary_garbage", "metrics_middle_line", "record_truncated"])
+def test_a_run_with_a_damaged_file_is_listed_as_damaged_and_never_averaged(small, kind):
+    from brts.report.overview import experiment_table
+
+    base, planned = small
+    damaged = planned[0].run_id
+    name = _damage(base / damaged, kind)
+    data = read_runs(_folders(base))
+    row = data.runs.set_index("run_id").loc[damaged]
+    assert row["status"] == "damaged" and not row["usable"] and name in row["note"]
+    assert damaged not in set(data.samples["run_id"]) and damaged not in set(data.metrics.get("run_id", []))
+    # exp run's table reads the same runs the same way: the damaged seed is not in its mean either.
+    table = experiment_table(base.parent, base.name, _folders(base), ["opd", "brts"]).set_index(["arm", "task"])
+    assert (table.loc[planned[0].arm, "seeds"] == 1).all()
+
+
+def test_a_reference_with_damaged_evaluation_files_gives_no_rows(small):
+    base, _ = small
+    _damage(base / "reference" / "teacher", "problems_cut_at_a_line")
+    records, samples, _ = read_references(base.parent, base.name)
+    assert records["teacher"]["status"] == "damaged" and "problems.csv" in records["teacher"]["error"]
+    assert set(samples["run_id"]) == {"reference/student_start"}

@@ -1,0 +1,43 @@
+"""What executing a run trusts: before a run (or reference) is reused or executed, its folder is checked and what
+cannot be trusted is moved aside (brts.store.integrity), so the run redoes exactly that work and its numbers are
+those of an undamaged run. One line on stderr says what was moved.
+
+Checked every time (cheap): the record, the manifest, the metrics and validation logs, and the evaluation files
+(against the manifest, and `problems.csv` against `summary.json`). `final/` is checked against the manifest just
+before it is evaluated, and each checkpoint just before training resumes from it.
+"""
+
+from __future__ import annotations
+
+from brts.errors import warn
+from brts.evaluation.verify import check_eval
+from brts.store import RunFolder
+from brts.store.integrity import Damage, log_damage
+
+
+def untrusted(run: RunFolder) -> list[Damage]:
+    """What a run cannot use as it is: an unreadable manifest, bad log lines, evaluation files that are not what
+    was sealed or that disagree with each other."""
+    found = log_damage(run.path)[0] + run.eval_damage()
+    if not any(d.part.startswith("eval") for d in found):
+        found += [Damage.of(line, "eval") for line in check_eval(run.eval_dir)]
+    return found
+
+
+def reusable(run: RunFolder, record: dict, eval_key: str) -> bool:
+    """Whether a finished run (or reference) can be reused as it is: evaluated with these settings, nothing
+    untrusted in its folder."""
+    return record.get("status") == "finished" and record.get("eval_key") == eval_key and not untrusted(run)
+
+
+def repair(run: RunFolder, damages: list[Damage]) -> None:
+    """Move aside what `damages` name, one line each on stderr."""
+    for line in run.repair(damages):
+        warn(line)
+
+
+def check_final(run: RunFolder) -> None:
+    """Before `final/` is evaluated: when it is not what was sealed, move it aside (training saves it again from
+    the last checkpoint)."""
+    if run.trained:
+        repair(run, run.manifest.verify("final"))
