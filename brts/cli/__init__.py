@@ -1,7 +1,7 @@
 """The `brts` command line: parse, call inward, print. User mistakes end in one line and exit status 2.
 
 One module per command or command group (`experiments`, `sweeps`, `pool`, `models`, `evaluate`, `report`,
-`bench`, `doctor`); what they share (consoles, `fail`, `user_errors`, the `--store` and `--set` options) is in `common`.
+`bench`, `doctor`, `store`); what they share (consoles, `fail`, `user_errors`, the `--store` and `--set` options) is in `common`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from brts.cli import bench, doctor, evaluate, experiments, models, pool, report, sweeps
+from brts.cli import bench, doctor, evaluate, experiments, models, pool, report, store, sweeps
 
 app = typer.Typer(help="On-policy distillation with Best-of-N teacher rollout selection: run, evaluate, report.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -18,6 +18,7 @@ app.add_typer(experiments.app, name="exp")
 app.add_typer(sweeps.app, name="sweep")
 app.add_typer(models.app, name="models")
 app.add_typer(pool.app, name="pool")
+app.add_typer(store.app, name="store")
 app.command("eval")(evaluate.eval_command)
 app.command("report")(report.report)
 app.command("bench")(bench.bench)

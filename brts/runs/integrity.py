@@ -10,6 +10,7 @@ before it is evaluated, and each checkpoint just before training resumes from it
 from __future__ import annotations
 
 from brts.errors import warn
+from brts.evaluation.parse import PROBLEMS_FILE
 from brts.evaluation.verify import check_eval
 from brts.store import RunFolder
 from brts.store.integrity import Damage, log_damage
@@ -17,11 +18,21 @@ from brts.store.integrity import Damage, log_damage
 
 def untrusted(run: RunFolder) -> list[Damage]:
     """What a run cannot use as it is: an unreadable manifest, bad log lines, evaluation files that are not what
-    was sealed or that disagree with each other."""
+    was sealed or that disagree with each other or with the record."""
     found = log_damage(run.path)[0] + run.eval_damage()
-    if not any(d.part.startswith("eval") for d in found):
-        found += [Damage.of(line, "eval") for line in check_eval(run.eval_dir)]
-    return found
+    return found + evaluation_disagreement(run, found)
+
+
+def evaluation_disagreement(run: RunFolder, found: list[Damage]) -> list[Damage]:
+    """`eval/` files that disagree with each other (brts.evaluation.verify), or a record that says finished
+    without them; nothing when `found` already holds damage to `eval/` or the manifest."""
+    if any(d.part.startswith("eval") or d.part == "manifest" for d in found):
+        return []
+    disagreement = [Damage.of(line, "eval") for line in check_eval(run.eval_dir)]
+    table = run.eval_dir / PROBLEMS_FILE
+    if not disagreement and run.record().get("status") == "finished" and not table.is_file():
+        disagreement.append(Damage(table, "missing (the record says finished)", "eval"))
+    return disagreement
 
 
 def reusable(run: RunFolder, record: dict, eval_key: str) -> bool:

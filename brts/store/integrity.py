@@ -218,7 +218,24 @@ def repair(folder: Path, damages: Iterable[Damage]) -> list[str]:
         lines += _repair_logs(folder, move)
     if "manifest.json" not in moved and moved - {"record.json", "config.yaml"}:
         Manifest(folder).prune()  # what was moved is no longer sealed; it is sealed again when made again
+    if moved - {"record.json", "config.yaml"}:
+        _unfinish(folder)
     return lines
+
+
+def _unfinish(folder: Path) -> None:
+    """A record that says finished after part of the run was moved aside says `planned` instead (with when it
+    was repaired), so nothing reuses the run before it is done again."""
+    path = folder / "record.json"
+    try:
+        record = read_json(path)
+    except DamagedFile:
+        return
+    if record.get("status") == "finished":
+        from datetime import datetime, timezone
+
+        write_json_atomic(path, {**record, "status": "planned", "eval_key": None,
+                                 "repaired": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
 def _repair_logs(folder: Path, move: Any) -> list[str]:

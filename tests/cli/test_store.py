@@ -1,0 +1,63 @@
+"""`brts store check [--repair]` on a grid's store: one line when intact; each damage one line naming its file
+(exit 1); after `--repair`, `exp run` redoes exactly the damaged work and prints the undamaged table."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+from typer.testing import CliRunner
+
+from brts.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _table(output: str) -> str:
+    """The results table of `exp run` (the lines after the counts)."""
+    return output[output.index("tiny"):]
+
+
+def test_check_lists_each_damage_and_repair_then_exp_run_gives_the_undamaged_numbers(tmp_path, tiny_spec_file):
+    store = tmp_path / "store"
+    first = invoke("exp", "run", str(tiny_spec_file), "--store", str(store))
+    assert first.exit_code == 0, first.output
+    intact = invoke("store", "check", "--store", str(store))
+    assert intact.exit_code == 0 and len(intact.output.strip().splitlines()) == 1
+    assert "every artefact intact (2 run folder(s), 2 reference(s), 0 sweep(s), a pool of" in intact.output
+
+    runs = {json.loads(p.read_text())["arm"]: p.parent for p in store.glob("tiny/*/record.json")}
+    opd, brts = runs["opd"], runs["brts"]
+    table = opd / "eval" / "problems.csv"
+    table.write_text("".join(table.read_text().splitlines(keepends=True)[:2]))  # cut at a line boundary
+    checkpoint = brts / "checkpoints" / "step_000004" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    reference = store / "tiny" / "reference" / "teacher" / "record.json"
+    reference.write_text(reference.read_text()[:15])
+    with sqlite3.connect(store / ".pool" / "teacher-samples.sqlite") as db:
+        db.execute("UPDATE samples SET grade = 1 - COALESCE(grade, 0) WHERE rowid = 1")
+
+    damaged = invoke("store", "check", "--store", str(store))
+    assert damaged.exit_code == 1
+    lines = damaged.output.strip().splitlines()
+    assert len(lines) == 5, damaged.output  # four damages and the summary
+    assert any(line.startswith(f"{table}: ") for line in lines)
+    assert any(line.startswith(f"{checkpoint}: ") for line in lines)
+    assert any(line.startswith(f"{reference}: ") for line in lines)
+    assert any("teacher-samples.sqlite: 1 sample(s) fail their digest" in line for line in lines)
+    assert "4 damaged artefact(s)" in lines[-1]
+
+    repaired = invoke("store", "check", "--store", str(store), "--repair")
+    assert repaired.exit_code == 1 and repaired.output.count("repaired: ") == 4, repaired.output
+    assert invoke("store", "check", "--store", str(store)).exit_code == 0  # moved aside: nothing damaged is left
+
+    again = invoke("exp", "run", str(tiny_spec_file), "--store", str(store))
+    assert again.exit_code == 0, again.output
+    assert _table(again.output) == _table(first.output)
+    assert re.search(r"2 (ran|evaluated)|1 evaluated, 1 ran", again.output), again.output
+    assert invoke("store", "check", "--store", str(store)).exit_code == 0
