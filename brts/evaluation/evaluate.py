@@ -151,7 +151,7 @@ def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0
     fingerprint = model_fingerprint(model)
     data = {task: task_data(task, spec, task_seed) for task in spec.tasks}
     keys = {task: _task_key(fingerprint, data[task], spec, backend) for task in spec.tasks}
-    todo = [task for task in spec.tasks if _read_key(tasks_dir / task) != keys[task]]
+    todo = [task for task in spec.tasks if not _cached(tasks_dir / task, keys[task])]
     for task in todo:
         if not is_ours(task) and (problem := known_lm_eval_task(task)) is not None:
             raise EvaluationError(f"eval.tasks: {problem}")
@@ -265,6 +265,23 @@ def _task_key(fingerprint: str, data: TaskData, spec: EvalSpec, backend: Backend
     return _hash({"format": EVAL_FORMAT, "model": fingerprint, "task": data.task, "data": data.digest,
                   "settings": settings, "backend": backend.name, "tasks": tasks_version(),
                   "lm_eval": _version("lm_eval"), "math_verify": _version("math-verify")})
+
+
+def _cached(folder: Path, key: str) -> bool:
+    """Whether a task folder holds this key's results, readable: a damaged file (not JSON, not UTF-8) makes the task
+    evaluated again instead of failing or being copied into the combined files."""
+    if _read_key(folder) != key:
+        return False
+    try:
+        for name in (SUMMARY_FILE, "results.json"):
+            if not isinstance(json.loads((folder / name).read_text(encoding="utf-8")), dict):
+                return False
+        (folder / PROBLEMS_FILE).read_text(encoding="utf-8")
+        if (folder / GRADER_FILE).exists():  # a task cached before grader.csv gets it from its own samples
+            (folder / GRADER_FILE).read_text(encoding="utf-8")
+    except (OSError, ValueError):  # missing, not UTF-8, not JSON
+        return False
+    return True
 
 
 def _read_key(folder: Path) -> str | None:

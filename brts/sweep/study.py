@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -76,6 +77,8 @@ def open_storage(url: str, *, create: bool) -> BaseStorage:
                           grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=_retry)
     except SweepError:
         raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a journal file with a line that is not JSON
+        raise _damaged(url, exc) from None
     except Exception as exc:  # drivers raise anything: ImportError, sqlalchemy errors, OSError, ValueError
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise SweepError(f"storage {url}: cannot open it ({type(exc).__name__}: {first}); give a journal file path, "
@@ -121,8 +124,11 @@ def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
 def create_or_load(sweep: Sweep, storage: BaseStorage, url: str) -> optuna.Study:
     """The sweep's study, created on first use; refuses a study that a different sweep spec made."""
     directions = [o.direction for o in sweep.objectives]
-    study = optuna.create_study(storage=storage, study_name=sweep.name, directions=directions, load_if_exists=True,
-                                sampler=make_sampler(sweep), pruner=make_pruner(sweep))
+    try:
+        study = optuna.create_study(storage=storage, study_name=sweep.name, directions=directions,
+                                    load_if_exists=True, sampler=make_sampler(sweep), pruner=make_pruner(sweep))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a journal line that is not UTF-8 or not JSON
+        raise _damaged(url, exc) from None
     identity = sweep.identity()
     recorded = study.user_attrs.get("brts:identity")
     if recorded is None:
@@ -145,6 +151,14 @@ def load_existing(sweep: Sweep, url: str) -> optuna.Study:
         return optuna.load_study(study_name=sweep.name, storage=storage)
     except KeyError:
         raise SweepError(f"no study {sweep.name!r} in {url} yet; run `brts sweep run {sweep.name}` first") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(url, exc) from None
+
+
+def _damaged(url: str, exc: Exception) -> SweepError:
+    return SweepError(f"storage {url}: damaged, cannot be read ({type(exc).__name__}); `brts store check --repair` "
+                      "moves a damaged journal aside (the next `brts sweep run` starts a new study and reuses its "
+                      "finished trial runs)")
 
 
 def completed_states(sweep: Sweep) -> tuple[TrialState, ...]:

@@ -101,6 +101,16 @@ def test_the_cache_reevaluates_only_what_changed(tmp_path: Path, tiny_models) ->
     assert other_model.evaluated == SYNTHETIC  # the model's files are part of the key
 
 
+@pytest.mark.parametrize("name", ["summary.json", "results.json", "problems.csv"])
+def test_a_cached_task_with_an_unreadable_file_is_evaluated_again(tmp_path: Path, tiny_models, name: str) -> None:
+    model, out = str(tiny_models.student_dir), tmp_path / "eval"
+    spec = EvalSpec(tasks=SYNTHETIC[:2], problems=2, k=2, max_new_tokens=8)
+    first = evaluate_model(model, spec, out)
+    (out / "tasks" / SYNTHETIC[1] / name).write_bytes(b"\xff\x00{garbage")
+    again = evaluate_model(model, spec, out)
+    assert again.evaluated == (SYNTHETIC[1],) and again.tasks == first.tasks
+
+
 def test_a_cached_task_without_the_grader_statistics_gets_them_without_reevaluating(tmp_path: Path,
                                                                                    tiny_models) -> None:
     model, out = str(tiny_models.student_dir), tmp_path / "eval"

@@ -84,3 +84,16 @@ def test_a_study_made_by_another_spec_is_refused(tmp_path, tiny_sweep):
     changed = load_sweep(tiny_sweep, ["space.method.teacher_samples={choices: [1, 2]}"])
     with pytest.raises(SweepError, match=r"different sweep \(space changed\)"):
         create_or_load(changed, open_storage(url, create=True), url)
+
+
+def test_a_damaged_journal_is_one_line_naming_it(tiny_sweep, tmp_path):
+    from brts.sweep.study import load_existing
+
+    sweep = load_sweep(tiny_sweep)
+    url = str(tmp_path / "study.log")
+    create_or_load(sweep, open_storage(url, create=True), url)
+    lines = (tmp_path / "study.log").read_bytes().split(b"\n")
+    (tmp_path / "study.log").write_bytes(b"\n".join([lines[0], b"\x00\xffgarbage", *lines[1:]]))
+    for attempt in (lambda: load_existing(sweep, url), lambda: create_or_load(sweep, open_storage(url, create=True), url)):
+        with pytest.raises(SweepError, match=f"storage {url}: damaged.*store check --repair"):
+            attempt()
