@@ -11,7 +11,7 @@ from brts.evaluation.runner import EvaluationError
 from brts.models import resolve_model
 from brts.spec import BUILTIN_MODELS, ModelsSpec
 from brts.spec.evaluation import EvalSpec
-from brts.store import RunFolder, RunStore
+from brts.store import DamagedFile, RunFolder, RunStore
 
 _RUN_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -57,6 +57,13 @@ def _run_target(run: RunFolder) -> Target:
     if not (run.final / "config.json").is_file():
         raise EvaluationError(f"run {run.path} has no final checkpoint yet (it saves final/ when training ends); "
                               "finish it with brts exp run")
+    try:
+        damaged = run.manifest.verify("final")
+    except DamagedFile as exc:
+        raise EvaluationError(f"{exc}; `brts store check --repair` and `brts exp run` make the run whole") from None
+    if damaged:  # never evaluated as it is: the numbers would not be the run's
+        raise EvaluationError(f"{damaged[0]}; `brts store check --repair` then `brts exp run` saves final/ again "
+                              "from the run's last checkpoint")
     config = run.config_data()
     base = dict(config.get("eval") or {})
     EvalSpec.model_validate(base)  # a run's own settings are valid, unless written by another version

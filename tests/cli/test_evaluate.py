@@ -39,6 +39,14 @@ def test_eval_of_a_run_uses_its_final_checkpoint_and_settings(tmp_path, tiny_spe
     assert mine["settings"]["model"] == str((run / "final").resolve())
     assert mine["tasks"] == recorded["tasks"]  # same checkpoint, same settings, same seed: same numbers
 
+    weights = run / "final" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    damaged = invoke("eval", run.name, "--store", str(store), "--out", str(tmp_path / "ev2"))
+    assert damaged.exit_code == 2 and len(damaged.output.strip().splitlines()) == 1
+    assert str(weights) in "".join(damaged.output.split()) and "store check --repair" in damaged.output
+
 
 @pytest.mark.parametrize(
     ("args", "expected"),
