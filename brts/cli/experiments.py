@@ -293,7 +293,7 @@ def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         step = int(logged[-1]["step"]) if logged else 0
         status, error = record.get("status", "planned"), record.get("error") or ""
         status += " (eval)" if record.get("failed_stage") == "eval" else ""
-        damages = untrusted(folder) if folder.path.is_dir() else []
+        damages = untrusted(folder) if folder.path.is_dir() and record.get("status") != "running" else []
         if damages:
             status, error = "damaged", str(damages[0])
         table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",

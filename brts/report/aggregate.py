@@ -20,6 +20,7 @@ from brts.evaluation.parse import GRADER_FILE, PROBLEM_COLUMNS, PROBLEMS_FILE, S
 from brts.evaluation.verify import check_eval
 from brts.runs.integrity import untrusted
 from brts.store import REFERENCE_ROLES, DamagedFile, RunFolder, RunStore, read_json
+from brts.store.files import read_jsonl_intact
 from brts.store.integrity import Damage
 
 SAMPLE_COLUMNS = list(PROBLEM_COLUMNS)
@@ -167,8 +168,8 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
     for path in folders:
         run = RunFolder(path)
         record = run.record() if run.is_run else {}
-        damages = untrusted(run)
-        metrics = [] if any(d.part == "logs" for d in damages) else run.metrics()
+        damages = untrusted(run) if record.get("status") != "running" else []  # a running one is mid-write
+        metrics = [] if any(d.part == "logs" for d in damages) else read_jsonl_intact(run.metrics_path)[0]
         row = {**_run_row(run, record, metrics), **(labels or {}).get(str(path), {})}
         evaluated = None
         if row["status"] == "finished" and not damages:

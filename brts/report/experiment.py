@@ -102,7 +102,7 @@ def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[
     return data, arm_order(data.runs, planned), planned
 
 
-_STATUS_ORDER = ("failed", "running", "not started")
+_STATUS_ORDER = ("damaged", "failed", "running", "not started")
 
 
 def _status_counts(runs: pd.DataFrame) -> str:
