@@ -287,3 +287,25 @@ def test_seeds_that_disagree_strongly_give_no_small_p_in_the_report(tmp_path):
     assert (rows["p_wilcoxon_problems"] < 1e-6).all()
     assert (rows["p"] > 0.1).all() and not rows["significant"].any()
     assert "no significant difference on easy, medium or hard" in " ".join(result.summary)
+
+
+def test_a_run_whose_problems_table_was_cut_is_listed_as_damaged_not_averaged(tmp_path, monkeypatch):
+    """The issue's case: problems.csv cut at a line boundary (a valid CSV with fewer rows) made the report average
+    25 problems of one seed; now the run is listed as damaged, named, and its arm has one seed fewer."""
+    specs = tmp_path / "experiments"
+    specs.mkdir()
+    (specs / "cut.yaml").write_text("extends: smoke\nseeds: [0, 1]\n")
+    monkeypatch.setenv("BRTS_EXPERIMENTS", str(specs))
+    planned = write_experiment(tmp_path / "store", load_spec("cut"), {"brts": 0.3})
+    damaged = next(p for p in planned if (p.arm, p.seed) == ("brts", 1))
+    table = tmp_path / "store" / "cut" / damaged.run_id / "eval" / "problems.csv"
+    table.write_text("".join(table.read_text().splitlines(keepends=True)[:10]))
+    result = runner.invoke(app, ["report", "cut", "--store", str(tmp_path / "store"), "--out",
+                                 str(tmp_path / "out")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 run(s) are not in the comparison (1 damaged)" in result.output
+    assert "brts has fewer seeds than other arms (1 of 2)" in result.output
+    gaps = (tmp_path / "out" / "index.md").read_text().split("## Runs not in the comparison")[1]
+    assert damaged.run_id in gaps and "damaged" in gaps and "problems.csv" in gaps
+    results = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert damaged.run_id not in set(results["run_id"])
