@@ -20,7 +20,7 @@ from pathlib import Path
 from brts.rollout.pool import PoolDamaged, SamplePool, move_aside
 from brts.runs.integrity import evaluation_disagreement
 from brts.spec import PoolSpec
-from brts.store import RunFolder, RunStore
+from brts.store import RunFolder, RunLocked, RunStore
 from brts.store.files import QUARANTINE, quarantine
 from brts.sweep.study import STUDY_FILE
 
@@ -97,7 +97,11 @@ def _check_run(run: RunFolder, repair: bool, result: StoreCheck) -> None:
     damages += evaluation_disagreement(run, damages)
     result.damaged += [str(d) for d in damages]
     if repair and damages:
-        result.repaired += run.repair(damages)
+        try:
+            with run.lock():  # never under a process executing the run
+                result.repaired += run.repair(damages)
+        except RunLocked:
+            result.repaired.append(f"{run.path}: not repaired, a process is executing it; check again when it ends")
 
 
 def _check_journal(path: Path, repair: bool, result: StoreCheck) -> None:
