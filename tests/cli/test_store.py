@@ -42,6 +42,12 @@ def test_check_lists_each_damage_and_repair_then_exp_run_gives_the_undamaged_num
     with sqlite3.connect(store / ".pool" / "teacher-samples.sqlite") as db:
         db.execute("UPDATE samples SET grade = 1 - COALESCE(grade, 0) WHERE rowid = 1")
 
+    log = brts / "metrics.jsonl"
+    log.write_text(log.read_text() + "garbage\n")  # a garbage last line (with its newline)
+    status = invoke("exp", "status", str(tiny_spec_file), "--store", str(store))
+    assert status.exit_code == 0 and status.output.count("damaged") == 2, status.output  # opd and brts
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
+
     damaged = invoke("store", "check", "--store", str(store))
     assert damaged.exit_code == 1
     lines = damaged.output.strip().splitlines()
