@@ -49,12 +49,13 @@ def test_finished_runs_are_read_with_their_samples_metrics_and_cost(small):
     assert cost.loc["brts", "teacher_tokens"] == 10 * 40.0 * 4 * 8 and cost.loc["opd", "teacher_tokens"] == 0
 
 
-def test_a_finished_run_without_problems_csv_is_listed_not_used(small):
+def test_a_finished_run_without_problems_csv_is_listed_as_damaged(small):
     base, planned = small
     (base / planned[0].run_id / "eval" / "problems.csv").unlink()
     data = read_runs(_folders(base))
     row = data.runs.set_index("run_id").loc[planned[0].run_id]
-    assert not row["usable"] and row["note"] == "finished without eval/problems.csv"
+    assert not row["usable"] and row["status"] == "damaged"
+    assert row["note"].endswith("problems.csv: missing (the record says finished)")
     assert planned[0].run_id not in set(data.samples["run_id"])
 
 
