@@ -183,6 +183,8 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
             row["status"] = "damaged"
             row["note"] = "; ".join(str(d) for d in damages[:2]) + (f" (+{len(damages) - 2} more)" if len(damages) > 2
                                                                       else "")
+        elif row["status"] == "finished" and evaluated is None:
+            row["note"] = "finished without a final evaluation (eval.final: false)"
         elif evaluated is not None and evaluated.samples.empty:
             row["note"] = "eval/problems.csv has no rows"
         elif evaluated is not None:

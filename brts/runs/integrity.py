@@ -24,14 +24,16 @@ def untrusted(run: RunFolder) -> list[Damage]:
 
 
 def evaluation_disagreement(run: RunFolder, found: list[Damage]) -> list[Damage]:
-    """`eval/` files that disagree with each other (brts.evaluation.verify), or a record that says finished
-    without them; nothing when `found` already holds damage to `eval/` or the manifest."""
+    """`eval/` files that disagree with each other (brts.evaluation.verify), or a record that holds final
+    accuracies without them (a run with `eval.final: false` holds none); nothing when `found` already holds damage
+    to `eval/` or the manifest."""
     if any(d.part.startswith("eval") or d.part == "manifest" for d in found):
         return []
     disagreement = [Damage.of(line, "eval") for line in check_eval(run.eval_dir)]
     table = run.eval_dir / PROBLEMS_FILE
-    if not disagreement and run.record().get("status") == "finished" and not table.is_file():
-        disagreement.append(Damage(table, "missing (the record says finished)", "eval"))
+    record = run.record()
+    if not disagreement and record.get("status") == "finished" and record.get("eval") and not table.is_file():
+        disagreement.append(Damage(table, "missing (the record holds its accuracies)", "eval"))
     return disagreement
 
 

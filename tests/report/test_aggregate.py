@@ -55,7 +55,19 @@ def test_a_finished_run_without_problems_csv_is_listed_as_damaged(small):
     data = read_runs(_folders(base))
     row = data.runs.set_index("run_id").loc[planned[0].run_id]
     assert not row["usable"] and row["status"] == "damaged"
-    assert row["note"].endswith("problems.csv: missing (the record says finished)")
+    assert row["note"].endswith("problems.csv: missing (the record holds its accuracies)")
+
+
+def test_a_run_finished_without_a_final_evaluation_is_not_damaged(small):
+    base, planned = small
+    folder = base / planned[0].run_id
+    shutil.rmtree(folder / "eval")
+    record = json.loads((folder / "record.json").read_text())
+    (folder / "record.json").write_text(json.dumps({**record, "eval": {}}))  # as eval.final: false leaves it
+    data = read_runs(_folders(base))
+    row = data.runs.set_index("run_id").loc[planned[0].run_id]
+    assert row["status"] == "finished" and not row["usable"]
+    assert row["note"] == "finished without a final evaluation (eval.final: false)"
     assert planned[0].run_id not in set(data.samples["run_id"])
 
 
