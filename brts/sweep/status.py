@@ -105,21 +105,30 @@ def attention_lines(study: optuna.Study) -> list[str]:
 
 
 def by_choice_table(study: optuna.Study, sweep: Sweep) -> Table | None:
-    """For each categorical parameter, the objective of the completed trials at each choice (mean, best)."""
+    """For each categorical parameter, the objective of the completed trials at each choice (mean, best), and with
+    several seeds that mean seed by seed (the trials' per-seed values), so a difference between choices can be
+    seen to hold, or not, on each seed."""
     categorical = [p for p in sweep.params if p.kind == "categorical"]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not categorical or not complete:
         return None
     objective = sweep.objectives[0]
     pick = max if objective.direction == "maximize" else min
-    table = Table("parameter", "value", "trials", f"mean {objective.metric}", f"best {objective.metric}",
+    seeds = len(sweep.seeds) > 1
+    table = Table("parameter", "value", "trials", f"mean {objective.metric}",
+                  *([f"by seed {list(sweep.seeds)}"] if seeds else []), f"best {objective.metric}",
                   title="by choice (completed trials)")
     for p in categorical:
         assert p.spec.choices is not None
         for choice in p.spec.choices:
-            values = [t.values[0] for t in complete if t.params.get(p.name) == choice]
+            chosen = [t for t in complete if t.params.get(p.name) == choice]
+            values = [t.values[0] for t in chosen]
+            per_seed = [(t.user_attrs.get("seed_values") or {}).get(objective.metric) or [] for t in chosen]
+            by_seed = ", ".join(f"{statistics.fmean(col):.4g}" for col in zip(*per_seed, strict=True)) if (
+                per_seed and all(len(v) == len(sweep.seeds) for v in per_seed)) else ""
             table.add_row(p.name, str(choice), str(len(values)),
-                          f"{statistics.fmean(values):.4g}" if values else "", f"{pick(values):.4g}" if values else "")
+                          f"{statistics.fmean(values):.4g}" if values else "", *([by_seed] if seeds else []),
+                          f"{pick(values):.4g}" if values else "")
     return table
 
 

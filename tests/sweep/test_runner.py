@@ -180,6 +180,11 @@ trials: 2
     assert cells == ["1", "0.5" if second.params["aux_weight"] == 0.5 else "0.2",
                      f"{sum(arm_values['opd']) / 2:.4g}", f"{sum(arm_values['brts']) / 2:.4g}", f"{second.values[0]:.4g}"]
     assert "runs reused from the store: 2 of 8" in status.output
+    wide = runner.invoke(app, ["sweep", "status", str(sweep_file), "--store", str(store)], env={"COLUMNS": "200"})
+    choices = wide.output[wide.output.index("by choice"):]
+    seeds = second.user_attrs["seed_values"]["val/hard"]
+    row = next(line for line in choices.splitlines() if f"│ {second.params['aux_weight']} " in line)
+    assert [c.strip() for c in row.strip("│").split("│")][4] == f"{seeds[0]:.4g}, {seeds[1]:.4g}"  # by seed [0, 1]
 
 
 def test_a_points_sweep_runs_exactly_its_points_in_order(tmp_path, tiny_sweep):
