@@ -12,7 +12,7 @@ from transformers.utils import logging as hf_logging
 
 from brts.errors import ModelLoadError, UserError
 from brts.spec import BUILTIN_MODELS, ModelsSpec, RunConfig
-from brts.zoo import build_default_models, default_cache_root
+from brts.zoo import build_default_models, cached_default_models, default_cache_root
 
 
 class IncompatibleModelsError(UserError, ValueError):
@@ -94,15 +94,31 @@ def resolve_model(name: str, models: ModelsSpec, cache_root: Path | None = None,
     return str(built.teacher_dir if BUILTIN_MODELS[name] == "teacher" else built.student_dir)
 
 
-def preflight(models: ModelsSpec, cache_root: Path | None = None) -> None:
+def _local_source(name: str, models: ModelsSpec, cache_root: Path | None) -> str | None:
+    """A model entry's folder when it is there without building or downloading anything, else None."""
+    if name in BUILTIN_MODELS:
+        built = cached_default_models(cache_root, seed=models.build_seed)
+        return None if built is None else str(built.teacher_dir if BUILTIN_MODELS[name] == "teacher"
+                                              else built.student_dir)
+    return name if _looks_local(name) else None
+
+
+def preflight(models: ModelsSpec, cache_root: Path | None = None, build: bool = True) -> None:
     """Build the built-in models if needed and refuse an incompatible pair before any run starts.
 
-    Reads only tokenizers and configs, so it is cheap for large models too.
+    Reads only tokenizers and configs, so it is cheap for large models too. With `build=False` nothing is built or
+    downloaded: a pair is checked only when both models are local folders or built-in models already built.
     """
     from transformers import AutoConfig
 
     hf_logging.disable_progress_bar()
-    sources = [resolve_model(name, models, cache_root, progress=True) for name in (models.teacher, models.student)]
+    if build:
+        sources = [resolve_model(name, models, cache_root, progress=True) for name in (models.teacher, models.student)]
+    else:
+        local = [_local_source(name, models, cache_root) for name in (models.teacher, models.student)]
+        if None in local:
+            return
+        sources = [s for s in local if s is not None]
     loaded = []
     for source in sources:
         try:

@@ -9,6 +9,8 @@ One `Reporter` API (`start`, `update`, `finish`, `note`) with four displays:
 - `json`: the same events as one JSON object a line on stdout, for tools;
 - `quiet`: no progress; notes (a failed run, a finished trial) still go to stderr.
 
+Labels and notes are plain text, never rich markup: they carry user text (arm names, errors).
+
 `auto` (the default) is `bars` when stdout is a terminal, else `lines`. The CLI sets the mode
 (`--quiet`, `--json-progress`; else $BRTS_PROGRESS) with `configure`; library code asks `current()` for the
 reporter.
@@ -136,7 +138,7 @@ class Reporter:
     def note(self, text: str) -> None:
         """A line worth showing between the progress (a failed run, a finished trial); quiet, on stderr."""
         try:
-            sys.stderr.write(_plain(text) + "\n")
+            sys.stderr.write(text + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
@@ -222,7 +224,7 @@ class LinesReporter(_Throttled):
 
     def note(self, text: str) -> None:
         with self.lock:
-            self._write(f"{time.strftime('%H:%M:%S')} {_plain(text)}")
+            self._write(f"{time.strftime('%H:%M:%S')} {text}")
 
 
 class JsonReporter(_Throttled):
@@ -240,7 +242,7 @@ class JsonReporter(_Throttled):
     def note(self, text: str) -> None:
         with self.lock:
             self._write(json.dumps({"event": "note", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                    "text": _plain(text)}))
+                                    "text": text}))
 
 
 class BarsReporter(Reporter):
@@ -253,8 +255,8 @@ class BarsReporter(Reporter):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = console or Console(stderr=True)
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        self.console = console or Console(stderr=True, markup=False, emoji=False)  # notes carry user text
+        self.bars = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                              console=self.console, transient=False)
         self.ids: dict[str, Any] = {}
         self.bars.start()
@@ -284,16 +286,6 @@ class BarsReporter(Reporter):
     def close(self) -> None:
         super().close()
         self.bars.stop()
-
-
-def _plain(text: str) -> str:
-    """A note without rich markup (`[red]failed[/red]` -> `failed`)."""
-    from rich.text import Text
-
-    try:
-        return Text.from_markup(text).plain
-    except Exception:  # not markup after all
-        return text
 
 
 def resolve(mode: Mode, stream: IO[str] | None = None) -> Mode:

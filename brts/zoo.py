@@ -138,6 +138,13 @@ def build_default_models(
     return _built(final)
 
 
+def cached_default_models(cache_root: Path | None = None, seed: int = 0) -> BuiltModels | None:
+    """The default models when they are already built under `cache_root` (nothing is built or written), else None."""
+    settings = dataclasses.replace(BuildSettings(), seed=seed)
+    final = (Path(cache_root) if cache_root is not None else default_cache_root()) / settings.digest()
+    return _built(final) if (final / "build.json").is_file() else None
+
+
 def _built(root: Path) -> BuiltModels:
     record = json.loads((root / "build.json").read_text())
     return BuiltModels(

@@ -58,8 +58,8 @@ def test_the_heartbeat_repeats_a_silent_task_and_finished_tasks_drop_out() -> No
     clock.now += 60
     rep.heartbeat()
     assert lines_of(out)[-1] == "reference teacher: done after 30s"
-    rep.note("[red]failed[/red] brts seed 1: boom")
-    assert lines_of(out)[-1] == "failed brts seed 1: boom"
+    rep.note("failed brts seed 1: boom [/x] :x:")  # plain text: never read as markup or emoji codes
+    assert lines_of(out)[-1] == "failed brts seed 1: boom [/x] :x:"
     rep.update("eval", 3)  # an ended task: ignored
     assert len(lines_of(out)) == 4
 

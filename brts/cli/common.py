@@ -1,4 +1,7 @@
-"""What every `brts` command shares: the consoles, the one-line user error, the store and spec options."""
+"""What every `brts` command shares: the consoles, the one-line user error, the store and spec options.
+
+The consoles never read markup or emoji codes in what they print: user text (spec values, paths, run errors)
+reaches them everywhere, so styling is explicit (`rich.text.Text`), never `[red]...[/red]` inside a string."""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from brts.errors import UserError
 from brts.spec import ExperimentSpec, load_spec
 
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
@@ -27,8 +31,14 @@ JsonProgressOpt = Annotated[bool, typer.Option(
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    """Print `error: <message>` (the message as plain text) on stderr and exit with `code`: the one error printer."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def alert(label: str, text: str) -> Text:
+    """`label` in red, then `text` as plain text: a line that flags a failure."""
+    return Text.assemble((label, "red"), " ", text)
 
 
 @contextmanager
@@ -50,6 +60,6 @@ def load_experiment(name: str, overrides: list[str] | None) -> ExperimentSpec:
 
     spec = load_spec(name, overrides or ())
     for line in spec_warnings(spec):
-        err.print(f"warning: {spec.name}: {line}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"warning: {spec.name}: {line}", highlight=False, soft_wrap=True)
     return spec
 

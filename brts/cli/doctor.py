@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from brts.cli.common import StoreOpt, out, store_root
 
@@ -24,12 +24,12 @@ def doctor(
 
     checks = run_checks(store_root(store))
     if json_:
-        out.print(as_json(checks), highlight=False, markup=False, soft_wrap=True)
+        out.print(as_json(checks), highlight=False, soft_wrap=True)
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
-            fix = f"  -> {escape(c.fix)}" if c.fix else ""
-            out.print(f"[{STYLE[c.status]}]{c.status:<7}[/] {escape(c.name):<{width}}  {escape(c.detail)}{fix}",
+            fix = f"  -> {c.fix}" if c.fix else ""
+            out.print(Text.assemble((f"{c.status:<7}", STYLE[c.status]), f" {c.name:<{width}}  {c.detail}{fix}"),
                       highlight=False, soft_wrap=True)
     if any(c.status == FAIL for c in checks):
         raise typer.Exit(1)

@@ -11,12 +11,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from brts.cli.common import (
     JsonProgressOpt,
     QuietOpt,
     SetOpt,
     StoreOpt,
+    alert,
     err,
     fail,
     load_experiment,
@@ -51,7 +53,7 @@ def exp_list(store: StoreOpt = None) -> None:
         try:
             planned = plan(load_spec(str(path)))
         except SpecError as exc:
-            table.add_row(name, str(path), "[red]invalid[/red]", str(exc)[:60])
+            table.add_row(name, str(path), Text("invalid", style="red"), str(exc)[:60])
             continue
         done = sum(runs.run(p).status == "finished" for p in planned)
         table.add_row(name, str(path), str(len(planned)), str(done))
@@ -66,20 +68,22 @@ def exp_show(
 ) -> None:
     """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
     from brts.estimate import GPUS, estimate, fits
+    from brts.runs.experiment import check_ready
     from brts.runs.plan import plan
     from brts.store import RunStore
 
     with user_errors():
         spec = load_experiment(name, set_)
         planned = plan(spec)
-    out.print(resolved_yaml(spec), highlight=False, markup=False)
+        runs = RunStore(store_root(store))
+        check_ready(spec, runs, dry=True)  # what `exp run` refuses, refused here: show is a dry run
+    out.print(resolved_yaml(spec), highlight=False)
     arms = Table("arm", "preset", "resolved method (fields that differ from the MethodConfig defaults; "
                  "* differs from the arm's preset)", title="arms")
     for arm in spec.arms:
         arms.add_row(arm.name, arm.preset, _resolved_fields(spec, arm))
     out.print(arms)
     _print_power_plan(spec, report or Path("reports") / spec.name)
-    runs = RunStore(store_root(store))
     table = Table("run id", "arm", "seed", "status", "teacher tokens ≤", "GPU memory / GPU",
                   *(f"fits {name}" for name in GPUS),
                   title=f"{len(planned)} planned runs ({spec.resources.world_size} training process(es) each)")
@@ -202,11 +206,11 @@ def exp_run(
     for o in result.failures:
         stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
             if o.record.get("failed_stage") == "eval" else ""
-        err.print(f"[red]{o.action}[/red] {o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
-                  f"{o.record.get('error')}", highlight=False)
+        err.print(alert(o.action, f"{o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
+                                  f"{o.record.get('error')}"), highlight=False)
     for role, record in result.references.items():
         if record.get("status") == "failed":
-            err.print(f"[red]failed[/red] reference {role}: {record.get('error')}", highlight=False)
+            err.print(alert("failed", f"reference {role}: {record.get('error')}"), highlight=False)
     arms = [a.name for a in spec.arms]
     if spec.eval.final:
         table = experiment_table(runs.root, spec.name, [runs.run(p).path for p in result.planned], arms)
@@ -233,7 +237,8 @@ def _summary(table: Any, arms: list[str], tasks: list[str], title: str) -> Table
     cells = {(r.kind, r.arm, r.task): r for r in table.itertuples()}
     for role, label in REFERENCE_LABELS.items():
         row = [cells.get(("reference", role, t)) for t in tasks]
-        out_table.add_row(f"[dim]{label}[/dim]", *[f"[dim]{r.avg:.1f}[/dim]" if r else "–" for r in row], "")
+        out_table.add_row(Text(label, style="dim"), *[Text(f"{r.avg:.1f}", style="dim") if r else "–" for r in row],
+                          "")
     for arm in arms:
         row = [cells.get(("arm", arm, t)) for t in tasks]
         if not any(row):

@@ -30,7 +30,7 @@ def report(
         except KeyboardInterrupt:
             fail("interrupted; nothing was written (a previous report in the folder is unchanged)", code=130)
     for line in result.summary:
-        out.print(f"- {line}", highlight=False, markup=False, soft_wrap=True)
+        out.print(f"- {line}", highlight=False, soft_wrap=True)
     pages = [str(result.out / f"index.{f}") for f in chosen]
     out.print(f"{result.kind} report written in {result.seconds:.1f} s: {', '.join(pages)}", highlight=False,
               soft_wrap=True)

@@ -84,7 +84,7 @@ def _print_sweep_status(sweep: Any, study: Any, url: str) -> None:
     from brts.sweep.status import status_report
 
     for part in status_report(sweep, study, url):
-        out.print(part, highlight=False, markup=False)
+        out.print(part, highlight=False)
 
 
 @app.command("show")
@@ -98,7 +98,7 @@ def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store
     with user_errors():
         sweep = load_sweep(name, set_ or (), fields={"storage": storage})
     root = store_root(store)
-    out.print(resolved_yaml(sweep.spec), highlight=False, markup=False)
+    out.print(resolved_yaml(sweep.spec), highlight=False)
     out.print(space_table(sweep))
     spec = sweep.spec
     lines = [
@@ -118,4 +118,4 @@ def sweep_show(name: str, set_: SetOpt = None, storage: StorageOpt = None, store
         f"runs: {RunStore(root).sweep_dir(sweep.name)}/<run_id>/ (finished runs anywhere in {root} are reused, "
         f"teacher samples shared through {RunStore(root).pool_file(sweep.experiment.pool)})",
     ]
-    out.print("\n".join(lines), highlight=False, markup=False)
+    out.print("\n".join(lines), highlight=False)

@@ -55,14 +55,13 @@ from brts.evaluation.runner import (
     Backend,
     EvaluationError,
     command_line,
-    known_lm_eval_task,
     load_lm,
     resolve_backend,
     run_task,
     silenced_progress,
     uses_chat_template,
 )
-from brts.spec.catalog import SOURCES, display_name, is_ours
+from brts.spec.catalog import SOURCES, display_name, is_ours, known_lm_eval_task
 from brts.spec.evaluation import EvalSpec
 from brts.tasks.sources import TaskDataError
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import random
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from brts.errors import UserError
-from brts.spec.catalog import is_ours
+from brts.spec.catalog import is_ours, quiet_lm_eval
 from brts.spec.evaluation import EvalSpec
 
 BOOTSTRAP_ITERS = 100_000  # the lm_eval CLI's default, so the stderr fields agree too
@@ -196,28 +194,3 @@ def _key_values(args: dict[str, Any]) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def quiet_lm_eval() -> None:
-    """lm-eval logs every override it applies at WARNING; brts reports what matters itself."""
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
-
-
-@lru_cache(maxsize=1)
-def _lm_eval_task_names() -> frozenset[str]:
-    quiet_lm_eval()
-    from lm_eval.tasks import TaskManager
-
-    return frozenset(TaskManager(include_defaults=True).all_tasks)  # seconds: it indexes every task YAML
-
-
-def known_lm_eval_task(name: str) -> str | None:
-    """None when lm-eval knows `name`; else a one-line reason with the closest names it knows."""
-    import difflib
-
-    known = _lm_eval_task_names()
-    if name in known:
-        return None
-    close = difflib.get_close_matches(name, sorted(known), n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown task {name!r}: not a brts task and not one of lm-eval's {len(known)} tasks{hint}"

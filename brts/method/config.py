@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from brts.values import Int, Real
+
 OPDEstimator = Literal["sampled", "topk"]
 CandidateSet = Literal["student", "teacher", "intersection", "union", "symmetric_difference"]
 WeightMode = Literal["student_p", "teacher_p", "uniform"]
@@ -18,31 +20,31 @@ AuxMode = Literal["teacher_topk", "student_p_as_released"]
 class MethodConfig(BaseModel):
     """Every choice the method leaves open (L_OPD, the teacher-context branch, L_aux). Flat, so a spec overrides any field by name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # The student-context loss L_OPD.
     opd_estimator: OPDEstimator = "topk"
-    opd_top_k: int = Field(16, ge=1)
+    opd_top_k: Int = Field(16, ge=1)
     opd_candidates: CandidateSet = "student"
     opd_weights: WeightMode = "student_p"
 
     # The teacher-context branch (off for plain OPD).
     teacher_context: bool = False
-    teacher_samples: int = Field(4, ge=1, description="N, unconditioned teacher samples per prompt (Tier 1)")
+    teacher_samples: Int = Field(4, ge=1, description="N, unconditioned teacher samples per prompt (Tier 1)")
     recovery: bool = True
-    recovery_samples: int = Field(1, ge=1, description="M, hinted teacher samples per unrecovered prompt (Tier 2)")
+    recovery_samples: Int = Field(1, ge=1, description="M, hinted teacher samples per unrecovered prompt (Tier 2)")
     alignment: AlignmentScore = "teacher_forced"
-    alignment_top_k: int | None = Field(None, ge=1, description="top-K of the alignment score; None = opd_top_k")
+    alignment_top_k: Int | None = Field(None, ge=1, description="top-K of the alignment score; None = opd_top_k")
     require_correct: bool = True
     fallback: Fallback = "most_similar"
     selection_scope: SelectionScope = "prompt"
-    teacher_temperature: float = Field(0.7, gt=0)
-    teacher_top_p: float = Field(0.95, gt=0, le=1)
+    teacher_temperature: Real = Field(0.7, gt=0)
+    teacher_top_p: Real = Field(0.95, gt=0, le=1)
 
     # The auxiliary teacher-context loss L_aux and its weight lambda.
     aux_mode: AuxMode = "teacher_topk"
-    aux_top_k: int = Field(16, ge=1)
-    aux_weight: float = Field(0.05, ge=0, description="lambda in L_total = L_OPD + lambda * L_aux")
+    aux_top_k: Int = Field(16, ge=1)
+    aux_weight: Real = Field(0.05, ge=0, description="lambda in L_total = L_OPD + lambda * L_aux")
     truncate_to_student_length: bool = False
 
     @model_validator(mode="after")

@@ -61,13 +61,16 @@ class ExperimentResult:
         return runs_ok and all(r.get("status") != "failed" for r in self.references.values())
 
 
-def check_ready(spec: ExperimentSpec, store: RunStore) -> None:
-    """Refuse, before anything runs, an unwritable store, an incompatible model pair or evaluation settings that
-    would fail every evaluation; builds the built-in models once, in this process, before any worker starts.
-    Raises UserError (one line)."""
+def check_ready(spec: ExperimentSpec, store: RunStore, *, dry: bool = False) -> None:
+    """Refuse, before anything runs, an unwritable store, evaluation settings that would fail every evaluation
+    (unknown lm-eval tasks, missing data) or an incompatible model pair; builds the built-in models once, in this
+    process, before any worker starts. Raises UserError (one line).
+
+    `dry` (`brts exp show`): the same checks, but nothing is built, downloaded or written; a model pair that
+    needs either (a hub model, built-in models not built yet) is checked by the real run only."""
     store.check_writable()
-    preflight(spec.models)
     check_settings(spec.eval, task_seed=spec.task.seed)
+    preflight(spec.models, build=not dry)
 
 
 def pending(planned: Sequence[PlannedRun], store: RunStore, retry_failed: bool = False) -> list[PlannedRun]:

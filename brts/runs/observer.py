@@ -153,7 +153,7 @@ class ProgressObserver(RunObserver):
     def run_finished(self, outcome: Outcome) -> None:
         planned = outcome.planned
         if outcome.action == "failed":
-            self.shown.note(f"[red]failed[/red] {planned.arm} seed {planned.seed}: {outcome.record.get('error')}")
+            self.shown.note(f"failed {planned.arm} seed {planned.seed}: {outcome.record.get('error')}")
         self.shown.finish(planned.run_id, outcome.action)
         self.shown.update("runs", advance=1)
 

@@ -1,8 +1,9 @@
 """Specs: the typed data a user writes (experiment specs and their `eval` section, the names of the evaluation
 tasks brts ships), read from YAML files (`extends`, `--set`) and validated once, with one-line errors.
 
-`experiment` holds the models and `load_spec`; `evaluation` the `eval` section; `catalog` the shipped tasks;
-`files` the reading of spec files shared with sweep specs; `tracking` the experiment trackers; `errors` the one-line messages; `warnings` what a
+`experiment` holds the models; `load` reads a spec file into them (`load_spec`); `evaluation` the `eval` section;
+`catalog` the shipped tasks; `files` the reading of spec files shared with sweep specs; `tracking` the experiment
+trackers; `errors` the one-line messages; `warnings` what a
 valid spec probably did not mean. The rest of brts
 imports the names below from `brts.spec` and trusts what it gets.
 """
@@ -24,11 +25,9 @@ from brts.spec.experiment import (
     RunConfig,
     TaskSpec,
     TrainSpec,
-    default_search_dirs,
-    list_specs,
-    load_spec,
     resolved_yaml,
 )
+from brts.spec.load import default_search_dirs, list_specs, load_spec
 from brts.spec.tracking import TrackingSpec
 from brts.spec.warnings import spec_warnings
 

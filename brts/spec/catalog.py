@@ -8,7 +8,10 @@ given, else (benchmarks) from the copies packaged with brts (`benchmarks/`, with
 
 from __future__ import annotations
 
+import difflib
+import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 # The packaged copies are package data of brts.evaluation; tasks and specs name them too, so the path lives here.
@@ -77,3 +80,26 @@ def synthetic_split(task: str) -> str | None:
 def display_name(task: str) -> str:
     """The short name tables show: `easy` for `brts_synthetic_easy`, `aime24` for `brts_aime24`."""
     return task.removeprefix(SYNTHETIC_PREFIX).removeprefix(PREFIX)
+
+
+def quiet_lm_eval() -> None:
+    """lm-eval logs every override it applies at WARNING; brts reports what matters itself."""
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+
+@lru_cache(maxsize=1)
+def _lm_eval_task_names() -> frozenset[str]:
+    quiet_lm_eval()
+    from lm_eval.tasks import TaskManager
+
+    return frozenset(TaskManager(include_defaults=True).all_tasks)  # seconds: it indexes every task YAML
+
+
+def known_lm_eval_task(name: str) -> str | None:
+    """None when lm-eval knows `name`; else a one-line reason with the closest names it knows."""
+    known = _lm_eval_task_names()
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"unknown task {name!r}: not a brts task and not one of lm-eval's {len(known)} tasks{hint}"

@@ -28,7 +28,10 @@ def show(value: Any) -> str:
         text = repr(value)
     elif isinstance(value, bool) or value is None:
         text = json.dumps(value)
-    elif isinstance(value, (dict, list, tuple)):
+    elif isinstance(value, dict):  # a whole section: named by its keys, never dumped
+        keys = ", ".join(map(str, list(value)[:5])) + (", ..." if len(value) > 5 else "")
+        text = f"a mapping ({keys})" if value else "an empty mapping"
+    elif isinstance(value, (list, tuple)):
         text = json.dumps(value, default=str)
     else:
         text = str(value)
@@ -63,12 +66,17 @@ def source(layers: list[tuple[str, Any]], keys: tuple[str, ...]) -> str:
 
 
 def _unwrap(tp: Any) -> Any:
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
-    if get_origin(tp) is Annotated:
-        return get_args(tp)[0]
-    return tp
+    """`X | None` and `Annotated[X, ...]` (in any nesting, such as brts.values.Int | None) -> X."""
+    while True:
+        if get_origin(tp) in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        elif get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        else:
+            return tp
 
 
 def _annotation_at(model: Any, loc: Sequence[int | str]) -> Any:
@@ -101,7 +109,8 @@ _TYPE_DETAILS = {
 }
 # Error types whose message already quotes what was given (brts's own checks).
 _OWN_MESSAGES = {"value_error", "assertion_error", "name", "builtin_model", "arm_type", "arm_preset",
-                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits", "task_train", "teacher_required"}
+                 "arm_duplicate", "seed_duplicate", "eval_task", "eval_splits", "eval_data", "task_train",
+                 "teacher_required"}
 _BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
            "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
 
@@ -125,6 +134,8 @@ def error_detail(err: Any, model: Any) -> tuple[str, str]:
     if kind in _BOUNDS:
         bound, op = _BOUNDS[kind]
         return path, f"expected {_kind(_annotation_at(model, loc))} {op} {ctx[bound]}, got {got}"
+    if kind == "int_parsing_size":
+        return path, f"expected an integer, got {got}, which is far too large"
     if kind == "too_short":
         return path, f"expected a non-empty list, got {got}"
     if kind == "literal_error":
@@ -133,7 +144,7 @@ def error_detail(err: Any, model: Any) -> tuple[str, str]:
         if kind in kinds:
             return path, f"{detail}, got {got}"
     msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind in _OWN_MESSAGES:  # already says what was given
+    if kind in _OWN_MESSAGES or isinstance(err.get("input"), dict):  # says what was given, or a whole section
         return path, msg
     return path, f"{msg[:1].lower()}{msg[1:]}, got {got}"
 

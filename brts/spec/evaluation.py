@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from brts.spec.catalog import DEFAULT_TASKS, OUR_TASKS, SOURCES, SYNTHETIC_PREFIX, is_ours, synthetic_split
+from brts.values import Int, Real, Seed
 
 LEGACY_SPLITS = ("easy", "medium", "hard")
 
@@ -27,14 +28,14 @@ class EvalSpec(BaseModel):
     )
     final: bool = Field(True, description="false: no final evaluation; runs still validate on the tasks' synthetic "
                                           "splits (a sweep that chooses on validation never reads the test split)")
-    problems: int | None = Field(None, ge=1, description="problems per task (lm-eval --limit); None = all")
-    k: int = Field(4, ge=1, description="samples per problem (the brts tasks' `repeats`)")
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(64, ge=1)
-    seed: int = Field(0, description="lm-eval --seed (python, numpy, torch and few-shot)")
+    problems: Int | None = Field(None, ge=1, description="problems per task (lm-eval --limit); None = all")
+    k: Int = Field(4, ge=1, description="samples per problem (the brts tasks' `repeats`)")
+    temperature: Real = Field(0.7, ge=0)
+    top_p: Real = Field(0.95, gt=0, le=1)
+    max_new_tokens: Int = Field(64, ge=1)
+    seed: Seed = Field(0, description="lm-eval --seed (python, numpy, torch and few-shot)")
     backend: Literal["auto", "hf", "vllm"] = Field("auto", description="auto: vllm when installed and a GPU is present")
-    batch_size: int = Field(256, ge=1, description="hf backend: sequences generated together")
+    batch_size: Int = Field(256, ge=1, description="hf backend: sequences generated together")
     chat_template: Literal["auto", "on", "off"] = Field("auto", description="auto: when the tokenizer has one")
     data_dir: str | None = Field(None, description="folder of <task>.jsonl benchmark files; else $BRTS_DATA_DIR, "
                                                    "else data_source")

@@ -1,12 +1,11 @@
-"""Experiment specs: the typed models, and loading one (through `brts.spec.files`) into them.
-
-A spec is plain YAML data validated once here; the rest of `brts` trusts the models it gets back. Reading the
-files (`extends`, `--set`, safe YAML, one-line errors) is `brts.spec.files`, shared with sweep specs."""
+"""Experiment specs: the typed models a spec's YAML data is validated into (once; the rest of `brts` trusts them).
+Reading a spec file into them is `brts.spec.load`; the files themselves (`extends`, `--set`, safe YAML) are
+`brts.spec.files`, shared with sweep specs.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,15 +23,16 @@ from pydantic_core import PydanticCustomError
 
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config, preset_conflicts
 from brts.spec.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
-from brts.spec.errors import SpecError, arm_method_error, show, source, validation_message
-from brts.spec.evaluation import EvalSpec, missing_benchmark_file
-from brts.spec.files import list_yaml, read_layers, search_dirs
+from brts.spec.errors import arm_method_error, show
+from brts.spec.evaluation import EvalSpec
 from brts.spec.tracking import TrackingSpec
+from brts.values import Int, Real, Seed
 
 # The tiny models the project builds itself (brts.zoo), by spec name -> role: the one list of their names.
 BUILTIN_MODELS = {"builtin:teacher": "teacher", "builtin:student": "student"}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_LOCAL_PREFIXES = ("/", "./", "../", "~")
+LOCAL_PREFIXES = ("/", "./", "../", "~")
+HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def _check_name(value: str) -> str:
@@ -84,11 +84,11 @@ class TaskSpec(_Spec):
     (the final evaluation reads `eval.tasks`)."""
 
     name: Literal["synthetic", "math"] = "synthetic"
-    seed: int = 0
+    seed: Seed = 0
     train: DatasetSpec | None = Field(None, description="math: training prompts")
     eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict,
                                               description="math: split name -> problems training validates on")
-    validation_holdout: int = Field(0, ge=0, description="math: hold this many training problems out (a seeded "
+    validation_holdout: Int = Field(0, ge=0, description="math: hold this many training problems out (a seeded "
                                                          "draw) as the validation split `heldout`")
     prompt_suffix: str = Field("", description="math: appended to every problem, after one space")
     chat_template: bool = Field(True, description="math: wrap the prompt in the tokenizer's chat template")
@@ -112,7 +112,7 @@ class ModelsSpec(_Spec):
 
     teacher: str = Field("builtin:teacher", min_length=1)
     student: str = Field("builtin:student", min_length=1)
-    build_seed: int = 0
+    build_seed: Seed = 0
 
     @field_validator("teacher", "student")
     @classmethod
@@ -126,7 +126,7 @@ class ModelsSpec(_Spec):
     @model_validator(mode="after")
     def _teacher_named_for_hub_students(self) -> ModelsSpec:
         # A hub student with the built-in teacher can only be a forgotten field (their vocabularies differ).
-        hub_student = self.student not in BUILTIN_MODELS and not self.student.startswith(_LOCAL_PREFIXES)
+        hub_student = self.student not in BUILTIN_MODELS and not self.student.startswith(LOCAL_PREFIXES)
         if self.teacher in BUILTIN_MODELS and hub_student and not Path(self.student).expanduser().exists():
             raise PydanticCustomError(
                 "teacher_required", "required when models.student is a hub model; name a teacher that shares "
@@ -135,25 +135,25 @@ class ModelsSpec(_Spec):
 
 
 class TrainSpec(_Spec):
-    steps: int = Field(100, ge=1)
-    prompts_per_step: int = Field(8, ge=1)
-    samples_per_prompt: int = Field(2, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
-    student_temperature: float = Field(1.0, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    checkpoint_every: int = Field(25, ge=1)
-    validate_every: int = Field(25, ge=1)
-    validation_problems: int = Field(32, ge=1)
-    validation_k: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1)
+    steps: Int = Field(100, ge=1)
+    prompts_per_step: Int = Field(8, ge=1)
+    samples_per_prompt: Int = Field(2, ge=1)
+    max_new_tokens: Int = Field(64, ge=1)
+    student_temperature: Real = Field(1.0, gt=0)
+    lr: Real = Field(1e-3, gt=0)
+    weight_decay: Real = Field(0.0, ge=0)
+    grad_clip: Real = Field(1.0, gt=0)
+    checkpoint_every: Int = Field(25, ge=1)
+    validate_every: Int = Field(25, ge=1)
+    validation_problems: Int = Field(32, ge=1)
+    validation_k: Int = Field(1, ge=1)
+    threads: Int = Field(1, ge=1)
     # bf16 autocast for the forwards; weights, gradients and AdamW state stay float32 (master weights).
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
-    micro_batch_size: int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
+    micro_batch_size: Int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
     gradient_checkpointing: bool = Field(False, description="recompute layer activations in backward")
     # Memory only (not in run ids): results equal to float rounding whatever the chunk (brts.logprobs).
-    logprob_chunk: int = Field(256, ge=1, description="response positions per lm_head/log-softmax chunk of the "
+    logprob_chunk: Int = Field(256, ge=1, description="response positions per lm_head/log-softmax chunk of the "
                                "streamed log-probs: bounds their [chunk, vocabulary] tensors")
 
 
@@ -164,11 +164,11 @@ class ResourcesSpec(_Spec):
     """What one run asks of its machine or cluster job. Not part of the run id: it does not change results
     (a run trained in `processes` ranks matches the 1-process run within float tolerance)."""
 
-    gpus: int = Field(0, ge=0, description="GPUs per run, on one node")
-    processes: int | None = Field(None, ge=1, description="training processes per run; default max(1, gpus)")
-    cpus: int = Field(2, ge=1, description="CPU cores per run")
-    memory_gb: float = Field(16, gt=0)
-    time_min: int = Field(60, ge=1, description="wall-time limit of one job; a preempted or timed-out job "
+    gpus: Int = Field(0, ge=0, description="GPUs per run, on one node")
+    processes: Int | None = Field(None, ge=1, description="training processes per run; default max(1, gpus)")
+    cpus: Int = Field(2, ge=1, description="CPU cores per run")
+    memory_gb: Real = Field(16, gt=0)
+    time_min: Int = Field(60, ge=1, description="wall-time limit of one job; a preempted or timed-out job "
                                                 "is requeued and resumes from its last checkpoint")
     partition: str | None = None
     slurm: dict[str, Any] = Field(default_factory=dict, description="extra sbatch settings, e.g. account, qos")
@@ -183,7 +183,7 @@ class RolloutSpec(_Spec):
     (`pip install -e .[vllm]`; its samples differ from `hf`'s, so the backend is part of the run id)."""
 
     backend: Literal["hf", "vllm"] = "hf"
-    vllm_memory_fraction: float = Field(0.3, gt=0, le=1, description="GPU memory share of each vLLM engine")
+    vllm_memory_fraction: Real = Field(0.3, gt=0, le=1, description="GPU memory share of each vLLM engine")
 
 
 class PoolSpec(_Spec):
@@ -191,7 +191,7 @@ class PoolSpec(_Spec):
 
     enabled: bool = Field(True, description="false: every run draws its teacher samples afresh")
     path: str | None = Field(None, description="pool file; default <store>/.pool/teacher-samples.sqlite")
-    max_gb: float = Field(4.0, gt=0, description="size cap; the oldest samples are evicted past it")
+    max_gb: Real = Field(4.0, gt=0, description="size cap; the oldest samples are evicted past it")
     prefill: bool = Field(False, description="draw every teacher sample of the experiment before training")
 
 
@@ -227,7 +227,7 @@ class ArmSpec(_Spec):
 class ReportSpec(_Spec):
     """How `brts report` reads the experiment (not part of any run id)."""
 
-    speed_threshold: float = Field(50.0, ge=0, le=100, description="learning speed: the first validation step "
+    speed_threshold: Real = Field(50.0, ge=0, le=100, description="learning speed: the first validation step "
                                                                    "at which a split's accuracy (%) reaches this")
 
 
@@ -248,8 +248,8 @@ class ExperimentSpec(_Spec):
     method: dict[str, Any] = Field(default_factory=dict, description="MethodConfig overrides shared by every arm")
     override_presets: bool = Field(False, description="let `method` change fields that an arm's preset sets")
     arms: tuple[ArmSpec, ...] = Field(min_length=1)
-    seeds: tuple[int, ...] = Field(min_length=1)
-    workers: int = Field(1, ge=1)
+    seeds: tuple[Seed, ...] = Field(min_length=1)
+    workers: Int = Field(1, ge=1)
     resources: ResourcesSpec = _default(ResourcesSpec)
     report: ReportSpec = _default(ReportSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # not in run ids: trackers change no result
@@ -322,7 +322,7 @@ class RunConfig(_Spec):
     eval: EvalSpec
     rollout: RolloutSpec = _default(RolloutSpec)
     method: MethodConfig
-    seed: int
+    seed: Seed
 
     def results_dump(self) -> dict[str, Any]:
         """The config as JSON data without the fields that bound memory but change no result (to float
@@ -345,56 +345,3 @@ def resolved_yaml(obj: BaseModel | dict[str, Any]) -> str:
     """YAML of a model (or plain dict) with keys in field-declaration order, so equal configs dump equal text."""
     data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def default_search_dirs() -> list[Path]:
-    """`$BRTS_EXPERIMENTS` (os.pathsep-separated), `./experiments`, then the repository's `experiments/`."""
-    return search_dirs("BRTS_EXPERIMENTS", "experiments")
-
-
-def list_specs(search_dirs: Sequence[Path] | None = None) -> list[tuple[str, Path]]:
-    """(name, path) of every `<dir>/<name>.yaml`, sorted by name; an earlier dir shadows a later one."""
-    return list_yaml(default_search_dirs() if search_dirs is None else search_dirs)
-
-
-def load_spec(name_or_path: str | Path, overrides: Sequence[str] = (),
-              search_dirs: Sequence[Path] | None = None,
-              merge: Sequence[tuple[str, dict[str, Any]]] = ()) -> ExperimentSpec:
-    """Load, merge (`extends`, then each `(what, data)` of `merge`, e.g. a sweep's overrides), override
-    (`--set dotted.key=value`) and validate a spec; raises SpecError.
-
-    A name (no `/`, no `.yaml`) is looked up as `<dir>/<name>.yaml` in the search dirs. `name` defaults to the
-    leaf file's stem (a parent's name is not inherited). Reads files only; writes nothing.
-    """
-    dirs = default_search_dirs() if search_dirs is None else search_dirs
-    merged, layers, _ = read_layers(name_or_path, overrides, dirs, merge=merge)
-    try:
-        spec = ExperimentSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(validation_message(exc, layers, ExperimentSpec)) from None
-    _check_local_models(spec, layers)
-    _check_data_dir(spec, layers)
-    return spec
-
-
-def _check_local_models(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
-    for role in ("teacher", "student"):
-        value: str = getattr(spec.models, role)
-        path = Path(value).expanduser()
-        where = f"{source(layers, ('models', role))}: models.{role}"
-        if value.startswith(_LOCAL_PREFIXES) and not path.exists():
-            raise SpecError(f"{where}: local model folder {value!r} does not exist; give an existing folder, "
-                            f"'builtin:{role}', or an HF model id")
-        if path.exists() and not (path / "config.json").is_file():
-            raise SpecError(f"{where}: {value!r} is not a model folder (no config.json); give a save_pretrained "
-                            "folder (`brts models import-gguf` makes one from a GGUF file)")
-
-
-def _check_data_dir(spec: ExperimentSpec, layers: list[tuple[str, Any]]) -> None:
-    problem = missing_benchmark_file(spec.eval)
-    if problem is not None:
-        raise SpecError(f"{source(layers, ('eval', 'data_dir'))}: eval.data_dir: {problem}")

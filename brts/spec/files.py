@@ -73,8 +73,11 @@ def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs:
     return merged, layers, leaf
 
 
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
 def _is_name(ref: str) -> bool:
-    return "/" not in ref and os.sep not in ref and not ref.endswith((".yaml", ".yml")) and not ref.startswith("~")
+    return "/" not in ref and os.sep not in ref and not ref.endswith(SPEC_SUFFIXES) and not ref.startswith("~")
 
 
 def _display(path: Path) -> str:
@@ -136,6 +139,10 @@ def _resolve_extends(ref: str, child: Path, dirs: Sequence[Path], label: str) ->
     path = path if path.is_absolute() else child.parent / path
     if not path.is_file():
         raise SpecError(f"{label}: extends: file {ref!r} not found (looked at {_display(path)})")
+    if path.suffix not in SPEC_SUFFIXES:
+        # Not read at all: whatever that file holds (data, secrets) must not end up in a message.
+        raise SpecError(f"{label}: extends: {ref!r} is not a spec file (.yaml or .yml); extends names another spec "
+                        "by name or by the path of its .yaml file")
     return path
 
 
@@ -194,9 +201,10 @@ def _read_mapping(path: Path, label: str) -> dict[str, Any]:
                         "save the file as UTF-8") from None
     data = _parse_yaml(text, label)
     if not isinstance(data, dict):
-        got = "an empty file" if data is None else show(data)
+        # Described, not quoted: a file that is not a spec may hold anything.
+        got = "an empty file" if data is None else f"{'a list' if isinstance(data, list) else 'a single value'}"
         raise SpecError(f"{label}: expected a mapping of spec fields (name, ...) at the top level, "
-                        f"got {got}")
+                        f"got {got}; is this a spec file?")
     return dict(data)
 
 

@@ -186,7 +186,7 @@ def trial_line(sweep: Sweep, event: dict[str, Any]) -> str:
     if state == "PRUNED":
         arm = f"arm {attrs['pruned_arm']}, " if "pruned_arm" in attrs else ""
         return f"{head} pruned at step {attrs.get('pruned_step')} of {arm}seed {attrs.get('pruned_seed')}"
-    return f"{head} [red]failed[/red]: {attrs.get('error')}"
+    return f"{head} failed: {attrs.get('error')}"
 
 
 def run_sweep(sweep: Sweep, store_root: Path, url: str, *, trials: int, workers: int,
@@ -241,6 +241,6 @@ def _run_workers(job: Job, workers: int, display: Display) -> list[str]:
     if "interrupted" in reasons:
         raise KeyboardInterrupt
     if crashed:
-        display.note(f"[red]{len(crashed)} worker process(es) ended with an error[/red] "
+        display.note(f"{len(crashed)} worker process(es) ended with an error "
                      f"(exit codes {crashed}); their trials are retried on the next run")
     return reasons

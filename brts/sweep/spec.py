@@ -29,6 +29,7 @@ from brts.spec import (
     RunConfig,
     TrainSpec,
 )
+from brts.values import Int, Real, Seed
 
 Scalar = int | float | str | bool
 SECTIONS: dict[str, type[BaseModel]] = {"method": MethodConfig, "train": TrainSpec}
@@ -130,8 +131,8 @@ class ObjectiveSpec(_Spec):
 
 class SamplerSpec(_Spec):
     name: Literal["tpe", "random", "grid", "points"] = "tpe"
-    seed: int = 0
-    startup_trials: int = Field(4, ge=0, description="TPE: random trials before the model takes over")
+    seed: Seed = 0
+    startup_trials: Int = Field(4, ge=0, description="TPE: random trials before the model takes over")
     points: tuple[dict[str, Scalar], ...] | None = Field(
         None, min_length=1, description="points: the trials to run, in order, each a value of every parameter "
                                         "(a chosen design such as a fractional factorial)")
@@ -148,9 +149,9 @@ class SamplerSpec(_Spec):
 
 class PrunerSpec(_Spec):
     name: Literal["none", "median", "wilcoxon"] = "none"
-    p_threshold: float = Field(0.1, gt=0, le=1, description="wilcoxon: prune when p < this")
-    startup_steps: int = Field(2, ge=0, description="reports before any pruning (wilcoxon: paired problems)")
-    startup_trials: int = Field(2, ge=0, description="median: finished trials before any pruning")
+    p_threshold: Real = Field(0.1, gt=0, le=1, description="wilcoxon: prune when p < this")
+    startup_steps: Int = Field(2, ge=0, description="reports before any pruning (wilcoxon: paired problems)")
+    startup_trials: Int = Field(2, ge=0, description="median: finished trials before any pruning")
 
 
 def _default(model: type[_Spec]) -> Any:
@@ -167,14 +168,14 @@ class SweepSpec(_Spec):
                                                                          "them; objectives average over them")
     overrides: dict[str, Any] = Field(default_factory=dict, description="merged into the base experiment spec; "
                                                                         "`method` into the swept arms' own `set`")
-    seeds: tuple[int, ...] | None = Field(None, min_length=1, description="runs per trial; default: the experiment's")
+    seeds: tuple[Seed, ...] | None = Field(None, min_length=1, description="runs per trial; default: the experiment's")
     space: SpaceSpec
     objective: ObjectiveSpec = _default(ObjectiveSpec)
     second_objective: ObjectiveSpec | None = None
     sampler: SamplerSpec = _default(SamplerSpec)
     pruner: PrunerSpec = _default(PrunerSpec)
-    trials: int = Field(8, ge=1, description="completed trials to reach (pruned ones count when pruning is on)")
-    workers: int = Field(1, ge=1)
+    trials: Int = Field(8, ge=1, description="completed trials to reach (pruned ones count when pruning is on)")
+    workers: Int = Field(1, ge=1)
     storage: str | None = Field(None, min_length=1, description="Optuna storage URL or journal file; default: store")
 
     @field_validator("seeds")
