@@ -55,6 +55,16 @@ BAD_SPECS = {
     "missing_model": "arms: [opd]\nseeds: [0]\nmodels: {teacher: ./no/such/folder}\n",
     "not_a_model_folder": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /}\n",
     "shared_preset_field": "arms: [first_rollout]\nseeds: [0]\nmethod: {teacher_samples: 4}\n",
+    "aux_weight_inf": "arms: [brts]\nseeds: [0]\nmethod: {aux_weight: .inf}\n",
+    "aux_weight_1e400": "arms: [brts]\nseeds: [0]\nmethod: {aux_weight: 1e400}\n",
+    "teacher_temperature_inf": "arms: [brts]\nseeds: [0]\nmethod: {teacher_temperature: .inf}\n",
+    "eval_seed_negative": "arms: [opd]\nseeds: [0]\neval: {seed: -1}\n",
+    "eval_seed_1e20": "arms: [opd]\nseeds: [0]\neval: {seed: 1.0e+20}\n",
+    "teacher_samples_true": "arms: [{name: b, preset: brts, set: {teacher_samples: true}}]\nseeds: [0]\n",
+    "unknown_lm_eval_task": "arms: [opd]\nseeds: [0]\neval: {tasks: [gsm8kk]}\n",
+    "model_is_a_file": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /etc/passwd}\n",
+    "markup_in_a_value": "name: 'a[/x]'\narms: [opd]\nseeds: [0]\n",
+    "markup_and_emoji_in_a_value": "arms: [opd]\nseeds: [0]\ntrain: {steps: '[bold]x[/bold] :x:'}\n",
 }
 
 
@@ -70,6 +80,25 @@ def test_bad_spec_is_one_line_exit_2_nothing_written(tmp_path, command, case):
     assert len(lines) == 1 and lines[0].startswith("error:") and f"{case}.yaml" in lines[0]
     assert "Traceback" not in result.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize(("item", "literal"), [
+    ("method.aux_weight=.inf", "got inf"),
+    ("description=[/x]", '["/x"]'),
+    ("train.steps=[bold]", '["bold"]'),
+    ("train.steps=:x:", ":x:"),
+    ("train.steps='[red]n[/red] :x:'", "'[red]n[/red] :x:'"),
+])
+def test_user_text_in_an_error_is_printed_as_it_is(tmp_path, item, literal):
+    """Markup and emoji codes in a value are the user's text: printed literally, one line, exit 2 (show and run)."""
+    spec = tmp_path / "plain.yaml"
+    spec.write_text("arms: [brts]\nseeds: [0]\n")
+    for command in ("show", "run"):
+        result = invoke("exp", command, str(spec), "--set", item, "--store", str(tmp_path / "store"))
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and literal in lines[0], lines
+        assert "❌" not in result.output and "Traceback" not in result.output
 
 
 def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_report(tmp_path, monkeypatch):
@@ -105,14 +134,16 @@ def test_non_utf8_and_cyclic_extends(tmp_path):
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
 
 
-def test_unwritable_store_is_refused(tmp_path, tiny_spec_file):
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_unwritable_store_is_refused(tmp_path, tiny_spec_file, command):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = invoke("exp", "run", str(tiny_spec_file), "--store", str(blocker / "runs"))
+    result = invoke("exp", command, str(tiny_spec_file), "--store", str(blocker / "runs"))
     assert result.exit_code == 2 and "not writable" in result.output
 
 
-def test_mismatched_tokenizers_are_refused(tmp_path, tiny_models):
+@pytest.mark.parametrize("command", ["show", "run"])  # show checks a pair of local folders too (nothing downloaded)
+def test_mismatched_tokenizers_are_refused(tmp_path, tiny_models, command):
     from transformers import AutoTokenizer
 
     other = tmp_path / "other-student"
@@ -126,7 +157,7 @@ def test_mismatched_tokenizers_are_refused(tmp_path, tiny_models):
     assert AutoTokenizer.from_pretrained(other) is not None
     spec = tmp_path / "mismatch.yaml"
     spec.write_text(f"models: {{teacher: {tiny_models.teacher_dir}, student: {other}}}\narms: [opd]\nseeds: [0]\n")
-    result = invoke("exp", "run", str(spec), "--store", str(tmp_path / "s"))
+    result = invoke("exp", command, str(spec), "--store", str(tmp_path / "s"))
     assert result.exit_code == 2, result.output
     assert "vocab" in result.output and len(result.output.strip().splitlines()) == 1
 

@@ -304,6 +304,47 @@ BAD: dict[str, tuple[dict[str, str | bytes], str, tuple[str, ...], str, tuple[st
     "set_invalid_value": ({"x.yaml": MINIMAL}, "x", ("method.aux_weight=-1",), "x.yaml",
                           ("method.aux_weight", "--set method.aux_weight=-1")),
     "set_unknown_key": ({"x.yaml": MINIMAL}, "x", ("train.step=3",), "x.yaml", ("train.step",)),
+    # Nothing that can only fail once the work has started: inf/NaN, out-of-range integers, booleans as numbers.
+    "aux_weight_inf": ({"i.yaml": MINIMAL + "method: {aux_weight: .inf}\n"}, "i", (), "i.yaml",
+                       ("method.aux_weight", "expected a finite number, got inf")),
+    "aux_weight_overflows_to_inf": ({"i.yaml": MINIMAL + "method: {aux_weight: 1e400}\n"}, "i", (), "i.yaml",
+                                    ("method.aux_weight", "expected a finite number")),
+    "set_aux_weight_inf": ({"i.yaml": MINIMAL}, "i", ("method.aux_weight=.inf",), "i.yaml",
+                           ("method.aux_weight", "--set method.aux_weight=.inf", "finite")),
+    "teacher_temperature_inf": ({"i.yaml": "arms: [{name: b, preset: brts, set: {teacher_temperature: .inf}}]\n"
+                                           "seeds: [0]\n"}, "i", (), "i.yaml",
+                                ("arms[0].set.teacher_temperature", "finite", "'b'")),
+    "train_lr_nan": ({"i.yaml": MINIMAL + "train: {lr: .nan}\n"}, "i", (), "i.yaml", ("train.lr", "finite")),
+    "eval_seed_negative": ({"s.yaml": MINIMAL + "eval: {seed: -1}\n"}, "s", (), "s.yaml",
+                           ("eval.seed", "expected an integer >= 0, got -1")),
+    "eval_seed_huge": ({"s.yaml": MINIMAL + "eval: {seed: 1.0e+20}\n"}, "s", (), "s.yaml",
+                       ("eval.seed", "too large")),
+    "eval_seed_past_numpy": ({"s.yaml": MINIMAL + "eval: {seed: 4294967296}\n"}, "s", (), "s.yaml",
+                             ("eval.seed", "<= 4294967295")),
+    "eval_seed_exponent_string": ({"s.yaml": MINIMAL + "eval: {seed: 1e20}\n"}, "s", (), "s.yaml",
+                                  ("eval.seed", "expected an integer")),
+    "run_seed_negative": ({"s.yaml": "arms: [opd]\nseeds: [0, -2]\n"}, "s", (), "s.yaml", ("seeds[1]", ">= 0")),
+    "count_huge": ({"s.yaml": MINIMAL + "eval: {problems: 100000000000000000000}\n"}, "s", (), "s.yaml",
+                   ("eval.problems", "expected an integer <= 2147483647")),
+    "teacher_samples_true": ({"b.yaml": "arms: [{name: b, preset: brts, set: {teacher_samples: true}}]\n"
+                                        "seeds: [0]\n"}, "b", (), "b.yaml",
+                             ("arms[0].set.teacher_samples", "expected an integer, got true")),
+    "seed_true": ({"b.yaml": "arms: [opd]\nseeds: [true]\n"}, "b", (), "b.yaml", ("seeds[0]", "got true")),
+    "lr_true": ({"b.yaml": MINIMAL + "train: {lr: true}\n"}, "b", (), "b.yaml", ("train.lr", "got true")),
+    # What `exp run` would refuse before training, refused at load (so `exp show` refuses it too).
+    "unknown_lm_eval_task": ({"t.yaml": MINIMAL + "eval: {tasks: [gsm8kk]}\n"}, "t", (), "t.yaml",
+                             ("eval.tasks[0]", "unknown task 'gsm8kk'", "'gsm8k'")),
+    "model_path_a_regular_file": ({"m.yaml": MINIMAL + "models: {teacher: TMP/m.yaml}\n"}, "m", (), "m.yaml",
+                                  ("models.teacher", "not a model folder")),
+    "model_neither_folder_nor_hub_id": ({"m.yaml": MINIMAL + "models: {teacher: 'a/b/c', student: 'x/y'}\n"}, "m",
+                                        (), "m.yaml", ("models.teacher", "Hugging Face model id")),
+    # User text is quoted, never a whole section or another file's content.
+    "no_section_dump": ({"d.yaml": MINIMAL + "eval: {data_dir: TMP, data_source: hub}\n"}, "d", (), "d.yaml",
+                        ("eval", "give one")),
+    "extends_a_non_yaml_file": ({"secret.txt": "password: hunter2\n", "c.yaml": "extends: ./secret.txt\n" + MINIMAL},
+                                "c", (), "c.yaml", ("extends", "not a spec file")),
+    "top_level_scalar_not_quoted": ({"s.yaml": "root:x:0:0:root:/root:/bin/bash\n"}, "TMP/s.yaml", (), "s.yaml",
+                                    ("expected a mapping", "a single value")),
 }
 
 
@@ -318,6 +359,8 @@ def test_a_bad_spec_is_one_line_naming_the_file_and_the_field(tmp_path: Path, ca
     message = spec_error(tmp_path, name.replace("TMP", str(tmp_path)), file=file, field=says[0], overrides=overrides)
     for part in says[1:]:
         assert part in message, message
+    for secret in ("hunter2", "/bin/bash", "data_source\": "):  # no other file's content, no section dump
+        assert secret not in message, message
 
 
 @pytest.mark.parametrize(("method", "arm", "field"), [
