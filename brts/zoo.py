@@ -32,6 +32,7 @@ from brts.cpu import ThreadGovernor, thread_count_invariant, usable_cores
 from brts.errors import ModelLoadError
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
+from brts.store.files import UMASK
 from brts.tasks.synthetic import (
     MAX_OPS,
     BuildingSampler,
@@ -130,6 +131,7 @@ def build_default_models(
     with FileLock(str(cache_root / f"{final.name}.lock")):
         if not (final / "build.json").is_file():
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cache_root))
+            staging.chmod(0o777 & ~UMASK)  # mkdtemp's 0700 would hide a shared cache from the rest of its group
             try:
                 _build(staging, settings, progress)
                 os.replace(staging, final)

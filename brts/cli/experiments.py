@@ -175,11 +175,14 @@ def exp_run(
     )] = Executor.local,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would run or be submitted; run nothing")]
     = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="leave a run another process is executing to it "
+                                                            "(default: wait for it and use its result)")] = False,
     quiet: QuietOpt = False,
     json_progress: JsonProgressOpt = False,
 ) -> None:
-    """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume. Progress: bars in
-    a terminal, else a plain line per stage change and at most every 30 s (--quiet: none; --json-progress)."""
+    """Run every arm x seed of an experiment; finished runs are reused, interrupted ones resume, and a run another
+    process is executing is waited for. Progress: bars in a terminal, else a plain line per stage change and at
+    most every 30 s (--quiet: none; --json-progress)."""
     from brts import progress
 
     progress.configure(quiet, json_progress)
@@ -199,18 +202,26 @@ def exp_run(
         try:
             with progress.current() as shown:
                 result = run_experiment(spec, runs, workers=workers, retry_failed=retry_failed,
-                                        executor=executor.value, observer=ProgressObserver(shown))
+                                        executor=executor.value, observer=ProgressObserver(shown), wait=not no_wait)
         except KeyboardInterrupt:
             fail("interrupted; run the same command again to resume where it stopped", code=130)
-    err.print(", ".join(f"{v} {k}" for k, v in sorted(result.counts().items())), highlight=False)
+    err.print(result.counts_line(), highlight=False)
     for o in result.failures:
         stage = " in evaluation (checkpoint kept; the next run evaluates again)" \
             if o.record.get("failed_stage") == "eval" else ""
         err.print(alert(o.action, f"{o.planned.arm} seed {o.planned.seed} ({o.planned.run_id}){stage}: "
                                   f"{o.record.get('error')}"), highlight=False)
+    for o in result.running_elsewhere:
+        holder = f" (pid {o.record['pid']})" if "pid" in o.record else ""
+        host = (o.record.get("environment") or {}).get("host")
+        err.print(f"running in another process{holder}{f' on {host}' if host else ''}: {o.planned.arm} seed "
+                  f"{o.planned.seed} ({o.planned.run_id}); its row fills in when it finishes (brts exp status "
+                  f"{spec.name})", highlight=False)
     for role, record in result.references.items():
         if record.get("status") == "failed":
             err.print(alert("failed", f"reference {role}: {record.get('error')}"), highlight=False)
+        elif record.get("status") == "running":
+            err.print(f"running in another process: reference {role}", highlight=False)
     arms = [a.name for a in spec.arms]
     if spec.eval.final:
         table = experiment_table(runs.root, spec.name, [runs.run(p).path for p in result.planned], arms)
@@ -239,12 +250,10 @@ def _summary(table: Any, arms: list[str], tasks: list[str], title: str) -> Table
         row = [cells.get(("reference", role, t)) for t in tasks]
         out_table.add_row(Text(label, style="dim"), *[Text(f"{r.avg:.1f}", style="dim") if r else "–" for r in row],
                           "")
-    for arm in arms:
+    for arm in arms:  # every arm, one without a finished run yet (failed, running elsewhere) as dashes
         row = [cells.get(("arm", arm, t)) for t in tasks]
-        if not any(row):
-            continue
         shown = [f"{r.avg:.1f}" + (f" ± {r.seed_sd:.1f}" if r.seeds > 1 else "") if r else "–" for r in row]
-        out_table.add_row(arm, *shown, str(max(r.seeds for r in row if r)))
+        out_table.add_row(arm, *shown, str(max((r.seeds for r in row if r), default=0)))
     return out_table
 
 

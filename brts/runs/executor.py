@@ -4,33 +4,66 @@ cluster (brts.runs.cluster), reporting to a RunObserver."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import socket
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from brts.evaluation.evaluate import settings_digest
 from brts.runs.integrity import reusable
-from brts.runs.observer import Outcome, RunObserver
+from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, Outcome, RunObserver
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
 from brts.store import RunFolder, RunLocked, RunStore
 
 __all__ = ["Outcome", "execute", "skipped"]
 
+WAIT_STAGE = "wait"  # the stage of a run this process waits for while another process executes it
 
-def _worker(planned: PlannedRun, store_root: Path, updates: Any) -> tuple[str, dict[str, Any]]:
+
+def execute_or_wait(planned: PlannedRun, store_root: Path, progress: Any, stage: Any, *, wait: bool,
+                    retry_failed: bool) -> tuple[str, dict[str, Any]]:
+    """Execute one run here, or, when another process holds it, wait for that process (or, without `wait`,
+    leave it). -> ("done", record) executed here; ("elsewhere", record) finished or failed by the other process
+    while this one waited; ("locked", record) held by another process and not waited for.
+
+    When the other process stops without finishing (killed), or fails and `retry_failed` is on, this one takes the
+    run over and resumes it."""
+    folder = RunStore(store_root).run(planned)
+    while True:
+        try:
+            record = execute_run(planned, store_root, progress, stage=stage)
+            # Finished by another process between this invocation's planning and taking the lock: not run here.
+            return ("done" if _executed_here(record) else "elsewhere"), record
+        except RunLocked:
+            if not wait:
+                return "locked", folder.record()
+        stage(planned.run_id, WAIT_STAGE)
+        folder.wait_unlocked()
+        record = folder.record()
+        if skipped(planned, folder, retry_failed) == "cached" or (record.get("status") == "failed"
+                                                                  and not retry_failed):
+            return "elsewhere", record
+
+
+def _executed_here(record: dict[str, Any]) -> bool:
+    """Whether this process wrote the record's last execution (execute_run records its host and pid)."""
+    host = (record.get("environment") or {}).get("host")
+    return record.get("pid") == os.getpid() and host == socket.gethostname()
+
+
+def _worker(planned: PlannedRun, store_root: Path, updates: Any, wait: bool, retry_failed: bool
+            ) -> tuple[str, dict[str, Any]]:
     def progress(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
         updates.put((run_id, step, total, metrics, None))
 
     def stage(run_id: str, name: str) -> None:
         updates.put((run_id, None, None, None, name))
 
-    try:
-        return "done", execute_run(planned, store_root, progress, stage=stage)
-    except RunLocked:
-        return "locked", {}
+    return execute_or_wait(planned, store_root, progress, stage, wait=wait, retry_failed=retry_failed)
 
 
 def skipped(planned: PlannedRun, run: RunFolder, retry_failed: bool) -> str | None:
@@ -53,8 +86,12 @@ def execute(
     observer: RunObserver | None = None,
     executor: str = "local",
     submitit_cluster: str = "slurm",
+    wait: bool = True,
 ) -> list[Outcome]:
     """Execute every run of `plan` that is not finished with the current evaluation settings.
+
+    A run another process is executing is waited for (its stage "wait"), and counted as run elsewhere when that
+    process finishes it; with `wait` off it is left to that process ("running-elsewhere").
 
     A run that failed in training is retried only with `retry_failed`; one that failed in its evaluation (its
     checkpoint is kept) is evaluated again every time, and a finished run whose evaluation settings changed is
@@ -89,7 +126,9 @@ def execute(
 
     def finish(planned: PlannedRun, status: str, record: dict[str, Any]) -> None:
         if status == "locked":
-            outcome = Outcome(planned, "locked", {"status": "running"})
+            outcome = Outcome(planned, RUNNING_ELSEWHERE, {**record, "status": "running"})
+        elif status == "elsewhere":
+            outcome = Outcome(planned, RAN_ELSEWHERE if record.get("status") == "finished" else "failed", record)
         else:
             done = "evaluated" if planned.run_id in trained else "ran"
             outcome = Outcome(planned, done if record.get("status") == "finished" else "failed", record)
@@ -106,25 +145,23 @@ def execute(
         run_ray(todo, store, finish)
     elif workers <= 1 or len(todo) <= 1:
         for planned in todo:
-            try:
-                finish(planned, "done", execute_run(planned, store.root, show, stage=announce))
-            except RunLocked:
-                finish(planned, "locked", {})
+            finish(planned, *execute_or_wait(planned, store.root, show, announce, wait=wait,
+                                             retry_failed=retry_failed))
     else:
-        _execute_parallel(todo, store, workers, show, announce, finish)
+        _execute_parallel(todo, store, workers, show, announce, finish, wait, retry_failed)
     result = [outcomes[p.run_id] for p in plan]
     observer.runs_finished(result)
     return result
 
 
 def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int, show: Any, announce: Any,
-                      finish: Any) -> None:
+                      finish: Any, wait: bool, retry_failed: bool) -> None:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         updates = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures: dict[Future[tuple[str, dict[str, Any]]], PlannedRun] = {
-                pool.submit(_worker, planned, store.root, updates): planned for planned in todo
+                pool.submit(_worker, planned, store.root, updates, wait, retry_failed): planned for planned in todo
             }
             pending = set(futures)
             try:

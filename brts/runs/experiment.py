@@ -18,7 +18,7 @@ from brts.evaluation.evaluate import check_settings
 from brts.models import preflight
 from brts.rollout.pool import open_pool
 from brts.runs.executor import execute, skipped
-from brts.runs.observer import Outcome, RunObserver
+from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, Outcome, RunObserver
 from brts.runs.plan import Kind, PlannedRun, plan
 from brts.runs.prefill import RunDemand, TokenTotals, plan_demand, totals
 from brts.runs.reference import evaluate_references
@@ -26,6 +26,9 @@ from brts.spec import ExperimentSpec
 from brts.store import RunStore
 
 FAILED_ACTIONS = ("failed", "skipped-failed")
+COUNT_LABELS = {"ran": "ran here", "evaluated": "evaluated here", RAN_ELSEWHERE: "ran in another process",
+                RUNNING_ELSEWHERE: "running in another process", "cached": "cached", "failed": "failed",
+                "skipped-failed": "skipped-failed"}
 
 
 class PoolDisabled(UserError):
@@ -50,6 +53,17 @@ class ExperimentResult:
             counted[outcome.action] = counted.get(outcome.action, 0) + 1
         return counted
 
+    def counts_line(self) -> str:
+        """The counts in words, saying who ran what: "2 ran here, 1 ran in another process"."""
+        counted = self.counts()
+        order = [*COUNT_LABELS, *sorted(set(counted) - set(COUNT_LABELS))]
+        return ", ".join(f"{counted[a]} {COUNT_LABELS.get(a, a)}" for a in order if a in counted) or "no runs"
+
+    @property
+    def running_elsewhere(self) -> list[Outcome]:
+        """Runs another process holds, not waited for (`wait=False`)."""
+        return [o for o in self.outcomes if o.action == RUNNING_ELSEWHERE]
+
     @property
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.action in FAILED_ACTIONS]
@@ -57,7 +71,7 @@ class ExperimentResult:
     @property
     def ok(self) -> bool:
         """Every run finished (none failed or was held by another process) and every reference was evaluated."""
-        runs_ok = all(o.action not in (*FAILED_ACTIONS, "locked") for o in self.outcomes)
+        runs_ok = all(o.action not in (*FAILED_ACTIONS, RUNNING_ELSEWHERE) for o in self.outcomes)
         return runs_ok and all(r.get("status") != "failed" for r in self.references.values())
 
 
@@ -117,6 +131,7 @@ def run_experiment(
     check: bool = True,
     kind: Kind = "experiment",
     submitit_cluster: str = "slurm",
+    wait: bool = True,
 ) -> ExperimentResult:
     """Plan `spec`, pre-fill the pool (when `pool.prefill`), execute every run that is not finished (resuming
     interrupted ones; failed ones only with `retry_failed`) and evaluate the reference models.
@@ -124,7 +139,8 @@ def run_experiment(
     `workers`: parallel runs (default: the spec's). `executor`: local, slurm or ray (brts.runs.executor).
     `references`: evaluate the teacher and the starting student (an experiment's reference rows). `check`:
     `check_ready` first (a caller that ran it already, such as each sweep trial, passes False). `kind`: where the
-    runs' folders live in the store (an experiment's, or a sweep's trials).
+    runs' folders live in the store (an experiment's, or a sweep's trials). `wait`: a run (or reference model)
+    another process is executing is waited for; off, it is left to that process (RUNNING_ELSEWHERE).
 
     Raises UserError for what the user can fix, KeyboardInterrupt when interrupted (everything resumes);
     a failed run is an outcome, not an exception.
@@ -138,11 +154,11 @@ def run_experiment(
     if spec.pool.enabled and spec.pool.prefill and todo:
         result.prefilled = totals(fill_pool(todo, store, observer))
     result.outcomes = execute(result.planned, store, workers=workers or spec.workers, retry_failed=retry_failed,
-                              observer=observer, executor=executor, submitit_cluster=submitit_cluster)
+                              observer=observer, executor=executor, submitit_cluster=submitit_cluster, wait=wait)
     if references and spec.eval.final:
         observer.references_started()
         try:
-            result.references = evaluate_references(spec, store, log=observer.log)
+            result.references = evaluate_references(spec, store, log=observer.log, wait=wait)
         finally:
             observer.references_finished()
     return result

@@ -19,13 +19,18 @@ from typing import Any
 from brts.progress import Reporter
 from brts.runs.plan import PlannedRun
 
+# A run another process executed while this one waited for it; one that process still holds (not waited for).
+RAN_ELSEWHERE, RUNNING_ELSEWHERE = "ran-elsewhere", "running-elsewhere"
+
 
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one planned run in this invocation."""
 
     planned: PlannedRun
-    action: str  # "cached", "ran", "evaluated" (trained before; evaluated now), "failed", "skipped-failed", "locked"
+    # "cached", "ran", "evaluated" (trained before; evaluated now), "failed", "skipped-failed", RAN_ELSEWHERE,
+    # RUNNING_ELSEWHERE
+    action: str
     record: dict[str, Any]
 
 
@@ -42,13 +47,15 @@ class RunObserver:
         """Execution begins: the runs to execute, and those left alone (finished, or failed without retry)."""
 
     def stage(self, planned: PlannedRun, name: str) -> None:
-        """A run begins a stage: "train" (not for a run trained before), then "eval"."""
+        """A run begins a stage: "train" (not for a run trained before), then "eval"; "wait" while another
+        process executes it (this one takes it over if that process stops without finishing it)."""
 
     def step(self, planned: PlannedRun, step: int, total: int, metrics: dict[str, Any]) -> None:
         """A run finished a training step; `metrics` is that step's record (empty from a multi-process run)."""
 
     def run_finished(self, outcome: Outcome) -> None:
-        """A run ended (finished, failed, stopped) or was found locked by another process."""
+        """A run ended (finished, failed, stopped, here or in a process this one waited for) or was left to the
+        process that holds it."""
 
     def runs_finished(self, outcomes: Sequence[Outcome]) -> None:
         """Every run of the plan has its outcome."""
@@ -143,6 +150,10 @@ class ProgressObserver(RunObserver):
         return True
 
     def stage(self, planned: PlannedRun, name: str) -> None:
+        if name == "wait":
+            self.shown.note(f"{planned.arm} seed {planned.seed} ({planned.run_id}) is running in another process; "
+                            "waiting for it to finish (--no-wait leaves it to that process)")
+            name = "waiting for another process"
         if not self._ensure(planned, name):
             self.shown.update(planned.run_id, stage=name)
 

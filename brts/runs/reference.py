@@ -22,29 +22,42 @@ ROLES = dict(zip(REFERENCE_ROLES, ("teacher", "student"), strict=True))  # role 
 Log = Callable[[str], None]
 
 
-def evaluate_references(spec: ExperimentSpec, store: RunStore, log: Log | None = None) -> dict[str, dict[str, Any]]:
-    """The record of each reference model, evaluated now if its cache does not match; failures are recorded."""
-    return {role: _evaluate_reference(spec, store, role, log) for role in ROLES}
+def evaluate_references(spec: ExperimentSpec, store: RunStore, log: Log | None = None,
+                        wait: bool = True) -> dict[str, dict[str, Any]]:
+    """The record of each reference model, evaluated now if its cache does not match; failures are recorded.
+    One that another process is evaluating is waited for (`wait`), else returned with status "running"."""
+    return {role: _evaluate_reference(spec, store, role, log, wait) for role in ROLES}
 
 
-def _evaluate_reference(spec: ExperimentSpec, store: RunStore, role: str, log: Log | None) -> dict[str, Any]:
+def _evaluate_reference(spec: ExperimentSpec, store: RunStore, role: str, log: Log | None,
+                        wait: bool) -> dict[str, Any]:
     folder = store.reference(spec.name, role)
+    while True:
+        try:
+            return _evaluate_locked(spec, folder, role, log)
+        except RunLocked:
+            if not wait:
+                return {**folder.record(), "status": "running"}  # another process is evaluating it
+        if log is not None:
+            log(f"the reference {role} is being evaluated by another process; waiting for it")
+        folder.wait_unlocked()
+
+
+def _evaluate_locked(spec: ExperimentSpec, folder: RunFolder, role: str, log: Log | None) -> dict[str, Any]:
+    """Evaluate the reference under its lock unless its cache matches; raises RunLocked when another holds it."""
     folder.path.mkdir(parents=True, exist_ok=True)
     name = getattr(spec.models, ROLES[role])
     model = resolve_model(name, spec.models)
     key = f"{settings_digest(spec.eval)}:{model_fingerprint(model)}:{spec.task.seed}"
-    try:
-        with folder.lock():
-            record = folder.record()
-            damages = integrity.untrusted(folder)
-            if not damages and record.get("status") == "finished" and record.get("eval_key") == key:
-                return record
-            integrity.repair(folder, damages)  # a damaged record or evaluation file is moved aside, made again
-            if log is not None:
-                log(f"evaluating the reference {role} ({name})")
-            return _evaluate(spec, folder, role, name, model, key)
-    except RunLocked:
-        return {**folder.record(), "status": "running"}  # another process is evaluating it
+    with folder.lock():
+        record = folder.record()
+        damages = integrity.untrusted(folder)
+        if not damages and record.get("status") == "finished" and record.get("eval_key") == key:
+            return record
+        integrity.repair(folder, damages)  # a damaged record or evaluation file is moved aside, made again
+        if log is not None:
+            log(f"evaluating the reference {role} ({name})")
+        return _evaluate(spec, folder, role, name, model, key)
 
 
 def _evaluate(spec: ExperimentSpec, folder: RunFolder, role: str, name: str, model: str, key: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -65,7 +66,7 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         torch.set_num_threads(cfg.train.threads)
         run.update_record(
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
-            environment=environment(), error=None, failed_stage=None,
+            environment=environment(), pid=os.getpid(), error=None, failed_stage=None,
         )
         tracking = RunTracking.start(planned, run, store_root) if planned.tracking.enabled else None
         step_name = "train"

@@ -51,20 +51,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temp file and rename, with the permissions a plain write would give (the umask's: a store
-    shared on a cluster stays readable by the group)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; set back at once (at import, before any thread)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temp file and rename; the file gets the mode `open` would give it (0666 less the umask),
+    not mkstemp's 0600, so a store shared by a group stays readable to it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o666 & ~UMASK)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def read_json(path: Path, default: dict[str, Any] | None = None) -> dict[str, Any]:

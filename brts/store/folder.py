@@ -194,6 +194,12 @@ class RunFolder:
         finally:
             lock.release()
 
+    def wait_unlocked(self, poll_seconds: float = 0.5) -> None:
+        """Block until no process holds the run's lock. Another may take it at once after: callers try again."""
+        lock = FileLock(str(self.path / ".lock"))
+        with lock.acquire(poll_interval=poll_seconds):
+            pass
+
     # --- the config ---
 
     def write_config(self, config: RunConfig) -> None:

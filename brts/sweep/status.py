@@ -12,7 +12,7 @@ from rich.table import Table
 
 from brts.sweep.runner import describe
 from brts.sweep.spec import Sweep
-from brts.sweep.study import trial_error
+from brts.sweep.study import WORKER_ATTR, dead_trials, trial_error
 
 
 def _value(trial: FrozenTrial, sweep: Sweep, index: int) -> str:
@@ -23,7 +23,7 @@ def _value(trial: FrozenTrial, sweep: Sweep, index: int) -> str:
     return f"{trial.values[index]:.4g}" + (f" ± {sd:.2g}" if sd is not None else "")
 
 
-def _note(trial: FrozenTrial) -> str:
+def _note(trial: FrozenTrial, dead: set[int]) -> str:
     a = trial.user_attrs
     if trial.state == TrialState.PRUNED:
         arm = f"arm {a['pruned_arm']}, " if "pruned_arm" in a else ""
@@ -31,32 +31,40 @@ def _note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:
         return trial_error(trial)[:60]
     if trial.state == TrialState.RUNNING:
-        worker = trial.system_attrs.get("brts:worker") or {}
-        return f"running on {worker.get('host', '?')} pid {worker.get('pid', '?')}"
+        worker = trial.system_attrs.get(WORKER_ATTR) or {}
+        where = f"{worker.get('host', '?')} pid {worker.get('pid', '?')}"
+        if trial.number in dead:
+            return f"its worker ({where}) stopped; the next `brts sweep run` retries it"
+        return f"running on {where}"
     return f"retry of {a['retry_of']}" if "retry_of" in a else ""
+
+
+def _state(trial: FrozenTrial, dead: set[int]) -> str:
+    return "dead" if trial.number in dead else trial.state.name.lower()
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def counts_line(study: optuna.Study, target: int) -> str:
+def counts_line(study: optuna.Study, target: int, dead: set[int]) -> str:
     trials = study.get_trials(deepcopy=False)
-    by_state = {s: sum(t.state == s for t in trials) for s in TrialState}
-    parts = [f"{by_state[s]} {s.name.lower()}" for s in TrialState if by_state[s]]
+    states = [_state(t, dead) for t in trials]
+    order = [*(s.name.lower() for s in TrialState), "dead"]
+    parts = [f"{states.count(s)} {s}" for s in order if states.count(s)]
     return f"{len(trials)} trials ({', '.join(parts) or 'none yet'}); budget {target} completed"
 
 
-def trials_table(study: optuna.Study, sweep: Sweep) -> Table:
+def trials_table(study: optuna.Study, sweep: Sweep, dead: set[int]) -> Table:
     """Every trial: its parameters, objective mean ± sd over seeds, reused runs, and what happened to it."""
     names = [p.name for p in sweep.params]
     table = Table("#", "state", *names, *(o.metric for o in sweep.objectives), "reused", "note",
                   title=f"{sweep.name}: trials")
     for t in study.get_trials(deepcopy=False):
         reused = t.user_attrs.get("reused") or []
-        table.add_row(str(t.number), t.state.name.lower(), *(_fmt(t.params.get(n, "")) for n in names),
+        table.add_row(str(t.number), _state(t, dead), *(_fmt(t.params.get(n, "")) for n in names),
                       *(_value(t, sweep, i) for i in range(len(sweep.objectives))),
-                      f"{sum(reused)}/{len(sweep.seeds) * len(sweep.arms)}" if reused else "", _note(t))
+                      f"{sum(reused)}/{len(sweep.seeds) * len(sweep.arms)}" if reused else "", _note(t, dead))
     return table
 
 
@@ -95,12 +103,13 @@ def _best_line(trial: FrozenTrial, sweep: Sweep) -> str:
     return f"  trial {trial.number}: {describe(trial.params)} -> {'; '.join(parts)}"
 
 
-def attention_lines(study: optuna.Study) -> list[str]:
-    """One full line per failed and per running trial: what failed and why, what runs where."""
+def attention_lines(study: optuna.Study, dead: set[int]) -> list[str]:
+    """One full line per failed, running and dead trial: what failed and why, what runs where, what stopped."""
     lines = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
-        what = "failed" if t.state == TrialState.FAIL else "running"
-        lines.append(f"{what}: trial {t.number} ({describe(t.params)}): {_note(t) if what == 'running' else trial_error(t)}")
+        what = _state(t, dead) if t.state == TrialState.RUNNING else "failed"
+        lines.append(f"{what}: trial {t.number} ({describe(t.params)}): "
+                     f"{trial_error(t) if what == 'failed' else _note(t, dead)}")
     return lines
 
 
@@ -148,10 +157,11 @@ def space_table(sweep: Sweep) -> Table:
 
 def status_report(sweep: Sweep, study: optuna.Study, url: str) -> list[Table | str]:
     """What `brts sweep status` prints: the trials, results by choice, counts, failures, the best or the front."""
-    parts: list[Table | str] = [trials_table(study, sweep)]
+    dead = dead_trials(study)
+    parts: list[Table | str] = [trials_table(study, sweep, dead)]
     parts += [t for t in (arms_table(study, sweep), by_choice_table(study, sweep)) if t is not None]
     reused, total = reused_runs(study.get_trials(deepcopy=False))
-    parts.append("\n".join([f"{sweep.name}: {counts_line(study, sweep.spec.trials)}", f"storage: {url}",
-                            f"runs reused from the store: {reused} of {total}", *attention_lines(study),
+    parts.append("\n".join([f"{sweep.name}: {counts_line(study, sweep.spec.trials, dead)}", f"storage: {url}",
+                            f"runs reused from the store: {reused} of {total}", *attention_lines(study, dead),
                             *best_lines(study, sweep)]))
     return parts

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from filelock import FileLock, Timeout
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
@@ -203,8 +204,8 @@ class WorkerLock:
         self.path.unlink(missing_ok=True)
 
 
-def _holder_is_dead(tag: dict[str, Any]) -> bool:
-    """True when the trial's worker ran on this host and its lock is free (that process has ended)."""
+def _worker_gone(tag: dict[str, Any]) -> bool:
+    """True when the trial's worker ran on this host and its lock is free (that process has ended). Reads only."""
     if tag.get("host") != socket.gethostname() or tag.get("pid") == os.getpid():
         return False
     lock = FileLock(str(tag["lock"]))
@@ -213,8 +214,33 @@ def _holder_is_dead(tag: dict[str, Any]) -> bool:
     except Timeout:
         return False
     lock.release()
+    return True
+
+
+def _holder_is_dead(tag: dict[str, Any]) -> bool:
+    """`_worker_gone`, and its lock file removed."""
+    if not _worker_gone(tag):
+        return False
     Path(tag["lock"]).unlink(missing_ok=True)
     return True
+
+
+def dead_trials(study: optuna.Study) -> set[int]:
+    """The numbers of RUNNING trials whose worker has stopped (killed or lost), changing nothing: on this host its
+    lock file is free; anywhere, an RDB storage's heartbeat is stale; or it was never tagged by a worker. `brts
+    sweep run` fails and retries them (`fail_stale`)."""
+    storage = study._storage  # Study has no public storage; the heartbeat API is Optuna's own (RDB only)
+    stale: set[int] = set()
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        stale = set(storage._get_stale_trial_ids(study._study_id))
+    now = datetime.now()
+    dead = set()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = trial.system_attrs.get(WORKER_ATTR)
+        orphan = tag is None and trial.datetime_start is not None and now - trial.datetime_start > UNTAGGED_GRACE
+        if trial._trial_id in stale or orphan or (tag is not None and _worker_gone(tag)):
+            dead.add(trial.number)
+    return dead
 
 
 def fail_stale(study: optuna.Study) -> list[int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from brts.runs.experiment import run_experiment
-from brts.runs.observer import RunObserver
+from brts.runs.observer import RAN_ELSEWHERE, RunObserver
 from brts.runs.plan import PlannedRun
 from brts.runs.run import RunStopped
 from brts.store import RunFolder, RunStore
@@ -23,7 +22,6 @@ from brts.sweep.spec import ObjectiveSpec, Sweep
 from brts.sweep.study import HEARTBEAT_SECONDS, WORKER_ATTR
 
 Emit = Callable[[dict[str, Any]], None]
-LOCK_POLL_SECONDS = 2.0
 
 
 class MetricMissing(RuntimeError):
@@ -153,18 +151,12 @@ class _Pruning(RunObserver):
 def _execute(sweep: Sweep, values: dict[str, Any], run: PlannedRun, store: RunStore,
              observer: RunObserver) -> tuple[dict[str, Any], RunFolder, bool]:
     """Run (or resume) the trial's run of one arm and seed through `run_experiment`; when another process holds
-    it, wait and reuse its result. -> (record, folder, reused)."""
-    while True:
-        # A failed run is tried again: the study asks for this run now (a retried trial, a repeated point).
-        result = run_experiment(sweep.trial_spec(values, [run.seed], [run.arm]), store, workers=1,
-                                observer=observer, retry_failed=True, references=False, check=False, kind="sweep")
-        [outcome] = result.outcomes
-        if outcome.action != "locked":
-            return outcome.record, store.run(outcome.planned), False
-        time.sleep(LOCK_POLL_SECONDS)
-        found = _finished(sweep, store, outcome.planned)
-        if found is not None:
-            return found.record(), found, True
+    it, wait for it and reuse its result. -> (record, folder, reused)."""
+    # A failed run is tried again: the study asks for this run now (a retried trial, a repeated point).
+    result = run_experiment(sweep.trial_spec(values, [run.seed], [run.arm]), store, workers=1, observer=observer,
+                            retry_failed=True, references=False, check=False, kind="sweep")
+    [outcome] = result.outcomes
+    return outcome.record, store.run(outcome.planned), outcome.action == RAN_ELSEWHERE
 
 
 def _finished(sweep: Sweep, store: RunStore, run: PlannedRun) -> RunFolder | None:

@@ -136,3 +136,58 @@ def test_a_preempted_local_job_requeues_and_resumes_from_its_checkpoint(tmp_path
     got = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     drop_time = lambda log: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in log]  # noqa: E731
     assert drop_time(got) == drop_time(expected)
+
+
+def _counts(err: str) -> str:
+    """The counts line of `brts exp run` ("1 ran here, 1 cached")."""
+    return next(line for line in err.splitlines() if re.match(r"\d+ (ran|cached|evaluated|running|failed)", line))
+
+
+def test_concurrent_invocations_wait_for_each_other_and_say_who_ran_what(tmp_path, tiny_models):
+    """Three real `brts exp run`s of one grid: A holds a run (stopped mid-training with SIGSTOP), C (--no-wait) runs
+    the other run and reports A's as running elsewhere, B waits for A; every run trains once, and each process's
+    counts say who ran what, with the full table at the end."""
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(tiny_spec_text(tiny_models).replace("steps: 4,", "steps: 12,"))
+    store = tmp_path / "store"
+    a = _brts("exp", "run", str(spec), "--store", str(store))
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(
+        list(p.parent.glob("checkpoints/step_*/checkpoint.pt")) for p in store.glob("tiny/*/record.json")
+    ):
+        time.sleep(0.05)
+    a.send_signal(signal.SIGSTOP)  # A holds its first run's lock, mid-training
+    try:
+        c = _brts("exp", "run", str(spec), "--store", str(store), "--no-wait")
+        c_out, c_err = c.communicate(timeout=300)
+        b_log = tmp_path / "b.txt"
+        with b_log.open("w") as log:
+            b = subprocess.Popen([sys.executable, "-m", "brts.cli", "exp", "run", str(spec), "--store", str(store)],
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}, text=True, stdout=log,
+                                 stderr=subprocess.PIPE)
+        deadline = time.time() + 240
+        while time.time() < deadline and "waiting for it to finish" not in b_log.read_text():
+            assert b.poll() is None, b.stderr.read() if b.stderr else ""
+            time.sleep(0.1)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    a_out, a_err = a.communicate(timeout=300)
+    _, b_err = b.communicate(timeout=300)
+    b_out = b_log.read_text()
+
+    assert c.returncode == 1, c_err
+    assert _counts(c_err) == "1 ran here, 1 running in another process", c_err
+    assert f"running in another process (pid {a.pid})" in c_err
+    assert a.returncode == 0, a_err
+    assert _counts(a_err) == "1 ran here, 1 ran in another process", a_err
+    assert b.returncode == 0, b_err
+    assert _counts(b_err) == "1 ran in another process, 1 cached", b_err
+    assert "is running in another process; waiting for it to finish" in b_out
+    # The full table everywhere: both arms in C's (A's run still unfinished there), equal ones in A's and B's.
+    assert all(f"│ {arm} " in c_out for arm in ("opd", "brts"))
+    assert _table(a_out) == _table(b_out) and "–" not in _table(a_out).split("reference)")[-1]
+    for record in store.glob("tiny/*/record.json"):  # each run trained once, by one process
+        data = json.loads(record.read_text())
+        assert data["status"] == "finished" and data["attempts"] == 1
+        steps = [json.loads(line)["step"] for line in (record.parent / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(13))

@@ -55,3 +55,20 @@ def test_finished_runs_are_found_in_experiments_and_sweeps(tmp_path):
 def test_a_folder_without_a_record_is_planned_and_not_a_run(tmp_path):
     folder = RunFolder(Path(tmp_path) / "nothing")
     assert folder.status == "planned" and not folder.is_run and folder.metrics() == [] and folder.last_step() == 0
+
+
+def test_record_and_config_honour_the_umask(tmp_path):
+    """A store shared by a group: record.json and config.yaml get the mode `open` would give (0666 less the umask),
+    not mkstemp's 0600. In a process with umask 027, so the test does not depend on the caller's."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from brts.runs.plan import plan; from brts.spec import ExperimentSpec; "
+              "from brts.store import RunStore; import pathlib; "
+              "[run] = plan(ExperimentSpec.model_validate({'name': 'exp', 'arms': ['opd'], 'seeds': [0]})); "
+              "RunStore(pathlib.Path(sys.argv[1])).prepare(run).update_record(status='finished')")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(0o027))
+    [record] = tmp_path.glob("exp/*/record.json")
+    for path in (record, record.parent / "config.yaml"):
+        assert path.stat().st_mode & 0o777 == 0o640, oct(path.stat().st_mode)

@@ -71,6 +71,11 @@ def test_interrupted_and_killed_sweeps_resume_to_exactly_the_budget(tmp_path, ti
     _wait(mid_second_trial, second)
     second.send_signal(signal.SIGKILL)
     second.wait()
+    # Until the next `sweep run` fails it, the killed trial is RUNNING in the study: status says it is dead.
+    status = _brts("sweep", "status", str(sweep), "--store", str(store))
+    status_out, status_err = status.communicate(timeout=120)
+    assert status.returncode == 0, status_err
+    assert "1 dead" in status_out and "dead: trial 2" in status_out and "running on" not in status_out, status_out
     (killed_run,) = [p for p, r in _records(runs).items() if r["status"] == "running"]
     kept_step = int(_checkpointed(killed_run)[-1].parent.name.removeprefix("step_"))
     before = [line for line in (killed_run / "metrics.jsonl").read_text().splitlines()
