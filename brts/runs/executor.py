@@ -9,6 +9,7 @@ import queue
 import socket
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_any
 from pathlib import Path
 from typing import Any
 
@@ -148,25 +149,26 @@ def execute(
             finish(planned, *execute_or_wait(planned, store.root, show, announce, wait=wait,
                                              retry_failed=retry_failed))
     else:
-        _execute_parallel(todo, store, workers, show, announce, finish, wait, retry_failed)
+        _execute_parallel(todo, store, workers, show, announce, finish, wait_others=wait, retry_failed=retry_failed)
     result = [outcomes[p.run_id] for p in plan]
     observer.runs_finished(result)
     return result
 
 
 def _execute_parallel(todo: Sequence[PlannedRun], store: RunStore, workers: int, show: Any, announce: Any,
-                      finish: Any, wait: bool, retry_failed: bool) -> None:
+                      finish: Any, *, wait_others: bool, retry_failed: bool) -> None:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         updates = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures: dict[Future[tuple[str, dict[str, Any]]], PlannedRun] = {
-                pool.submit(_worker, planned, store.root, updates, wait, retry_failed): planned for planned in todo
+                pool.submit(_worker, planned, store.root, updates, wait_others, retry_failed): planned
+                for planned in todo
             }
             pending = set(futures)
             try:
                 while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    done, pending = wait_any(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     _drain(updates, show, announce)
                     for fut in done:
                         status, record = fut.result()
