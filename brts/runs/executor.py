@@ -15,14 +15,12 @@ from typing import Any
 
 from brts.evaluation.evaluate import settings_digest
 from brts.runs.integrity import reusable
-from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, Outcome, RunObserver
+from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, WAIT_STAGE, Outcome, RunObserver
 from brts.runs.plan import PlannedRun
 from brts.runs.run import execute_run
 from brts.store import RunFolder, RunLocked, RunStore
 
 __all__ = ["Outcome", "execute", "skipped"]
-
-WAIT_STAGE = "wait"  # the stage of a run this process waits for while another process executes it
 
 
 def execute_or_wait(planned: PlannedRun, store_root: Path, progress: Any, stage: Any, *, wait: bool,

@@ -21,6 +21,7 @@ from brts.runs.plan import PlannedRun
 
 # A run another process executed while this one waited for it; one that process still holds (not waited for).
 RAN_ELSEWHERE, RUNNING_ELSEWHERE = "ran-elsewhere", "running-elsewhere"
+WAIT_STAGE = "wait"  # the stage of a run this process waits for while another process executes it
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class ProgressObserver(RunObserver):
         return True
 
     def stage(self, planned: PlannedRun, name: str) -> None:
-        if name == "wait":
+        if name == WAIT_STAGE:
             self.shown.note(f"{planned.arm} seed {planned.seed} ({planned.run_id}) is running in another process; "
                             "waiting for it to finish (--no-wait leaves it to that process)")
             name = "waiting for another process"
