@@ -117,10 +117,12 @@ def model_fingerprint(model: str) -> str:
     return hasher.hexdigest()[:16]
 
 
-def check_settings(spec: EvalSpec, task_seed: int = 0) -> None:
+def check_settings(spec: EvalSpec, task_seed: int = 0, backend: bool = True) -> None:
     """Refuse, before anything runs, what would fail every evaluation: an unknown lm-eval task name, an
-    unavailable backend, a missing data file or rows without the expected fields (raises with one line)."""
-    resolve_backend(spec)
+    unavailable backend (unless `backend` is off: a dry run on another machine than the one that will run it),
+    a missing data file or rows without the expected fields (raises with one line)."""
+    if backend:
+        resolve_backend(spec)
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
     for task in spec.tasks:
         data = task_data(task, spec, task_seed)

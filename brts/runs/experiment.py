@@ -80,10 +80,11 @@ def check_ready(spec: ExperimentSpec, store: RunStore, *, dry: bool = False) -> 
     (unknown lm-eval tasks, missing data) or an incompatible model pair; builds the built-in models once, in this
     process, before any worker starts. Raises UserError (one line).
 
-    `dry` (`brts exp show`): the same checks, but nothing is built, downloaded or written; a model pair that
-    needs either (a hub model, built-in models not built yet) is checked by the real run only."""
+    `dry` (`brts exp show`): the same checks, but nothing is built, downloaded or written, and the evaluation
+    backend is not looked for (show plans a GPU spec on any machine); a model pair that needs a build or a
+    download (a hub model, built-in models not built yet) is checked by the real run only."""
     store.check_writable()
-    check_settings(spec.eval, task_seed=spec.task.seed)
+    check_settings(spec.eval, task_seed=spec.task.seed, backend=not dry)  # vLLM may be on the GPU machine only
     preflight(spec.models, build=not dry)
 
 
