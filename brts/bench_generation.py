@@ -56,11 +56,11 @@ def qwen_vocab_model(root: Path) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from brts.random_models import SIZES
     from brts.tokenizer import build_char_tokenizer
 
     tokenizer = build_char_tokenizer(QWEN_VOCAB)
-    config = Qwen2Config(vocab_size=QWEN_VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=128, tie_word_embeddings=True,
+    config = Qwen2Config(**{**SIZES["tiny-qwen-vocab"], "vocab_size": QWEN_VOCAB},
                          max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)

@@ -8,10 +8,14 @@ Memory per training process (one per GPU under data parallelism; every rank hold
 resident plus the largest of the three phases of a step, which do not overlap:
   student   16 bytes/parameter: float32 weights, gradients and AdamW's two moments (master weights)
   teacher   2 bytes/parameter in bf16, 4 in float32 (frozen, no gradients or optimiser state)
-  sampling  the transformers decode loop (rollout.backend hf) over the largest batch it draws (the teacher's
-            N samples of every prompt, at most 256 rows): the KV cache at full length, the prompt's logits
-            at prefill and the sampler's per-token work over the vocabulary. vLLM engines are outside this
-            figure: they take `rollout.vllm_memory_fraction` of the GPU each (`fits`).
+  sampling  the keyed decode loop (rollout.backend hf, brts.rollout.keyed) over the largest batch it draws
+            (at most 256 rows: the teacher's N samples of every prompt, the student's own, or validation's),
+            the larger of its two stages: the prefill, one per distinct prompt (one layer's activations over
+            the distinct prompts, their logits at the last position only and a copy for each row), and each
+            decode step (the KV cache at full length and one layer's copy as it grows, the step's logits beside
+            the previous step's, and the sampler's temporaries over one chunk of rows, brts.rollout.nucleus).
+            vLLM engines are outside this figure: they take `rollout.vllm_memory_fraction` of the GPU each
+            (`fits`).
   alignment the student's no-grad forward over the candidates the selection ranks (at most all N + M of every
             prompt, `train.micro_batch_size` rows at a time): one layer's activations and the streamed head
   update    one micro-batch's forward and backward: layer activations (34 bytes x tokens x hidden size x
@@ -95,9 +99,12 @@ def architecture(name: str) -> Architecture | None:
 CPU_RUNTIME_GIB = 0.45
 # Rows the keyed decode loop samples together (brts.rollout.keyed.KeyedHFGenerator's batch_size).
 SAMPLING_BATCH = 256
-# Bytes per row and vocabulary entry of one sampling step: float32 logits and the sampler's float64 work
-# (probabilities, their sorted copy and its cumulative sum).
-SAMPLER_BYTES = 4 + 3 * 8
+# Vocabulary entries of the rows the token sampler works on at once (brts.rollout.nucleus._CHUNK; one row when
+# the vocabulary is larger).
+SAMPLER_CHUNK = 1 << 20
+# Bytes per entry of that chunk: float32 weights, their cumulative sum and a rejection round's masked copy, and
+# the boolean masks of the nucleus test.
+SAMPLER_BYTES = 3 * 4 + 4
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,19 @@ def _activations(arch: Architecture, tokens: int, precision: int, checkpointing:
     return per_layer * arch.layers
 
 
+def _sampling(arch: Architecture, rows: int, distinct: int, prompt: int, response: int, precision: int) -> float:
+    """Bytes the keyed decode loop holds beside the weights while it draws `rows` samples of `distinct` prompts
+    of `prompt` tokens, `response` new tokens each (the module docstring's sampling stages)."""
+    if rows == 0:
+        return 0.0
+    kv = 2 * arch.kv_heads * (arch.hidden // arch.heads) * arch.layers * precision  # bytes per cached token
+    prefill = (rows * prompt * kv + _activations(arch, distinct * prompt, precision, False, False)
+               + (distinct + rows) * arch.vocab * precision)
+    chunk = min(rows, max(1, SAMPLER_CHUNK // arch.vocab)) * arch.vocab * SAMPLER_BYTES
+    decode = rows * (prompt + response) * kv * (1 + 1 / arch.layers) + 2 * rows * arch.vocab * precision + chunk
+    return max(prefill, decode)
+
+
 def memory_estimate(
     cfg: RunConfig, resources: ResourcesSpec, *, prompt_tokens: int = 256, streamed: bool = True, device: str = "gpu"
 ) -> dict[str, float]:
@@ -148,10 +168,12 @@ def memory_estimate(
     width = 2 * min(vocab, max(m.opd_top_k, m.aux_top_k, m.effective_alignment_top_k)) + 1
     autocast_copies = 2 * student.parameters if precision == 2 else 0  # bf16 weights autocast keeps for backward
 
-    tier1 = prompts * m.teacher_samples if m.teacher_context else 0  # the teacher's Tier-1 draw is the largest
-    sample_rows = min(SAMPLING_BATCH, max(prompts * tc.samples_per_prompt, tier1))
-    kv = 2 * teacher.kv_heads * (teacher.hidden // teacher.heads) * teacher.layers * precision
-    sampling = sample_rows * ((prompt + response) * kv + (prompt * precision + SAMPLER_BYTES) * vocab)
+    draws = [(student, prompts, tc.samples_per_prompt, response),  # (model, prompts, samples each, tokens)
+             (student, tc.validation_problems, tc.validation_k, cfg.eval.max_new_tokens)]
+    if m.teacher_context:
+        draws.append((teacher, prompts, m.teacher_samples, response))
+    sampling = max(_sampling(arch, min(SAMPLING_BATCH, n * k), math.ceil(min(SAMPLING_BATCH, n * k) / k), prompt,
+                             tokens, precision) for arch, n, k, tokens in draws)
     if cfg.rollout.backend == "vllm":
         sampling = 0.0
 

@@ -23,31 +23,15 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def build_tokenizer(vocab_size: int) -> Any:
-    """The character tokenizer of the built-in models, padded with filler tokens to `vocab_size` entries."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    from brts.tokenizer import BOS, CHARACTERS, EOS, PAD, SPECIAL_TOKENS, UNK
-
-    tokens = list(SPECIAL_TOKENS + CHARACTERS)
-    tokens += [f"<f{i}>" for i in range(vocab_size - len(tokens))]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-                                   unk_token=UNK, padding_side="left", clean_up_tokenization_spaces=False)
-
-
 def build_models(folder: Path, architecture: dict[str, Any]) -> tuple[Path, Path, int]:
     """Random teacher (seed 1) and student (seed 2) folders of one Qwen2 `architecture` (config fields), each
     with the tokenizer; returns their paths and the parameter count of one model."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = build_tokenizer(architecture["vocab_size"])
+    from brts.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer(architecture["vocab_size"])
     config = Qwen2Config(**architecture, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     out, count = [], 0

@@ -7,12 +7,14 @@
 
 Builds a tokenizer here (one token per character plus filler tokens up to the vocabulary size), a random
 teacher and a random student of one architecture (`brts.random_models`), and a spec over the synthetic task
-(8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4); then runs each arm in its own process
+(8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4; on CPU one thread per core that other
+processes leave free, see scripts/sampler_threads.py); then runs each arm in its own process
 (so each arm's vLLM engines and peak memory are its own) through `brts.runs.experiment.run_experiment`, the path
 every run takes (training, checkpoints, final evaluation), and prints one table: per arm the step time, the
 rollout tokens/s, the peak memory (GPU: `torch.cuda.max_memory_allocated`, vLLM engines in-process included;
-CPU: the process's peak resident memory), the estimate of `brts.estimate` for the streamed computation and
-for the full-vocabulary one it replaced, and pass/fail. An arm fails when it does not finish, a loss is not
+CPU: the process's peak resident memory, and with `--json` its peak while the keyed decode loop draws), the
+estimate of `brts.estimate` for the streamed computation and for the full-vocabulary one it replaced, and
+pass/fail. An arm fails when it does not finish, a loss is not
 finite, or its peak passes `--max-peak-gib`; the exit status is 1 when any arm fails. Random models rarely
 sample EOS, so every response runs to the length limit: the step times are those of full-length rollouts.
 """
@@ -32,6 +34,40 @@ import time
 from pathlib import Path
 
 ARMS = ("opd", "brts")
+
+
+class PeakRSS:
+    """This process's peak resident memory (Linux), overall and while the keyed decode loop draws: the kernel's
+    high-water mark (VmHWM) is reset before each draw and read after it, and the overall peak keeps every
+    mark read before a reset."""
+
+    def __init__(self) -> None:
+        self.overall_kib = 0
+        self.sampling_kib = 0
+
+    @staticmethod
+    def _mark() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+
+    def watch_sampling(self) -> None:
+        from brts.rollout.keyed import KeyedHFGenerator
+
+        original = KeyedHFGenerator.sample
+
+        def sample(generator, requests, settings):  # type: ignore[no-untyped-def]
+            self.overall_kib = max(self.overall_kib, self._mark())
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := the current RSS
+            try:
+                return original(generator, requests, settings)
+            finally:
+                mark = self._mark()
+                self.sampling_kib, self.overall_kib = max(self.sampling_kib, mark), max(self.overall_kib, mark)
+
+        KeyedHFGenerator.sample = sample  # type: ignore[method-assign]
+
+    def overall_gib(self) -> float:
+        return max(self.overall_kib, self._mark()) / 2**20
 
 
 def spec_text(teacher: Path, student: Path, args: argparse.Namespace) -> str:
@@ -60,14 +96,18 @@ def run_arm(spec_path: Path, arm: str, store: Path) -> dict[str, object]:
     from brts.runs.observer import RunObserver
     from brts.spec import load_spec
 
+    rss = PeakRSS()
+
     def peak_gib() -> float:
         if torch.cuda.is_available():
             return torch.cuda.max_memory_allocated() / 2**30
+        if rss.sampling_kib:
+            return rss.overall_gib()
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     class Clock(RunObserver):
         def __init__(self) -> None:
-            self.started, self.events, self.peak = time.perf_counter(), [], 0.0
+            self.started, self.events, self.peak, self.sampling_peak = time.perf_counter(), [], 0.0, 0.0
 
         def runs_started(self, todo: object, cached: object) -> None:
             self.started = time.perf_counter()
@@ -79,10 +119,12 @@ def run_arm(spec_path: Path, arm: str, store: Path) -> dict[str, object]:
             print(f"  {arm} step {step}: {since:.2f} s{note}, surrogate/total {metrics['surrogate/total']}",
                   flush=True)
             if step == total:
-                self.peak = peak_gib()
+                self.peak, self.sampling_peak = peak_gib(), rss.sampling_kib / 2**20
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    elif Path("/proc/self/clear_refs").exists():
+        rss.watch_sampling()
     clock = Clock()
     result = run_experiment(load_spec(str(spec_path), [f"arms=[{arm}]"]), store, workers=1, observer=clock,
                             references=False)
@@ -104,12 +146,15 @@ def run_arm(spec_path: Path, arm: str, store: Path) -> dict[str, object]:
                         for k in steps[0] if k.startswith("time/")},
         "finite": all(isinstance(m["surrogate/total"], float) and math.isfinite(m["surrogate/total"]) for m in steps),
         "rollout_tokens_per_s": round(tokens / sampling) if sampling else None,
-        "peak_gib": clock.peak, "device": device,
+        "peak_gib": clock.peak, "device": device, **({"sampling_peak_gib": clock.sampling_peak}
+                                                     if clock.sampling_peak else {}),
     }
 
 
-def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> tuple[float, float]:
-    """(streamed, full-vocabulary) peak memory estimates of one arm's process in GiB (brts.estimate)."""
+def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> dict[str, float]:
+    """One arm's process in GiB (brts.estimate): its peak with the streamed log-probs (`estimate_gib`), with the
+    full-vocabulary computation before them (`unstreamed_gib`), and while the keyed decode loop draws
+    (`sampling_estimate_gib`: what stays resident plus the sampling stage)."""
     import torch
 
     from brts.estimate import memory_estimate
@@ -121,7 +166,9 @@ def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> tuple[float, flo
     streamed = memory_estimate(planned.config, planned.resources, prompt_tokens=prompt_tokens, device=device)
     full = memory_estimate(planned.config, planned.resources, prompt_tokens=prompt_tokens, streamed=False,
                            device=device)
-    return streamed["total"], full["total"]
+    resident = streamed["total"] - max(streamed["sampling"], streamed["alignment"], streamed["update"])
+    return {"estimate_gib": streamed["total"], "unstreamed_gib": full["total"],
+            "sampling_estimate_gib": resident + streamed["sampling"]}
 
 
 def prompt_width(spec_path: Path) -> int:
@@ -158,6 +205,17 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, wall: flo
     return "\n".join(lines)
 
 
+def free_core_threads() -> int:
+    """One thread per core that other processes leave free over half a second (brts.cpu): two OpenMP threads
+    on two cores stall whenever another process takes one of them (sampling ran ten times slower so on a
+    shared 2-core machine, scripts/sampler_threads.py)."""
+    from brts.cpu import FreeCores, threads_for, usable_cores
+
+    free = FreeCores()
+    time.sleep(0.5)
+    return threads_for(free.since_last(), cap=usable_cores())
+
+
 def verdict(result: dict[str, object], args: argparse.Namespace) -> str:
     if "error" in result:
         return f"FAIL ({result['error']})"
@@ -178,7 +236,8 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step (2 student samples each)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="response length, student and teacher")
     parser.add_argument("--logprob-chunk", type=int, default=None, help="train.logprob_chunk (default: the spec's)")
-    parser.add_argument("--threads", type=int, default=2, help="train.threads (CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="train.threads (CPU; default: the cores other processes leave free, at least 1)")
     parser.add_argument("--max-peak-gib", type=float, default=None, help="fail an arm whose peak memory is above")
     parser.add_argument("--vllm-memory-fraction", type=float, default=0.2)
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -201,6 +260,10 @@ def main() -> int:
         return 2
     from brts.random_models import build_models
 
+    if args.threads is None:
+        args.threads = free_core_threads()
+    if args.device == "cpu":
+        print(f"threads per arm: {args.threads}", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="brts-gpu-check-") as tmp:
         work = Path(tmp)
@@ -222,7 +285,7 @@ def main() -> int:
                 result: dict[str, object] = {"arm": arm, "error": f"exit {child.returncode}"}
             else:
                 result = json.loads(found.removeprefix("RESULT "))
-            result["estimate_gib"], result["unstreamed_gib"] = estimates(work / "spec.yaml", arm, width)
+            result.update(estimates(work / "spec.yaml", arm, width))
             result["verdict"] = verdict(result, args)
             results.append(result)
     print()

@@ -79,3 +79,32 @@ def test_exp_show_paper_specs_validate_and_plan_without_the_hub(monkeypatch):
 
     assert fit_columns(result.output) == ["yes", "yes"]
     assert fit_columns(larger.output) == ["no", "yes"]
+
+
+def test_sampling_follows_the_keyed_sampler(tmp_path):
+    config = Qwen2Config(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    (tmp_path / "spec.yaml").write_text(
+        f"name: sampling\nmodels: {{teacher: {tmp_path}, student: {tmp_path}}}\n"
+        "train: {prompts_per_step: 8, samples_per_prompt: 2, max_new_tokens: 16, validation_problems: 2,\n"
+        "        validation_k: 1}\neval: {max_new_tokens: 16}\narms: [opd, brts]\nseeds: [0]\n")
+    runs = {p.arm: p for p in plan(load_spec(str(tmp_path / "spec.yaml")))}
+    memory = memory_estimate(runs["brts"].config, runs["brts"].resources, prompt_tokens=10, device="cpu")
+    # float32 KV cache: 2 (keys, values) x 2 KV heads x 16 dims x 2 layers x 4 bytes = 512 bytes per token.
+    # The teacher's Tier-1 draw is the largest: 8 prompts x N = 4 = 32 rows, 26 tokens at the end.
+    prefill = 32 * 10 * 512 + 17 * 4 * (8 * 10) * 64 + (8 + 32) * 1000 * 4  # cache, one layer, last-position logits
+    decode = (32 * 26 * 512 * 1.5  # the cache at full length, and one layer's copy as it grows
+              + 2 * 32 * 1000 * 4  # the step's logits and the previous step's
+              + 32 * 1000 * 16)  # the sampler's temporaries: all 32 rows fit one chunk of 2^20 entries
+    assert memory["sampling"] * 2**30 == decode > prefill
+    # opd draws only the student's 16 rows
+    opd = memory_estimate(runs["opd"].config, runs["opd"].resources, prompt_tokens=10, device="cpu")
+    assert opd["sampling"] * 2**30 == 16 * 26 * 512 * 1.5 + 2 * 16 * 1000 * 4 + 16 * 1000 * 16
+
+
+def test_the_sampler_chunk_is_the_samplers():
+    from brts.estimate import SAMPLER_CHUNK
+    from brts.rollout import nucleus
+
+    assert SAMPLER_CHUNK == nucleus._CHUNK
