@@ -20,9 +20,10 @@ resident plus the largest of the three phases of a step, which do not overlap:
             prompt, `train.micro_batch_size` rows at a time): one layer's activations and the streamed head
   update    one micro-batch's forward and backward: layer activations (34 bytes x tokens x hidden size x
             layers at 2-byte precision, the usual estimate without recomputation; with gradient checkpointing
-            each layer's input plus one layer's 34) and the streamed head: `train.logprob_chunk` positions x
-            vocabulary x 4 bytes x 3 (logits, log-probs, one temporary), with the kept columns and the
-            teacher's hidden states (and in bf16 the student's weight copies autocast keeps, 2 bytes/parameter)
+            each layer's input plus one layer's 34) and the streamed head: `train.logprob_chunk` positions (on
+            CPU at most 2^22 logits, brts.logprobs) x vocabulary x 4 bytes x 3 (logits, log-probs, a
+            temporary), with the kept columns and the teacher's hidden states (and in bf16 the student's weight
+            copies autocast keeps, 2 bytes/parameter)
   runtime   on CPU only, the Python process itself (interpreter, torch, transformers, the tokenizer)
 `streamed=False` gives what the full-vocabulary computation before `brts.logprobs` needed instead: the
 alignment scored every candidate of the step in one forward, and every scoring forward held `[rows, P + R, V]`
@@ -99,6 +100,8 @@ def architecture(name: str) -> Architecture | None:
 CPU_RUNTIME_GIB = 0.45
 # Rows the keyed decode loop samples together (brts.rollout.keyed.KeyedHFGenerator's batch_size).
 SAMPLING_BATCH = 256
+# Logits per chunk of the streamed head on CPU (brts.logprobs.CPU_CHUNK_VALUES).
+CPU_CHUNK_VALUES = 1 << 22
 # Vocabulary entries of the rows the token sampler works on at once (brts.rollout.nucleus._CHUNK; one row when
 # the vocabulary is larger).
 SAMPLER_CHUNK = 1 << 20
@@ -164,7 +167,8 @@ def memory_estimate(
     micro = min(tc.micro_batch_size or rows, rows)
     candidates = prompts * (m.teacher_samples + (m.recovery_samples if m.recovery else 0)) if m.teacher_context else 0
     align_rows = min(tc.micro_batch_size or candidates, candidates) if streamed else candidates
-    head = min(tc.logprob_chunk, micro * response) * vocab * (3 * 4 + (precision if precision != 4 else 0))
+    chunk = min(tc.logprob_chunk, CPU_CHUNK_VALUES // vocab) if device == "cpu" else tc.logprob_chunk
+    head = min(max(1, chunk), micro * response) * vocab * (3 * 4 + (precision if precision != 4 else 0))
     width = 2 * min(vocab, max(m.opd_top_k, m.aux_top_k, m.effective_alignment_top_k)) + 1
     autocast_copies = 2 * student.parameters if precision == 2 else 0  # bf16 weights autocast keeps for backward
 

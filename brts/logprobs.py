@@ -7,12 +7,14 @@ positions left out); the output layer then runs over `chunk` positions at a time
 per position the student's and the teacher's top-K and the response token, with both models' log-probs
 there, and the student's entropy. The student's part is an autograd function whose backward recomputes one
 chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way.
+On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`positions_per_chunk`).
 
 Results equal those of the full-vocabulary computation to float rounding (tests/test_logprobs.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +94,23 @@ def response_hidden(model: PreTrainedModel, batch: ResponseBatch) -> Tensor:
     return out.last_hidden_state[:, width - 1 : width - 1 + resp_len][batch.mask.to(device)]
 
 
-def _chunks(count: int, chunk: int) -> range:
-    return range(0, count, max(1, chunk))
+# On CPU, at most this many logits per chunk (16 MiB of float32): glibc maps a larger block afresh for every
+# allocation and unmaps it when freed, and faulting in those fresh pages cost as much CPU time as the arithmetic
+# over a 151,936-token vocabulary (docs/LOG.md); blocks this small are reused. GPUs' caching allocator reuses any.
+CPU_CHUNK_VALUES = 1 << 22
+
+
+def positions_per_chunk(chunk: int, vocab: int, device: torch.device) -> int:
+    """Response positions per chunk: `chunk` (`train.logprob_chunk`), on CPU at most CPU_CHUNK_VALUES // vocab."""
+    if device.type == "cpu":
+        chunk = min(chunk, CPU_CHUNK_VALUES // vocab)
+    return max(1, chunk)
+
+
+def _parts(count: int, chunk: int, vocab: int, device: torch.device) -> Iterator[slice]:
+    """The slices of `count` positions that one chunk each covers."""
+    step = positions_per_chunk(chunk, vocab, device)
+    return (slice(start, start + step) for start in range(0, count, step))
 
 
 @dataclass(frozen=True)
@@ -116,8 +133,7 @@ def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: 
     indices = torch.empty(n, k, dtype=torch.long, device=hidden.device)
     token = hidden.new_empty(n, dtype=torch.float32)
     log_normaliser = hidden.new_empty(n, dtype=torch.float32)
-    for start in _chunks(n, chunk):
-        part = slice(start, start + chunk)
+    for part in _parts(n, chunk, head.vocab_size, hidden.device):
         logits = head.logits(hidden[part])
         log_normaliser[part] = logits.logsumexp(-1)
         logp = torch.log_softmax(logits, -1)
@@ -134,8 +150,7 @@ def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normalise
     dtype = compute_dtype(hidden, head)
     out = hidden.new_empty(columns.shape, dtype=torch.float32)
     with torch.autocast(hidden.device.type, enabled=False):
-        for start in _chunks(hidden.shape[0], chunk):
-            part = slice(start, start + chunk)
+        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
             rows = head.weight[columns[part]].to(dtype)  # [n, C, H]
             logits = (rows @ hidden[part].to(dtype).unsqueeze(-1)).squeeze(-1)
             if head.bias is not None:
@@ -156,8 +171,7 @@ class _StudentColumns(torch.autograd.Function):
         values = hidden.new_empty(n, k + extra.shape[1], dtype=torch.float32)
         columns = torch.empty(n, k + extra.shape[1], dtype=torch.long, device=hidden.device)
         ent = hidden.new_empty(n, dtype=torch.float32)
-        for start in _chunks(n, chunk):
-            part = slice(start, start + chunk)
+        for part in _parts(n, chunk, head.vocab_size, hidden.device):
             logp = torch.log_softmax(head.logits(hidden[part]), -1)
             top = logp.topk(k, dim=-1)
             columns[part] = torch.cat([top.indices, extra[part]], dim=-1)
@@ -177,8 +191,7 @@ class _StudentColumns(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight)
         grad_bias = None if bias is None else torch.zeros_like(bias)
         with torch.autocast(hidden.device.type, enabled=False):
-            for start in _chunks(hidden.shape[0], chunk):
-                part = slice(start, start + chunk)
+            for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
                 # d log_softmax: g - softmax * sum(g), g the upstream gradient scattered to its columns.
                 probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
                 grad_cols = grad_values[part].float()

@@ -103,8 +103,9 @@ def test_sampling_follows_the_keyed_sampler(tmp_path):
     assert opd["sampling"] * 2**30 == 16 * 26 * 512 * 1.5 + 2 * 16 * 1000 * 4 + 16 * 1000 * 16
 
 
-def test_the_sampler_chunk_is_the_samplers():
-    from brts.estimate import SAMPLER_CHUNK
+def test_the_chunk_sizes_are_the_codes():
+    from brts import estimate, logprobs
     from brts.rollout import nucleus
 
-    assert SAMPLER_CHUNK == nucleus._CHUNK
+    assert estimate.SAMPLER_CHUNK == nucleus._CHUNK
+    assert estimate.CPU_CHUNK_VALUES == logprobs.CPU_CHUNK_VALUES

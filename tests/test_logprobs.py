@@ -177,6 +177,22 @@ def test_no_scoring_forward_holds_more_than_one_chunk_of_vocabulary_rows(tmp_pat
     assert reference.rows >= 40
 
 
+def test_on_cpu_a_chunk_holds_at_most_cpu_chunk_values_logits(monkeypatch):
+    from brts import logprobs
+
+    assert logprobs.positions_per_chunk(256, 151_936, torch.device("cpu")) == (1 << 22) // 151_936 == 27
+    assert logprobs.positions_per_chunk(256, 59, torch.device("cpu")) == 256  # a small vocabulary: the spec's
+    assert logprobs.positions_per_chunk(256, 151_936, torch.device("meta")) == 256  # not CPU: the spec's
+    assert logprobs.positions_per_chunk(256, 10**8, torch.device("cpu")) == 1
+    # Scoring follows it: with the cap at 3 x 6000 logits, a chunk of 8 positions scores 3 at a time.
+    monkeypatch.setattr(logprobs, "CPU_CHUNK_VALUES", 3 * 6000)
+    head = OutputHead(torch.randn(6000, 16), None)
+    recorder = VocabularyRows(6000)
+    with recorder:
+        top = logprobs.top_tokens(head, torch.randn(10, 16), torch.zeros(10, dtype=torch.long), 4, 8)
+    assert recorder.rows == 3 and top.values.shape == (10, 4)
+
+
 def test_on_the_built_in_models_with_the_default_grids_method_the_losses_and_gradients_are_unchanged(tiny_models):
     from brts.method import arm_config
     from brts.models import load_model
