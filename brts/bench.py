@@ -55,6 +55,7 @@ class StepTiming:
     total: float
     peak_rss_mib: float
     teacher_tokens_generated: int  # by this configuration's steps (0 when the pool is warm)
+    student_tokens: float = 0.0  # sampled by the student per step (median over the timed steps)
 
 
 @dataclass
@@ -166,10 +167,12 @@ def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: in
             trainer._sync_student()
             records.append(trainer.step(step))
     seconds = {k: statistics.median(r[f"time/{k}"] for r in records[1:]) for k in PHASES}
+    rows = planned.config.train.prompts_per_step * planned.config.train.samples_per_prompt
+    student_tokens = statistics.median(r["student/response_tokens"] * rows for r in records[1:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak = torch.cuda.max_memory_allocated() / 2**20
-    out.put((seconds, peak, int(records[-1]["teacher/tokens_generated"])))
+    out.put((seconds, peak, int(records[-1]["teacher/tokens_generated"]), student_tokens))
 
 
 def step_timing(spec: ExperimentSpec, arm: str, n: int | None, pool: str, pool_path: str | None,
@@ -179,10 +182,10 @@ def step_timing(spec: ExperimentSpec, arm: str, n: int | None, pool: str, pool_p
     out = ctx.Queue()
     child = ctx.Process(target=_time_steps, args=(spec, arm, pool_path, steps, out))
     child.start()
-    seconds, peak, generated = out.get()
+    seconds, peak, generated, student_tokens = out.get()
     child.join()
     return StepTiming(arm, n, pool, {k: round(v, 4) for k, v in seconds.items()}, round(sum(seconds.values()), 4),
-                      round(peak, 1), generated)
+                      round(peak, 1), generated, round(student_tokens, 1))
 
 
 # --- 3. throughput ---------------------------------------------------------------------------------------
