@@ -2,7 +2,7 @@
 
 A scoring forward never holds the `[rows, R, V]` log-probs of a batch. The model's body runs once
 (`response_hidden`: the final hidden states at the positions that predict response tokens, prompt and padding
-positions left out); the output layer then runs over `chunk` positions at a time, and of each chunk's
+positions left out, each distinct prompt computed once for all its rows); the output layer then runs over `chunk` positions at a time, and of each chunk's
 `[chunk, V]` log-probs only what the losses, alignment scores and metrics read is kept (`brts.method.support`):
 per position the student's and the teacher's top-K and the response token, with both models' log-probs
 there, and the student's entropy. The student's part is an autograd function whose backward recomputes one
@@ -14,6 +14,7 @@ Results equal those of the full-vocabulary computation to float rounding (tests/
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from brts.method.losses import entropy
 from brts.method.support import first_occurrences, restricted, token_column
@@ -82,16 +83,45 @@ def compute_dtype(hidden: Tensor, head: OutputHead) -> torch.dtype:
 
 def response_hidden(model: PreTrainedModel, batch: ResponseBatch) -> Tensor:
     """The final hidden states `[N, H]` at the positions that predict the batch's N real response tokens, in
-    row-major order (`batch.mask`): the model's body without its output layer."""
+    row-major order (`batch.mask`): the model's body without its output layer.
+
+    Rows that share a prompt share its forward: each distinct prompt runs once, its key/value cache is copied to
+    its rows, and the responses run on top of it (the same values to float rounding, and the gradient flows
+    through the copies; the student's samples of one prompt and the selected teacher trajectory for it are such
+    rows). Under gradient checkpointing, which turns the cache off, every row runs whole."""
     device = model.device
-    out = model.base_model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,
-    )
+    ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
+    positions, mask = batch.position_ids.to(device), batch.mask.to(device)
     width, resp_len = batch.prompt_width, batch.tokens.shape[1]
-    return out.last_hidden_state[:, width - 1 : width - 1 + resp_len][batch.mask.to(device)]
+    body = model.base_model
+    shared = None if getattr(body, "gradient_checkpointing", False) else _distinct_prompts(ids, attention, width)
+    if shared is None:
+        out = body(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False)
+        return out.last_hidden_state[:, width - 1 : width - 1 + resp_len][mask]
+    first, rows = shared
+    cache = DynamicCache()
+    cache_arg = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    prompt = body(input_ids=ids[first, :width], attention_mask=attention[first, :width],
+                  position_ids=positions[first, :width], use_cache=True, **{cache_arg: cache})
+    hidden = prompt.last_hidden_state[rows, width - 1 :]  # [B, 1, H]: predicts the first response token
+    if resp_len > 1:  # the last response token predicts nothing: its position is left out
+        cache.batch_select_indices(rows)
+        end = width + resp_len - 1
+        rest = body(input_ids=ids[:, width:end], attention_mask=attention[:, :end], position_ids=positions[:, width:end],
+                    use_cache=True, **{cache_arg: cache})
+        hidden = torch.cat([hidden, rest.last_hidden_state], dim=1)
+    return hidden[mask]
+
+
+def _distinct_prompts(ids: Tensor, attention: Tensor, width: int) -> tuple[Tensor, Tensor] | None:
+    """(one row of each distinct prompt `[P]`, each row's prompt among them `[B]`), or None when no prompt repeats."""
+    key = torch.cat([ids[:, :width], attention[:, :width]], dim=1)
+    distinct, rows = torch.unique(key, dim=0, return_inverse=True)
+    if len(distinct) == len(key):
+        return None
+    first = torch.empty(len(distinct), dtype=torch.long, device=ids.device)
+    first.scatter_(0, rows, torch.arange(len(key), device=ids.device))
+    return first, rows
 
 
 # On CPU, at most this many logits per chunk (16 MiB of float32): glibc maps a larger block afresh for every

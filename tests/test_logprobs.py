@@ -8,12 +8,23 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_flatten
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from brts.logprobs import OutputHead, UnsupportedHeadError, kept_logprobs, teacher_pass, token_scores
+from brts.logprobs import (
+    OutputHead,
+    UnsupportedHeadError,
+    kept_logprobs,
+    response_hidden,
+    teacher_pass,
+    token_scores,
+)
 from brts.method import MethodConfig, kth_largest, opd_loss, support_top_k, teacher_context_loss
 from brts.scoring import build_batch
 
 PROMPTS = [[1, 5, 6], [1, 7], [1, 9, 9, 4]]
 RESPONSES = [[8, 9, 2, 11, 40], [4], [3, 3, 250, 7]]
+# Rows that share prompts (their forwards share the prompt's): [0, 1, 7] pads to the ids of [1, 7] (pad 0) but
+# its first token is real, so it is a prompt of its own.
+SHARED = ([[1, 5, 6], [1, 7], [1, 5, 6], [0, 1, 7], [1, 7], [1, 5, 6]],
+          [[8, 9, 2], [4, 4, 9, 9, 1], [3], [3, 3, 250, 7], [5, 6], [8, 9, 2, 11, 40]])
 
 
 def _model(seed: int, vocab: int = 300) -> Qwen2ForCausalLM:
@@ -31,10 +42,11 @@ def full_logprobs(model, batch):
     return torch.log_softmax(out.logits[:, width - 1 : width - 1 + length].float(), -1)
 
 
-@pytest.mark.parametrize("chunk", [1, 5, 1000])
-def test_kept_logprobs_equal_the_full_vocabulary_values_losses_and_gradients(chunk):
+@pytest.mark.parametrize("chunk, pairs", [(1, (PROMPTS, RESPONSES)), (5, (PROMPTS, RESPONSES)),
+                                          (1000, (PROMPTS, RESPONSES)), (5, SHARED), (1000, SHARED)])
+def test_kept_logprobs_equal_the_full_vocabulary_values_losses_and_gradients(chunk, pairs):
     student, teacher = _model(2), _model(1)
-    batch = build_batch(PROMPTS, RESPONSES, pad_id=0)
+    batch = build_batch(*pairs, pad_id=0)
     cfg = MethodConfig(teacher_context=True, opd_top_k=4, aux_top_k=3, alignment_top_k=2)
     k, mask = 4, batch.mask
 
@@ -91,8 +103,9 @@ def test_kept_logprobs_under_bf16_autocast_match_the_autocast_reference():
         torch.testing.assert_close(q.grad, ref_grads[name], rtol=0.1, atol=2e-3, msg=name)
 
 
-def test_token_scores_are_the_token_log_prob_and_the_kth_largest():
-    model, batch = _model(3), build_batch(PROMPTS, RESPONSES, pad_id=0)
+@pytest.mark.parametrize("pairs", [(PROMPTS, RESPONSES), SHARED])
+def test_token_scores_are_the_token_log_prob_and_the_kth_largest(pairs):
+    model, batch = _model(3), build_batch(*pairs, pad_id=0)
     with torch.no_grad():
         full = full_logprobs(model, batch)
         token, kth = token_scores(model, batch, k=3, chunk=2)
@@ -100,6 +113,21 @@ def test_token_scores_are_the_token_log_prob_and_the_kth_largest():
     torch.testing.assert_close(token[mask], full.gather(-1, batch.tokens.unsqueeze(-1)).squeeze(-1)[mask])
     torch.testing.assert_close(kth[mask], kth_largest(full, 3)[mask])
     assert torch.all(token[~mask] == 0)
+
+
+def test_rows_of_one_prompt_share_its_forward_and_checkpointing_runs_every_row_whole():
+    model, batch = _model(3), build_batch(*SHARED, pad_id=0)
+    widths = []
+    model.model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+                                          with_kwargs=True)
+    with torch.no_grad():
+        shared = response_hidden(model, batch)
+    assert widths == [(3, 3), (6, 4)]  # the 3 distinct prompts, then every row's response but its last token
+    model.gradient_checkpointing_enable()
+    widths.clear()
+    whole = response_hidden(model, batch)
+    assert widths == [(6, 8)]
+    torch.testing.assert_close(shared, whole.detach())
 
 
 def test_a_model_that_transforms_its_logits_is_refused():
