@@ -165,11 +165,11 @@ def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: 
     log_normaliser = hidden.new_empty(n, dtype=torch.float32)
     for part in _parts(n, chunk, head.vocab_size, hidden.device):
         logits = head.logits(hidden[part])
-        log_normaliser[part] = logits.logsumexp(-1)
-        logp = torch.log_softmax(logits, -1)
-        del logits
-        values[part], indices[part] = logp.topk(k, dim=-1)
-        token[part] = logp.gather(-1, tokens[part].unsqueeze(-1)).squeeze(-1)
+        # Log-probs only where kept: logit minus log-normaliser (no [chunk, V] log-softmax; the same order).
+        normaliser = log_normaliser[part] = logits.logsumexp(-1)
+        top = logits.topk(k, dim=-1)
+        values[part], indices[part] = top.values - normaliser.unsqueeze(-1), top.indices
+        token[part] = logits.gather(-1, tokens[part].unsqueeze(-1)).squeeze(-1) - normaliser
     return TopTokens(values, indices, token, log_normaliser)
 
 
