@@ -43,6 +43,12 @@ def test_support_columns_repeats_and_token_column_by_hand():
     assert token_column(columns, torch.tensor([1])).tolist() == [1]
 
 
+def test_first_occurrences_marks_each_tokens_earliest_column():
+    columns = torch.randint(0, 7, (3, 50, 15), generator=torch.Generator().manual_seed(0))  # many repeats
+    expected = [[[t not in row[:i] for i, t in enumerate(row)] for row in block] for block in columns.tolist()]
+    assert first_occurrences(columns).tolist() == expected
+
+
 def test_support_top_k_covers_every_top_k_and_stops_at_the_vocabulary():
     assert support_top_k(MethodConfig(opd_top_k=16, aux_top_k=1, alignment_top_k=3), 100) == 16
     assert support_top_k(MethodConfig(opd_top_k=4, aux_top_k=8), 100) == 8
