@@ -176,11 +176,16 @@ def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: 
 @torch.no_grad()
 def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normaliser: Tensor, chunk: int) -> Tensor:
     """Log-probs `[N, C]` of the tokens `columns[N, C]` from `hidden[N, H]` and `TopTokens.log_normaliser`,
-    through the C rows of the output layer each position needs (no full-vocabulary product)."""
+    through the C rows of the output layer each position needs (no full-vocabulary product, unless the columns
+    are a good part of the vocabulary: then one matrix product beats gathering C rows per position)."""
     dtype = compute_dtype(hidden, head)
     out = hidden.new_empty(columns.shape, dtype=torch.float32)
+    whole = head.cast(dtype) if columns.shape[-1] * 4 >= head.vocab_size else None
     with torch.autocast(hidden.device.type, enabled=False):
         for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+            if whole is not None:
+                out[part] = whole.logits(hidden[part]).gather(-1, columns[part]) - log_normaliser[part].unsqueeze(-1)
+                continue
             rows = head.weight[columns[part]].to(dtype)  # [n, C, H]
             logits = (rows @ hidden[part].to(dtype).unsqueeze(-1)).squeeze(-1)
             if head.bias is not None:

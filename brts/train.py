@@ -9,6 +9,7 @@ prompts and the same teacher samples (common random numbers for paired compariso
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import random
@@ -76,9 +77,16 @@ def step_epoch(pool_size: int, step: int, size: int) -> tuple[int, int]:
 def step_problems(pool: Sequence[Problem], seed: int, step: int, size: int) -> list[Problem]:
     """The prompts of one step: consecutive slices of a per-epoch shuffle of the train pool."""
     epoch, offset = step_epoch(len(pool), step, size)
-    order = list(range(len(pool)))
-    random.Random(stream_seed(seed, epoch, "epoch")).shuffle(order)
+    order = _epoch_order(len(pool), seed, epoch)
     return [pool[i] for i in order[offset * size : (offset + 1) * size]]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(size: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The epoch's shuffle of `range(size)` (shuffled once per epoch, not once per step)."""
+    order = list(range(size))
+    random.Random(stream_seed(seed, epoch, "epoch")).shuffle(order)
+    return tuple(order)
 
 
 def validation_set(task: Task, split: str, count: int) -> list[Problem]:
