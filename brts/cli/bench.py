@@ -41,6 +41,7 @@ def bench(
     import dataclasses
 
     from brts.bench import render, run_bench
+    from brts.spec import load_spec
     from brts.store import RunStore
 
     if peer is not None:
