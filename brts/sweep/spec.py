@@ -44,11 +44,11 @@ class ParamSpec(_Spec):
     """One searched field: `choices` (categorical), or a `low`..`high` range (int or float by the field's type)."""
 
     choices: tuple[Scalar, ...] | None = None
-    low: int | float | None = None
-    high: int | float | None = None
+    low: Int | Real | None = None
+    high: Int | Real | None = None
     log: bool = False
-    step: int | float | None = Field(None, gt=0)
-    grid: tuple[int | float, ...] | None = Field(None, description="points the grid sampler uses for a range")
+    step: Int | Real | None = Field(None, gt=0)
+    grid: tuple[Int | Real, ...] | None = Field(None, description="points the grid sampler uses for a range")
 
     @model_validator(mode="after")
     def _shape(self) -> ParamSpec:

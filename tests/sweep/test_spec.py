@@ -82,6 +82,7 @@ def test_overrides_reach_the_base_experiment(tiny_sweep):
 BAD = {
     "empty_range": (["space.method.aux_weight={low: 0.5, high: 0.5}"], "empty range"),
     "reversed_range": (["space.method.aux_weight={low: 1.0, high: 0.1}"], "reversed range"),
+    "boolean_bound": (["space.method.aux_weight={low: true, high: 1}"], "aux_weight.low"),
     "log_not_positive": (["space.method.aux_weight={low: 0, high: 1, log: true}"], "log range needs low > 0"),
     "n_below_1": (["space.method.teacher_samples={choices: [0, 2]}"], "teacher_samples.choices[0]: expected an integer >= 1"),
     "n_range_below_1": (["space.method.teacher_samples={low: 0, high: 8}"], "teacher_samples.low: expected an integer >= 1"),
