@@ -68,9 +68,11 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
             environment=environment(), pid=os.getpid(), error=None, failed_stage=None,
         )
-        tracking = RunTracking.start(planned, run, store_root) if planned.tracking.enabled else None
+        tracking: RunTracking | None = None
         step_name = "train"
         try:
+            if planned.tracking.enabled:  # inside the try: whatever the trackers raise is recorded as a failure
+                tracking = RunTracking.start(planned, run, store_root)
             integrity.check_final(run)
             if not run.trained:
                 announce(planned.run_id, "train")

@@ -194,3 +194,17 @@ def test_tracking_changes_no_run_id_and_an_unknown_backend_is_one_line(tmp_path,
     assert "tensorboard, mlflow, wandb" in lines[0]
     assert not (tmp_path / "s").exists()
     assert json.loads(json.dumps(tracked.tracking.model_dump()))["project"] == "x"
+
+
+def test_an_error_while_the_trackers_start_is_a_failed_run_not_a_crash(tmp_path, tiny_models, monkeypatch):
+    from brts.runs import run as run_module
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(run_module.RunTracking, "start", broken)
+    spec = _spec(tmp_path, tiny_models, ["tensorboard"], "train.steps=1")
+    result = run_experiment(spec, tmp_path / "store", references=False)
+    [outcome] = result.outcomes
+    assert not result.ok and outcome.record["status"] == "failed"
+    assert outcome.record["error"] == "OSError: disk full"
