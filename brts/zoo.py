@@ -32,6 +32,7 @@ from brts.cpu import ThreadGovernor, thread_count_invariant, usable_cores
 from brts.errors import ModelLoadError
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
+from brts.spec import DEFAULT_BUILD_SEED
 from brts.store.files import UMASK
 from brts.tasks.synthetic import (
     MAX_OPS,
@@ -54,7 +55,7 @@ RECIPE_VERSION = "10"  # bump whenever the recipe changes in a way the settings 
 class BuildSettings:
     """Everything that determines the built models; its hash names the cache folder."""
 
-    seed: int = 0
+    seed: int = DEFAULT_BUILD_SEED
     # Architecture (one shape for both models, so the student has the teacher's capacity).
     hidden_size: int = 128
     layers: int = 2
@@ -115,7 +116,7 @@ def default_cache_root() -> Path:
 
 def build_default_models(
     cache_root: Path | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_BUILD_SEED,
     progress: bool = True,
     settings: BuildSettings | None = None,
 ) -> BuiltModels:
@@ -140,7 +141,7 @@ def build_default_models(
     return _built(final)
 
 
-def cached_default_models(cache_root: Path | None = None, seed: int = 0) -> BuiltModels | None:
+def cached_default_models(cache_root: Path | None = None, seed: int = DEFAULT_BUILD_SEED) -> BuiltModels | None:
     """The default models when they are already built under `cache_root` (nothing is built or written), else None."""
     settings = dataclasses.replace(BuildSettings(), seed=seed)
     final = (Path(cache_root) if cache_root is not None else default_cache_root()) / settings.digest()

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from brts.cli.common import JsonProgressOpt, QuietOpt, err, out, user_errors
+from brts.spec import DEFAULT_BUILD_SEED
 
 app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF files.", no_args_is_help=True)
 
 
 @app.command("build")
 def models_build(
-    seed: Annotated[int, typer.Option(help="build seed")] = 0,
+    seed: Annotated[int, typer.Option(help="build seed")] = DEFAULT_BUILD_SEED,
     cache: Annotated[Path | None, typer.Option(help="cache folder (default: $BRTS_CACHE or ~/.cache/brts)")] = None,
     quiet: QuietOpt = False,
     json_progress: JsonProgressOpt = False,

@@ -12,6 +12,7 @@ from brts.spec.errors import SpecError
 from brts.spec.evaluation import EvalSpec
 from brts.spec.experiment import (
     BUILTIN_MODELS,
+    DEFAULT_BUILD_SEED,
     HOLDOUT_SPLIT,
     MEMORY_ONLY_TRAIN_FIELDS,
     ArmSpec,
@@ -32,7 +33,7 @@ from brts.spec.tracking import TrackingSpec
 from brts.spec.warnings import spec_warnings
 
 __all__ = [
-    "BUILTIN_MODELS", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
+    "BUILTIN_MODELS", "DEFAULT_BUILD_SEED", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
     "ModelsSpec", "Name", "PoolSpec", "ResourcesSpec", "RolloutSpec", "RunConfig", "SpecError", "TaskSpec",
     "TrackingSpec", "TrainSpec", "default_search_dirs", "list_specs", "load_spec", "resolved_yaml", "spec_warnings",
 ]

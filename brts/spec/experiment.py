@@ -30,6 +30,8 @@ from brts.values import Int, Real, Seed
 
 # The tiny models the project builds itself (brts.zoo), by spec name -> role: the one list of their names.
 BUILTIN_MODELS = {"builtin:teacher": "teacher", "builtin:student": "student"}
+# The build seed of the built-in models unless a spec sets `models.build_seed` (how it was chosen: docs/LOG.md).
+DEFAULT_BUILD_SEED = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 LOCAL_PREFIXES = ("/", "./", "../", "~")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
@@ -112,7 +114,7 @@ class ModelsSpec(_Spec):
 
     teacher: str = Field("builtin:teacher", min_length=1)
     student: str = Field("builtin:student", min_length=1)
-    build_seed: Seed = 0
+    build_seed: Seed = DEFAULT_BUILD_SEED
 
     @field_validator("teacher", "student")
     @classmethod
