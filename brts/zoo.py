@@ -28,8 +28,7 @@ import torch
 from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from brts.cpu import ThreadGovernor, thread_count_invariant, usable_cores
-from brts.errors import ModelLoadError
+from brts.build_pace import BuildPace
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.spec import DEFAULT_BUILD_SEED
@@ -160,70 +159,18 @@ def _built(root: Path) -> BuiltModels:
     )
 
 
-_BUILD_THREADS = 2  # the most threads a build uses: more barely help models this small
-_CALIBRATION_WIDTH = 48  # tokens per row of the timed calibration steps: a typical build batch's width
-# Whole build time over its training steps' time, as calibrated (data, curriculum stages, the measurement);
-# measured on a 2-core machine, idle and with one core busy (docs/LOG.md).
-_OVERHEAD = 1.25
-
-
 def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
     threads = torch.get_num_threads()
     try:
         with _progress(progress) as (advance, say):
-            invariant = thread_count_invariant()
-            forced = _forced_threads()
-            cap = forced or (_BUILD_THREADS if invariant else 1)
-            governor = ThreadGovernor(cap, floor=forced or 1)
             tokenizer = build_char_tokenizer()
-            expected = _expected_seconds(tokenizer, settings)
-            free = "?" if governor.free is None else f"{governor.free:.1f}"
-            say(f"building the default models once (cached under {out.parent}): expect about "
-                f"{_minutes(expected)} on {governor.threads} thread{'s' * (governor.threads > 1)}"
-                + (f" (BRTS_BUILD_THREADS={forced})" if forced else
-                   f" ({free} of {usable_cores()} cores free; re-checked as it goes)")
-                + ("" if invariant else "; one thread only, as matrix products here depend on the thread count "
-                   "(MKL_CBWR was not set before torch started)"))
-            start = governor.threads
-            _build_models(out, settings, tokenizer, advance, governor.tick, lambda: {
-                "expected_seconds": round(expected, 1), "threads_at_start": start, "thread_changes": governor.changes})
+            steps = (settings.student_steps + settings.student_guess_steps + settings.teacher_steps
+                     + settings.student_shaky_steps)
+            pace = BuildPace.start(lambda: _new_model(tokenizer, settings), len(tokenizer), settings.batch_size, steps)
+            say(pace.announcement(out.parent))
+            _build_models(out, settings, tokenizer, advance, pace.governor.tick, pace.notes)
     finally:
         torch.set_num_threads(threads)
-
-
-def _forced_threads() -> int | None:
-    """`$BRTS_BUILD_THREADS` as a fixed thread count, when set (else the free cores decide, up to two)."""
-    value = os.environ.get("BRTS_BUILD_THREADS", "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ModelLoadError(f"BRTS_BUILD_THREADS={value!r}: expected a positive whole number of threads, or unset "
-                             "it to use the free cores")
-    return int(value)
-
-
-def _expected_seconds(tokenizer: PreTrainedTokenizerBase, settings: BuildSettings) -> float:
-    """The build's time predicted from three timed training steps of the recipe's model at its batch size."""
-    steps = settings.student_steps + settings.student_guess_steps + settings.teacher_steps + settings.student_shaky_steps
-    with torch.random.fork_rng(devices=[]):  # leaves the build's random streams alone
-        torch.manual_seed(0)
-        model = _new_model(tokenizer, settings)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        ids = torch.randint(0, len(tokenizer), (settings.batch_size, _CALIBRATION_WIDTH))
-        seconds = []
-        for _ in range(3):
-            started = time.perf_counter()
-            logits = model(input_ids=ids).logits
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seconds.append(time.perf_counter() - started)
-    return steps * min(seconds[1:]) * _OVERHEAD  # the first step warms up
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
 
 
 def _build_models(out: Path, settings: BuildSettings, tokenizer: PreTrainedTokenizerBase, advance: Advance,
