@@ -240,7 +240,7 @@ def _unfinish(folder: Path) -> None:
 
 def _repair_logs(folder: Path, move: Any) -> list[str]:
     """Cut the logs back to what both cover, and move aside the checkpoints past it and `final/`."""
-    damages, covered = log_damage(folder)
+    covered = log_damage(folder)[1]
     if covered is None:
         return []
     lines = []
