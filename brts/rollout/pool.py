@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS samples (
 )
 """
 _COLUMNS = "key, teacher, tier, stream, idx, token_ids, text, finish_reason, grader, grade, created, digest"
-_CORRUPT, _NOT_A_DATABASE = 11, 26  # SQLite's primary result codes for a damaged file
+_BUSY, _CORRUPT, _NOT_A_DATABASE = 5, 11, 26  # SQLite's primary result codes: locked elsewhere, damaged file
 
 
 class PoolDamaged(UserError):
@@ -71,6 +71,14 @@ def is_damage(exc: sqlite3.Error) -> bool:
         return code & 0xFF in (_CORRUPT, _NOT_A_DATABASE)
     text = str(exc)
     return "malformed" in text or "not a database" in text
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error says another connection holds the lock it needs ("database is locked")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF == _BUSY
+    return "database is locked" in str(exc)
 
 
 def row_digest(key: str, blob: bytes, text: str, finish: str, grader: str | None, grade: int | None) -> str:
@@ -153,6 +161,23 @@ def move_aside(path: Path) -> Path:
     return moved[0] if moved else path
 
 
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL mode and the connection's settings, then the table (added to, for a pool from before digests)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL to 8 MiB after checkpoints
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+        if "digest" not in columns:  # a pool from before rows carried digests: its rows fail the check
+            db.execute("ALTER TABLE samples ADD COLUMN digest TEXT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SamplePool:
     """A connection to one pool file (created on first use). One instance per process; not fork-safe.
 
@@ -174,25 +199,26 @@ class SamplePool:
             self._db = self._recover(exc)
 
     def _connect(self) -> sqlite3.Connection:
+        """A connection with the pool's settings and schema. Switching a new file to WAL takes the write lock
+        from inside a read transaction, and SQLite never waits for that upgrade (its busy handler is not called,
+        which would risk a deadlock): a process opening the file while another creates it gets "database is
+        locked" at once. So the setup is retried, with backoff, for up to `timeout_s`; once the file is in WAL
+        the pragma changes nothing and needs no write lock."""
         db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        deadline, pause = time.monotonic() + self.timeout_s, 0.005
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL to 8 MiB after checkpoints
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(_SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
-                if "digest" not in columns:  # a pool from before rows carried digests: its rows fail the check
-                    db.execute("ALTER TABLE samples ADD COLUMN digest TEXT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            while True:
+                try:
+                    _set_up(db)
+                    return db
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
         except BaseException:
             db.close()
             raise
-        return db
 
     def _recover(self, damage: sqlite3.Error) -> sqlite3.Connection:
         """Move the damaged file aside and start an empty pool, once across processes (another may have done it)."""

@@ -15,12 +15,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from brts.distributed import Ranks
 from brts.runs.plan import PlannedRun
 from brts.store import RunFolder
+from brts.store.files import sqlite_setup_lock
 
 Warn = Callable[[str], None]
 RECORD_KEY = "tracking"  # record.json: {backend: {"id": its run id or None, "step": the last step sent}}
@@ -101,6 +103,17 @@ def _tracker(backend: str, planned: PlannedRun, run: RunFolder, known_id: str | 
     return tracker
 
 
+def _setup_lock(backend: str) -> AbstractContextManager[object]:
+    """What a tracker holds while it starts. MLflow's SQLite store creates its tables on first use, and
+    accelerate's tracker looks the experiment up and then creates it: runs starting at once in several processes
+    would both create them, so an MLflow store in an SQLite file is locked beside the file meanwhile."""
+    if backend != "mlflow":
+        return nullcontext()
+    import mlflow
+
+    return sqlite_setup_lock(mlflow.get_tracking_uri())
+
+
 def _tracker_id(backend: str, tracker: Any) -> str | None:
     if backend == "mlflow":
         return str(tracker.active_run.info.run_id)
@@ -142,8 +155,9 @@ class RunTracking:
         for backend in planned.tracking.backends:
             known = tracking.state.get(backend)
             try:
-                tracker = _tracker(backend, planned, run, known.get("id") if known else None)
-                tracker.start()
+                with _setup_lock(backend):
+                    tracker = _tracker(backend, planned, run, known.get("id") if known else None)
+                    tracker.start()
                 if known is None:  # a new tracker run: the config once (a resumed run's is the same)
                     tracker.store_init_configuration(hyperparameters(planned))
             except Exception as exc:

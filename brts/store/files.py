@@ -9,9 +9,12 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from brts.errors import UserError
 
@@ -44,6 +47,18 @@ def quarantine(path: Path, base: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), str(target))
     return target
+
+
+def sqlite_setup_lock(url: str) -> AbstractContextManager[object]:
+    """For an SQLAlchemy URL `sqlite:///PATH` whose folder exists, a lock beside the file (`PATH.lock`) to hold
+    while a library sets the database up: Optuna and MLflow look for their tables and then create them, which
+    fails ("table ... already exists") when two processes do it at once. For another URL, no lock."""
+    scheme, sep, rest = url.partition("://")
+    path = rest.removeprefix("/").partition("?")[0]
+    if not sep or scheme.partition("+")[0].lower() != "sqlite" or path in ("", ":memory:"):
+        return nullcontext()
+    db = Path(path)
+    return FileLock(str(db.with_name(db.name + ".lock"))) if db.parent.is_dir() else nullcontext()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -9,6 +9,7 @@ import os
 import socket
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from brts.errors import UserError
 from brts.store import RunStore
+from brts.store.files import sqlite_setup_lock
 from brts.sweep.spec import Sweep
 
 # A live worker records a heartbeat this often; a trial without one for GRACE seconds is failed and retried.
@@ -74,8 +76,11 @@ def open_storage(url: str, *, create: bool) -> BaseStorage:
             db = url.split("://", 1)[1].removeprefix("/")
             if db and not Path(db).is_file():
                 raise SweepError(f"storage {url}: no database file there yet; run `brts sweep run` first")
-        return RDBStorage(url, skip_table_creation=not create, heartbeat_interval=HEARTBEAT_SECONDS,
-                          grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=_retry)
+        # Optuna creates its tables when they are missing: two `brts sweep run` starting on one new SQLite file
+        # would both create them, so creating holds a lock beside the file.
+        with sqlite_setup_lock(url) if create else nullcontext():
+            return RDBStorage(url, skip_table_creation=not create, heartbeat_interval=HEARTBEAT_SECONDS,
+                              grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=_retry)
     except SweepError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a journal file with a line that is not JSON

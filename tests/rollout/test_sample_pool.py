@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
 
 from brts.rollout.base import Completion
 from brts.rollout.pool import PooledSample, SampleKey, SamplePool
@@ -85,3 +90,48 @@ def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     got = pool.get_many([_key(i) for i in expected])
     assert added == len(expected) == pool.stats().samples
     assert all(got[_key(i)] == _sample(i) for i in expected)
+
+
+OPENERS, ROUNDS = 8, 200
+
+
+def _open_at_once(root: str, worker: int, barrier: Barrier, out: mp.Queue) -> None:
+    """Each round: wait for every opener, then open that round's new pool, write one sample and read it back."""
+    for r in range(ROUNDS):
+        try:
+            barrier.wait(timeout=60)
+            pool = SamplePool(Path(root) / f"pool-{r}.sqlite", timeout_s=60)
+            pool.put_many([(_key(worker), _sample(worker))])
+            got = pool.get_many([_key(worker)])
+            pool.close()
+            out.put((worker, r, "ok" if got == {_key(worker): _sample(worker)} else f"read back {got}"))
+        except Exception as exc:
+            out.put((worker, r, f"{type(exc).__name__}: {exc}"))
+            if isinstance(exc, threading.BrokenBarrierError):
+                return
+
+
+def test_processes_creating_one_new_pool_at_the_same_instant_all_open_it(tmp_path):
+    """Opening a pool file that other processes are creating at that instant is no error: SQLite does not wait for
+    the lock that switching a new file to WAL takes ("database is locked" at once), so the pool retries."""
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs the fork start method")
+    ctx = mp.get_context("fork")  # a spawned opener would import torch (seconds each); these touch only SQLite
+    barrier, out = ctx.Barrier(OPENERS), ctx.Queue()
+    openers = [ctx.Process(target=_open_at_once, args=(str(tmp_path), w, barrier, out), daemon=True)
+               for w in range(OPENERS)]
+    for p in openers:
+        p.start()
+    outcomes = {}
+    for _ in range(OPENERS * ROUNDS):
+        worker, r, outcome = out.get(timeout=120)
+        outcomes[worker, r] = outcome
+    for p in openers:
+        p.join(30)
+    failed = sorted(f"opener {w} round {r}: {o}" for (w, r), o in outcomes.items() if o != "ok")
+    assert failed == [], f"{len(failed)} of {OPENERS * ROUNDS} opens failed:\n" + "\n".join(failed[:10])
+    assert len(outcomes) == OPENERS * ROUNDS and [p.exitcode for p in openers] == [0] * OPENERS
+    for r in range(ROUNDS):  # every opener's sample is in its round's pool
+        pool = SamplePool(tmp_path / f"pool-{r}.sqlite")
+        assert pool.get_many([_key(w) for w in range(OPENERS)]) == {_key(w): _sample(w) for w in range(OPENERS)}
+        pool.close()

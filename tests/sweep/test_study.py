@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
+from multiprocessing.synchronize import Barrier
 
 import optuna
 import pytest
@@ -97,3 +99,37 @@ def test_a_damaged_journal_is_one_line_naming_it(tiny_sweep, tmp_path):
     for attempt in (lambda: load_existing(sweep, url), lambda: create_or_load(sweep, open_storage(url, create=True), url)):
         with pytest.raises(SweepError, match=f"storage {url}: damaged.*store check --repair"):
             attempt()
+
+
+def _create_at_once(sweep, root: str, rounds: int, barrier: Barrier, out: mp.Queue) -> None:
+    """Each round: wait for the others, then create or load the sweep's study in that round's new SQLite file."""
+    for r in range(rounds):
+        try:
+            barrier.wait(timeout=60)
+            url = f"sqlite:///{root}/study-{r}.db"
+            create_or_load(sweep, open_storage(url, create=True), url)
+            out.put("ok")
+        except Exception as exc:
+            out.put(f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, threading.BrokenBarrierError):
+                return
+
+
+def test_sweeps_creating_one_new_sqlite_study_at_once_all_open_it(tmp_path, tiny_sweep):
+    """Several `brts sweep run` on one new sqlite:/// file: Optuna creates its tables when missing, and without the
+    lock beside the file several would at once ("table studies already exists")."""
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs the fork start method")
+    sweep, processes, rounds = load_sweep(tiny_sweep), 4, 5
+    ctx = mp.get_context("fork")  # a spawned process would import torch (seconds); these touch only Optuna's SQLite
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_create_at_once, args=(sweep, str(tmp_path), rounds, barrier, out), daemon=True)
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    outcomes = [out.get(timeout=120) for _ in range(processes * rounds)]
+    for p in procs:
+        p.join(30)
+    assert [o for o in outcomes if o != "ok"] == [] and [p.exitcode for p in procs] == [0] * processes
+    for r in range(rounds):
+        assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/study-{r}.db")] == ["sweep"]
