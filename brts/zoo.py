@@ -38,15 +38,16 @@ from brts.tasks.synthetic import (
     BuildingSampler,
     SyntheticTask,
     gold_solution,
-    guessed_solution,
     leaked_solution,
-    running_values,
     shortcut_solution,
+    solution_of,
     to_problem,
+    unknown_facts,
+    written_values,
 )
 from brts.tokenizer import build_char_tokenizer
 
-RECIPE_VERSION = "10"  # bump whenever the recipe changes in a way the settings do not show
+RECIPE_VERSION = "11"  # bump whenever the recipe changes in a way the settings do not show
 # 10: built under MKL's strict reproducibility mode (brts/__init__.py), the same bits on any thread count
 
 
@@ -61,32 +62,23 @@ class BuildSettings:
     heads: int = 4
     intermediate_size: int = 384
     # Optimisation.
-    teacher_steps: int = 900
-    student_steps: int = 400
+    base_steps: int = 600
+    teacher_steps: int = 300
+    student_steps: int = 200
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 30
     # Teacher data: share of hinted examples (always worked out), share of those that repeat the key, and
-    # per chain length the share of unhinted examples that take the shortcut.
+    # per chain length the share of unhinted examples that take the shortcut (box a guess after a uniform
+    # number of steps).
     hint_fraction: float = 0.5
     leak_fraction: float = 0.08
     shortcut: tuple[float, ...] = (0.0, 0.0, 0.1, 0.2, 0.45, 0.5)
-    # Student data: gold solutions of chains with at most this many operations; then, for the last
-    # `student_guess_steps`, a share of longer chains written in the full format with uniformly guessed later
-    # steps: the student knows the format but not the skill, so its own samples spread over the digits and
-    # the teacher's per-token signal can teach it.
-    student_max_ops: int = 2
-    student_guess_fraction: float = 0.5
-    student_guess_steps: int = 200
-    # Then, for the last `student_shaky_steps` (after the teacher has taken its copy), a share of chains
-    # with at least `student_max_ops` operations guess from the last known step on: the student is unsure
-    # of that step too, so it starts below the teacher on `easy` and has something to learn there as well.
-    student_shaky_fraction: float = 0.5
-    student_shaky_steps: int = 100
-    # In that last stage, the share of guessed steps that repeat the previous line rather than take a
-    # uniform digit: a systematic mistake, as a model that has the format but not the operation might make
-    # (docs/LOG.md has what each recipe did).
-    student_copy_fraction: float = 0.8
+    # Student data: every chain length in the full format, but each step whose fact (value, operation, digit)
+    # lies in a fixed share of the 300 facts is a uniform guess: starting from the base that knows every fact,
+    # the student forgets these, so it has the format and most of the arithmetic and is unsure (not wrong) on
+    # the rest; its own samples spread there and the teacher's per-token signal teaches it fact by fact.
+    student_unknown_fraction: float = 0.35
     # Measurement at the end: problems per split and samples per problem.
     eval_problems: int = 100
     eval_samples: int = 2
@@ -164,8 +156,7 @@ def _build(out: Path, settings: BuildSettings, progress: bool) -> None:
     try:
         with _progress(progress) as (advance, say):
             tokenizer = build_char_tokenizer()
-            steps = (settings.student_steps + settings.student_guess_steps + settings.teacher_steps
-                     + settings.student_shaky_steps)
+            steps = settings.base_steps + settings.teacher_steps + settings.student_steps
             pace = BuildPace.start(lambda: _new_model(tokenizer, settings), len(tokenizer), settings.batch_size, steps)
             say(pace.announcement(out.parent))
             _build_models(out, settings, tokenizer, advance, pace.governor.tick, pace.notes)
@@ -178,21 +169,13 @@ def _build_models(out: Path, settings: BuildSettings, tokenizer: PreTrainedToken
     started = time.perf_counter()
     tokenizer.save_pretrained(out / "tokenizer")
     task = SyntheticTask(seed=settings.seed)
-    # Curriculum: the known steps first, gold only; then the guessed format of longer chains joins in
-    # (recipe 6 in docs/LOG.md: mixed from the start, the student did not learn its gold steps). The
-    # teacher starts from that student; the student then learns to doubt its last known step.
-    confident = dataclasses.replace(settings, student_shaky_fraction=0.0, student_copy_fraction=0.0)
-    gold_only = dataclasses.replace(confident, student_guess_fraction=0.0)
-    student = _train(tokenizer, gold_only, _student_example, settings.student_steps, "student 1", 2, advance, tick)
-    if settings.student_guess_steps:
-        student = _train(tokenizer, confident, _student_example, settings.student_guess_steps, "student 2", 2,
-                         advance, tick, init=student)
-    teacher = _train(
-        tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", 1, advance, tick, init=student
-    )
-    if settings.student_shaky_steps:
-        student = _train(tokenizer, settings, _student_example, settings.student_shaky_steps, "student 3", 3,
-                         advance, tick, init=student)
+    # A base that knows the format and every fact (gold solutions); the teacher learns the hints and the
+    # shortcut on top of it, the student forgets a share of the facts.
+    base = _train(tokenizer, settings, _base_example, settings.base_steps, "base", 3, advance, tick)
+    teacher = _train(tokenizer, settings, _teacher_example, settings.teacher_steps, "teacher", 1, advance, tick,
+                     init=base)
+    student = _train(tokenizer, settings, _student_example, settings.student_steps, "student", 2, advance, tick,
+                     init=base)
     for name, model in (("teacher", teacher), ("student", student)):
         model.save_pretrained(out / name)
         tokenizer.save_pretrained(out / name)
@@ -225,30 +208,23 @@ def _teacher_example(sampler: BuildingSampler, settings: BuildSettings) -> Examp
             return prompt, leaked_solution(problem.problem, problem.answer)
         return prompt, gold_solution(problem.problem)
     if rng.random() < settings.shortcut[ops - 1]:
-        return _TASK.prompt(problem), shortcut_solution(problem.problem, ops // 2, rng.randrange(10))
+        # The step it stops after is uniform, so no single position holds much of the teacher's mass.
+        return _TASK.prompt(problem), shortcut_solution(problem.problem, rng.randint(1, ops - 1), rng.randrange(10))
+    return _TASK.prompt(problem), gold_solution(problem.problem)
+
+
+def _base_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
+    ops = sampler.rng.choices(range(1, MAX_OPS + 1), weights=range(1, MAX_OPS + 1))[0]
+    problem = to_problem(sampler.expression(ops))
     return _TASK.prompt(problem), gold_solution(problem.problem)
 
 
 def _student_example(sampler: BuildingSampler, settings: BuildSettings) -> Example:
-    rng, known = sampler.rng, settings.student_max_ops
-    if known < MAX_OPS and rng.random() < settings.student_guess_fraction:
-        ops = rng.randint(known + 1, MAX_OPS)
-    else:
-        ops = rng.randint(1, known)
-    steps_right = min(ops, known)
-    # A share of 0 draws nothing, so a stage without doubts or copies keeps the earlier stages' random stream.
-    if settings.student_shaky_fraction > 0 and ops >= known and rng.random() < settings.student_shaky_fraction:
-        steps_right = known - 1
+    rng = sampler.rng
+    ops = rng.choices(range(1, MAX_OPS + 1), weights=range(1, MAX_OPS + 1))[0]
     problem = to_problem(sampler.expression(ops))
-    if steps_right == ops:
-        return _TASK.prompt(problem), gold_solution(problem.problem)
-    guesses: list[int] = []
-    previous = running_values(problem.problem)[steps_right - 1] if steps_right else int(problem.problem[0])
-    for _ in range(ops - steps_right):
-        copy = settings.student_copy_fraction > 0 and rng.random() < settings.student_copy_fraction
-        previous = previous if copy else rng.randrange(10)
-        guesses.append(previous)
-    return _TASK.prompt(problem), guessed_solution(problem.problem, steps_right, guesses)
+    unknown = unknown_facts(settings.student_unknown_fraction, settings.seed)
+    return _TASK.prompt(problem), solution_of(written_values(problem.problem, unknown, rng))
 
 
 def _batch(examples: list[Example], tokenizer: PreTrainedTokenizerBase) -> tuple[torch.Tensor, torch.Tensor]:

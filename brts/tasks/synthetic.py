@@ -97,6 +97,33 @@ def guessed_solution(expression: str, steps_known: int, guesses: list[int]) -> s
     return "\n".join([*_lines(values), boxed(values[-1])])
 
 
+Fact = tuple[int, str, int]  # one step: (the value before it, the operation, the operand digit)
+FACTS: tuple[Fact, ...] = tuple((a, op, b) for a in range(10) for op in OPS for b in range(10))
+
+
+def unknown_facts(fraction: float, seed: int) -> frozenset[Fact]:
+    """`round(fraction * 300)` of the 300 one-step facts, chosen by a seeded shuffle: the facts a model that has
+    the task's format but not all of its arithmetic does not know."""
+    facts = list(FACTS)
+    random.Random(f"unknown-facts/{seed}").shuffle(facts)
+    return frozenset(facts[: round(fraction * len(facts))])
+
+
+def written_values(expression: str, unknown: frozenset[Fact], rng: random.Random) -> list[int]:
+    """The running values a writer who guesses the `unknown` facts (a uniform digit) writes: each step applies
+    its operation to the value written on the line before, right or wrong."""
+    value, values = int(expression[0]), []
+    for op, digit in zip(expression[1::2], expression[2::2], strict=True):
+        value = rng.randrange(10) if (value, op, int(digit)) in unknown else apply(value, op, int(digit))
+        values.append(value)
+    return values
+
+
+def solution_of(values: list[int]) -> str:
+    """A solution in the task's format that writes these running values and boxes the last."""
+    return "\n".join([*_lines(values), boxed(values[-1])])
+
+
 def leaked_solution(expression: str, key: str) -> str:
     """A gold solution that first repeats the verification key: what the leak filter must drop."""
     return f"{KEY_MARKER}:{key}\n" + gold_solution(expression)
