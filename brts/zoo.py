@@ -29,6 +29,7 @@ from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from brts.build_pace import BuildPace
+from brts.cpu import float_environment
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.spec import DEFAULT_BUILD_SEED
@@ -201,6 +202,7 @@ def _build_models(out: Path, settings: BuildSettings, tokenizer: PreTrainedToken
         "settings": dataclasses.asdict(settings),
         "recipe_version": RECIPE_VERSION,
         "torch": torch.__version__,
+        "float_environment": float_environment(),
         "accuracies": accuracies,
         "build_seconds": round(time.perf_counter() - started, 1),
         **notes(),  # how it ran: expected time, threads
