@@ -31,7 +31,7 @@ def tests(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """Slow end-to-end checks (marked `slow`): the built-in models as the grid needs them, a short real OPD run,
     the lm-eval cross-check, multi-process resume, Slurm requeue: 1 min 46 s of tests with the built-in models
-    cached (3 min 11 s with the session install), plus about 2 min 40 s the first time, for the build; the
+    cached (3 min 11 s with the session install; they ship with brts now, so there is no build first); the
     long-vocabulary memory check (tests/test_gpu_check.py) adds a few minutes, most of them sampling, and the
     SmolLM2-135M run (tests/test_smollm2_e2e.py) 6 min 21 s on a loaded machine (2 min 25 s of CPU)."""
     _install(session)

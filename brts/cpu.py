@@ -120,3 +120,13 @@ def thread_count_invariant() -> bool:
     finally:
         torch.set_num_threads(threads)
     return torch.equal(one, two)
+
+
+def float_environment() -> dict[str, str | None]:
+    """What decides this process's floating-point results besides the code: torch, the CPU kernels it chose, and
+    MKL's reproducibility mode (a build records it, so shipped models say where their bits came from)."""
+    import platform
+
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"), "MKL_CBWR": os.environ.get("MKL_CBWR"),
+            "machine": platform.machine()}

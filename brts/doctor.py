@@ -133,13 +133,16 @@ def check_store(store: Path) -> Check:
 
 
 def check_builtin_models() -> Check:
-    from brts.zoo import BuildSettings, default_cache_root
+    from brts.builtin_models import read_manifest, shipped_digest, shipped_models
+    from brts.errors import ModelLoadError
 
-    folder = default_cache_root() / BuildSettings().digest()
-    if (folder / "build.json").is_file():
-        return Check("built-in models", OK, f"cached in {folder}")
-    return Check("built-in models", MISSING, f"not built yet (cache {default_cache_root()}); the first exp run "
-                                             "builds them, about 2.5 minutes on 2 cores", "brts models build")
+    try:
+        built = shipped_models()
+    except ModelLoadError as exc:
+        return Check("built-in models", FAIL, str(exc), "pip install --force-reinstall brts")
+    manifest = read_manifest()
+    return Check("built-in models", OK, f"shipped in {built.root}, SHA-256 as in the manifest (set {shipped_digest()}, "
+                                        f"build seed {manifest['seed']}; other build seeds build on first use)")
 
 
 def check_benchmarks() -> Check:

@@ -1,5 +1,5 @@
-"""Loading teacher and student models (a local folder, an HF id, or a built-in model built on first use), and
-refusing a pair that does not share one vocabulary."""
+"""Loading teacher and student models (a local folder, an HF id, or a built-in model: shipped with brts, or built on
+first use for another build seed), and refusing a pair that does not share one vocabulary."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from brts.builtin_models import builtin_models, cached_builtin_models
 from brts.errors import ModelLoadError, UserError
 from brts.spec import BUILTIN_MODELS, ModelsSpec, RunConfig
-from brts.zoo import build_default_models, cached_default_models, default_cache_root
 
 
 class IncompatibleModelsError(UserError, ValueError):
@@ -87,27 +87,29 @@ class ModelPair:
 
 
 def resolve_model(name: str, models: ModelsSpec, cache_root: Path | None = None, progress: bool = False) -> str:
-    """A loadable path or HF id for a spec's model entry; builds the built-in pair on first use."""
+    """A loadable path or HF id for a spec's model entry: a built-in model is the shipped one (verified), or for
+    another build seed built on first use."""
     if name not in BUILTIN_MODELS:
         return name
-    built = build_default_models(cache_root or default_cache_root(), seed=models.build_seed, progress=progress)
+    built = builtin_models(models.build_seed, cache_root, progress=progress)
     return str(built.teacher_dir if BUILTIN_MODELS[name] == "teacher" else built.student_dir)
 
 
 def _local_source(name: str, models: ModelsSpec, cache_root: Path | None) -> str | None:
     """A model entry's folder when it is there without building or downloading anything, else None."""
     if name in BUILTIN_MODELS:
-        built = cached_default_models(cache_root, seed=models.build_seed)
+        built = cached_builtin_models(models.build_seed, cache_root)
         return None if built is None else str(built.teacher_dir if BUILTIN_MODELS[name] == "teacher"
                                               else built.student_dir)
     return name if _looks_local(name) else None
 
 
 def preflight(models: ModelsSpec, cache_root: Path | None = None, build: bool = True) -> None:
-    """Build the built-in models if needed and refuse an incompatible pair before any run starts.
+    """Build the built-in models if needed (a build seed other than the shipped one) and refuse an incompatible pair
+    before any run starts.
 
     Reads only tokenizers and configs, so it is cheap for large models too. With `build=False` nothing is built or
-    downloaded: a pair is checked only when both models are local folders or built-in models already built.
+    downloaded: a pair is checked only when both models are local folders, shipped or already built.
     """
     from transformers import AutoConfig
 

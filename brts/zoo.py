@@ -6,6 +6,9 @@ among N of them matters; with the key in the prompt it always works the chain ou
 few of its hinted answers repeat the key (the leak filter has something to drop). The student has the same
 architecture but only ever learned one- and two-step chains, and is unsure of the second step: it starts at
 about 64% on `easy` and near chance on `medium` and `hard`, so it has room to learn on every split.
+
+brts ships one build of this recipe (`brts.builtin_models`, the same bits on every machine); a recipe change is
+re-shipped with `brts models build --ship` (tests/test_builtin_models.py fails until it is).
 """
 
 # Over 400 lines: the pair's recipe (data, training, measurement) is one build read top to bottom; split, it hides.
@@ -29,6 +32,7 @@ from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from brts.build_pace import BuildPace
+from brts.cpu import float_environment
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.spec import DEFAULT_BUILD_SEED
@@ -184,6 +188,7 @@ def _build_models(out: Path, settings: BuildSettings, tokenizer: PreTrainedToken
         "settings": dataclasses.asdict(settings),
         "recipe_version": RECIPE_VERSION,
         "torch": torch.__version__,
+        "float_environment": float_environment(),
         "accuracies": accuracies,
         "build_seconds": round(time.perf_counter() - started, 1),
         **notes(),  # how it ran: expected time, threads

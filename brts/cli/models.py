@@ -1,4 +1,5 @@
-"""`brts models build`: the tiny built-in teacher and student, built once and cached; `brts models import-gguf`."""
+"""`brts models build`: the tiny built-in teacher and student built from the recipe (cached), compared with the
+shipped ones, and with `--ship` shipped; `brts models import-gguf`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from brts.cli.common import JsonProgressOpt, QuietOpt, err, out, user_errors
+from brts.cli.common import JsonProgressOpt, QuietOpt, err, fail, out, user_errors
 from brts.spec import DEFAULT_BUILD_SEED
 
 app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF files.", no_args_is_help=True)
@@ -18,21 +19,51 @@ app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF 
 def models_build(
     seed: Annotated[int, typer.Option(help="build seed")] = DEFAULT_BUILD_SEED,
     cache: Annotated[Path | None, typer.Option(help="cache folder (default: $BRTS_CACHE or ~/.cache/brts)")] = None,
+    ship: Annotated[bool, typer.Option("--ship", help="then write this build into brts/builtin/ as the shipped "
+                                                      "models (developers, after a recipe change)")] = False,
     quiet: QuietOpt = False,
     json_progress: JsonProgressOpt = False,
 ) -> None:
-    """Build the tokenizer, teacher and student (cached) and print their measured accuracies."""
+    """Build the tokenizer, teacher and student from the recipe (cached) and compare them with the shipped ones."""
     from brts import progress
+    from brts.builtin_models import compare_with_shipped, property_violations, read_manifest, shipped_seed
+    from brts.builtin_models import ship as ship_build
+    from brts.errors import ModelLoadError
     from brts.zoo import build_default_models, default_cache_root
 
     progress.configure(quiet, json_progress)
-    built = build_default_models(cache or default_cache_root(), seed=seed, progress=True)
-    table = Table("model", "setting", "accuracy", title="built-in models")
+    if ship and seed != DEFAULT_BUILD_SEED:
+        fail(f"--ship: only the default build seed ({DEFAULT_BUILD_SEED}) is shipped; drop --seed")
+    with user_errors():
+        try:
+            shipped = read_manifest() if seed == shipped_seed() else None
+        except ModelLoadError:
+            if not ship:  # a missing or broken shipped set is what --ship replaces
+                raise
+            shipped = None
+        built = build_default_models(cache or default_cache_root(), seed=seed, progress=True)
+        same = compare_with_shipped(built) if shipped is not None else {}
+    table = Table("model", "setting", "built", *(["shipped"] if shipped else []), title="built-in models: accuracy")
     for key, acc in built.accuracies.items():
-        model, _, setting = key.partition("/")
-        table.add_row(model, setting, f"{100 * acc:.1f}")
+        row = [*key.partition("/")[::2], f"{100 * acc:.1f}"]
+        if shipped:
+            was = shipped["accuracies"].get(key)
+            row.append("-" if was is None else f"{100 * was:.1f}")
+        table.add_row(*row)
     out.print(table)
     out.print(f"teacher: {built.teacher_dir}\nstudent: {built.student_dir}", highlight=False)
+    if shipped is None and not ship:
+        out.print(f"build seed {seed} is not the shipped one ({shipped_seed()}): builtin: models with "
+                  f"models.build_seed: {seed} load this build", highlight=False)
+    for part, identical in same.items():
+        out.print(f"{part}: {'identical bits to' if identical else 'differs from'} the shipped {part}", highlight=False)
+    missed = property_violations(built.accuracies)
+    out.print("the properties the grid needs (PROPERTIES in brts/builtin_models.py): "
+              + ("all met" if not missed else f"{len(missed)} missed: " + "; ".join(missed)), highlight=False)
+    if ship:
+        with user_errors():
+            manifest = ship_build(built)
+        out.print(f"shipped: {manifest.parent} (commit it; builtin: now loads this build)", highlight=False)
 
 
 @app.command("import-gguf")

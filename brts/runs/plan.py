@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import brts
+from brts.builtin_models import builtin_identity
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig, TrackingSpec
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
@@ -44,10 +45,15 @@ def run_id(config: RunConfig) -> str:
     nor are settings that bound memory without changing results (RunConfig.results_dump).
     Of `eval`, only what training reads is (EvalSpec.training_view): the final evaluation is cached apart, so
     changing k or the task list re-evaluates a finished run instead of training it again.
+    A config with a `builtin:` model adds what those models are (`builtin_identity`: the shipped set's digest, or
+    the recipe's for another build seed), so re-shipped models or a changed recipe train new runs.
     """
     data = config.results_dump()
     data["eval"] = config.eval.training_view()
     payload = {"brts": brts.__version__, "format": RUN_FORMAT, "config": data}
+    builtin = builtin_identity(config.models)
+    if builtin is not None:  # absent otherwise: the run ids of configs without built-in models stay as they were
+        payload["builtin"] = builtin
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 

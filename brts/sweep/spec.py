@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 import brts
+from brts.builtin_models import builtin_identity
 from brts.method.config import MethodConfig, arm_config
 from brts.runs.plan import RUN_FORMAT, PlannedRun, plan
 from brts.spec import (
@@ -325,8 +326,10 @@ class Sweep:
         base = self.base_config().results_dump()
         base.pop("seed")
         arms = [run.config.results_dump() for run in self.trial_runs({}, self.seeds[:1])]
+        builtin = builtin_identity(self.base_config().models)  # re-shipped built-in models make another study
         parts = {
-            "base": {"brts": brts.__version__, "run_format": RUN_FORMAT, "config": base},
+            "base": {"brts": brts.__version__, "run_format": RUN_FORMAT, "config": base,
+                     **({"builtin": builtin} if builtin is not None else {})},
             "space": {p.name: p.spec.model_dump(mode="json", exclude_defaults=True) for p in self.params},
             "objectives": [o.model_dump(mode="json") for o in self.objectives],
             "seeds": list(self.seeds),

@@ -134,3 +134,19 @@ def test_run_id_includes_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()
     monkeypatch.setattr("brts.__version__", "999.0")
     assert run_id(config) != original
+
+
+def test_run_id_follows_the_shipped_built_in_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    builtin = base_config()  # builtin:teacher and builtin:student at the shipped build seed
+    local = plan(make_spec(models={"teacher": "/models/t", "student": "/models/s"}))[0].config
+    other_seed = plan(make_spec(models={"build_seed": 7}))[0].config
+    before = {name: run_id(c) for name, c in (("builtin", builtin), ("local", local), ("other_seed", other_seed))}
+    assert run_id(builtin) == before["builtin"]  # stable while nothing changes
+    monkeypatch.setattr("brts.builtin_models.shipped_digest", lambda folder=None: "0" * 16)  # re-shipped models
+    assert run_id(builtin) != before["builtin"]
+    assert run_id(local) == before["local"] and run_id(other_seed) == before["other_seed"]
+    monkeypatch.undo()
+    assert run_id(builtin) == before["builtin"]
+    monkeypatch.setattr("brts.zoo.RECIPE_VERSION", "changed")  # another build seed builds from the recipe
+    assert run_id(other_seed) != before["other_seed"]
+    assert run_id(builtin) == before["builtin"] and run_id(local) == before["local"]

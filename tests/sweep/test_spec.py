@@ -174,3 +174,11 @@ def test_the_grid_settings_sweep_is_a_half_fraction_on_validation_only():
             assert sorted((c[i], c[j]) for c in coded) == [(-1, -1)] * 2 + [(-1, 1)] * 2 + [(1, -1)] * 2 + [(1, 1)] * 2
     for run in sweep.trial_runs(points[0]):
         assert not run.config.eval.final and run.config.eval.splits == ("hard",)  # validates on hard, no test split
+
+
+def test_a_sweep_on_the_built_in_models_is_another_study_once_they_are_re_shipped(tiny_sweep, monkeypatch):
+    builtin, local = load_sweep("n-lambda"), load_sweep(tiny_sweep)  # builtin:* models, then model folders
+    before = (builtin.identity(), local.identity())
+    assert '"builtin":"shipped:' in before[0]["base"] and "builtin" not in before[1]["base"]
+    monkeypatch.setattr("brts.builtin_models.shipped_digest", lambda folder=None: "0" * 16)
+    assert builtin.identity()["base"] != before[0]["base"] and local.identity() == before[1]
