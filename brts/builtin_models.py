@@ -57,14 +57,15 @@ class Bound:
 # The one place these thresholds live: the shipped models must meet them (tested), and a redesigned recipe changes
 # them together with the models it ships. Keys are `brts.zoo.measure`'s.
 PROPERTIES = (
-    Bound("teacher/easy", ">=", 0.95, why="the teacher knows the task"),
+    Bound("teacher/easy", ">=", 0.9, why="the teacher knows the task"),
     Bound("teacher/hard", ">=", 0.5, why="the teacher is right on hard chains often enough to teach them"),
     Bound("teacher/hard", "<=", 0.75, why="wrong often enough that choosing among N samples matters"),
     Bound("teacher/hard_any_correct", ">", 0.1, than="teacher/hard", why="one of N samples is right more often"),
     Bound("teacher_hint/hard", ">", 0.2, than="teacher/hard", why="Tier 2 has something to recover"),
+    Bound("teacher_hint/hard_leak_rate", ">", 0.0, why="the leak filter has something to drop"),
     Bound("student/easy", "<=", -0.2, than="teacher/easy", why="room to learn on every split"),
-    Bound("student/medium", "<=", 0.3, why="the student is near chance (0.1)"),
-    Bound("student/hard", "<=", 0.25, why="the student is near chance (0.1)"),
+    Bound("student/medium", "<=", -0.25, than="teacher/medium", why="room to learn on every split"),
+    Bound("student/hard", "<=", -0.25, than="teacher/hard", why="room to learn on every split"),
 )
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 

@@ -1,14 +1,17 @@
 """The embedded default models: a tiny teacher and student trained here, on the synthetic task, in minutes.
 
-The teacher knows every chain length but, on long chains without a key, often takes a shortcut (it boxes a
-random digit after about half the steps), so its own samples are right only part of the time and choosing
-among N of them matters; with the key in the prompt it always works the chain out (Tier 2 recovers), and a
-few of its hinted answers repeat the key (the leak filter has something to drop). The student has the same
-architecture but only ever learned one- and two-step chains, and is unsure of the second step: it starts at
-about 64% on `easy` and near chance on `medium` and `hard`, so it has room to learn on every split.
+Both start from one base that knows the task's format and all 300 one-step facts (value, operation, digit).
+The teacher then learns to read a key (with the key in the prompt it always works the chain out: Tier 2
+recovers; some of its hinted answers repeat the key: the leak filter has something to drop) and, on longer
+chains without a key, sometimes to box a guess after a uniform number of steps: its own samples are right
+only part of the time, so choosing among N of them matters, while no single position holds much of its mass,
+so the mode-seeking `L_OPD` learns the whole chain from it. The student forgets a fixed share of the facts (it
+guesses a uniform digit there): it keeps the format and most of the arithmetic, starts well below the teacher
+on every split, and learns the missing facts one by one, so its accuracy rises gradually rather than in a
+jump that a run makes or misses.
 
-brts ships one build of this recipe (`brts.builtin_models`, the same bits on every machine); a recipe change is
-re-shipped with `brts models build --ship` (tests/test_builtin_models.py fails until it is).
+The recipe runs once, on the developers' machine: `brts/builtin/` ships its result (`brts.builtin_models`),
+since its 1,400 chained AdamW steps give other bits under other floating-point kernels.
 """
 
 # Over 400 lines: the pair's recipe (data, training, measurement) is one build read top to bottom; split, it hides.
@@ -76,8 +79,8 @@ class BuildSettings:
     # per chain length the share of unhinted examples that take the shortcut (box a guess after a uniform
     # number of steps).
     hint_fraction: float = 0.5
-    leak_fraction: float = 0.08
-    shortcut: tuple[float, ...] = (0.0, 0.0, 0.1, 0.2, 0.45, 0.5)
+    leak_fraction: float = 0.2
+    shortcut: tuple[float, ...] = (0.0, 0.1, 0.3, 0.45, 0.6, 0.7)
     # Student data: every chain length in the full format, but each step whose fact (value, operation, digit)
     # lies in a fixed share of the 300 facts is a uniform guess: starting from the base that knows every fact,
     # the student forgets these, so it has the format and most of the arithmetic and is unsure (not wrong) on

@@ -30,7 +30,7 @@ from pathlib import Path
 from brts.zoo import BuildSettings, build_default_models
 scale, out = float(sys.argv[1]), Path(sys.argv[2])
 base = BuildSettings()
-counts = ("teacher_steps", "student_steps", "student_guess_steps", "student_shaky_steps", "eval_problems")
+counts = ("base_steps", "teacher_steps", "student_steps", "eval_problems")
 settings = dataclasses.replace(base, **{k: max(1, round(getattr(base, k) * scale)) for k in counts})
 built = build_default_models(out, progress=False, settings=settings)
 record = json.loads((built.root / "build.json").read_text())

@@ -17,7 +17,7 @@ def benchmarks_dir() -> Path:
 
 
 TINY = BuildSettings(
-    hidden_size=32, layers=1, heads=2, intermediate_size=64, teacher_steps=30, student_steps=20,
+    hidden_size=32, layers=1, heads=2, intermediate_size=64, base_steps=20, teacher_steps=20, student_steps=10,
     batch_size=16, warmup_steps=2, eval_problems=4, eval_samples=1,
 )
 

@@ -130,7 +130,8 @@ def test_another_build_seed_builds_from_the_recipe(tmp_path: Path, monkeypatch: 
 
 def test_property_violations_name_each_missed_bound() -> None:
     good = {"teacher/easy": 1.0, "teacher/medium": 0.9, "teacher/hard": 0.6, "teacher/hard_any_correct": 0.8,
-            "teacher_hint/hard": 0.99, "student/easy": 0.6, "student/medium": 0.2, "student/hard": 0.1}
+            "teacher_hint/hard": 0.99, "teacher_hint/hard_leak_rate": 0.05, "student/easy": 0.6,
+            "student/medium": 0.4, "student/hard": 0.25}
     assert property_violations(good) == []
     bad = {**good, "teacher/hard": 0.76, "student/easy": 0.85}
     lines = property_violations(bad)

@@ -22,7 +22,14 @@ from brts.report.display import cost_display, formatted_table, grader_display, p
 from brts.report.grader import grader_table
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
 from brts.report.speed import DEFAULT_THRESHOLD, speed_sentences, speed_table
-from brts.report.tables import StatsSettings, arm_task_table, cost_table, seed_gaps, summary_sentences
+from brts.report.tables import (
+    StatsSettings,
+    arm_task_table,
+    cost_table,
+    seed_gaps,
+    summary_sentences,
+    uninformative_tasks,
+)
 from brts.store import RunStore
 
 Progress = Callable[[str], None]
@@ -194,8 +201,9 @@ def _caveats(table: pd.DataFrame, speed: pd.DataFrame, runs: pd.DataFrame, usabl
            "learning-speed measure's. An interval that excludes 0 with a Holm p above that is not claimed."]
     if not compared.empty:
         out.append(f"Power: with these seeds the smallest difference found with {cfg.power:.0%} probability is "
-                   f"{_range(compared['detectable'])} points (per comparison under 'Power'); three seeds rarely "
-                   "resolve a few points.")
+                   f"{_range(compared['detectable'])} points (per comparison under 'Power').")
+    for task, why in uninformative_tasks(table).items():
+        out.append(f"{display_task(task)} is uninformative: {why}; no arm can differ there.")
     one = [a for a, n in seeds.items() if n == 1]
     if one:
         out.append(f"One training seed only for {', '.join(one)}: the interval covers problem sampling, "

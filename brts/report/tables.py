@@ -182,3 +182,21 @@ def seed_gaps(runs: pd.DataFrame, arms: Sequence[str]) -> dict[str, tuple[int, i
     counts = runs[runs["usable"]].groupby("arm")["seed"].nunique()
     most = int(counts.max()) if len(counts) else 0
     return {arm: (int(counts.get(arm, 0)), most) for arm in arms if int(counts.get(arm, 0)) < most}
+
+
+UNINFORMATIVE_MARGIN = 3.0  # points: every arm this close to 100 or to the student's start says nothing
+
+
+def uninformative_tasks(table: pd.DataFrame, start_role: str = "student_start",
+                        margin: float = UNINFORMATIVE_MARGIN) -> dict[str, str]:
+    """Tasks on which no arm can show anything: every arm's mean within `margin` points of 100 (a ceiling) or
+    of the student's start (nothing learned), by task, with which of the two."""
+    arms = table[table["kind"] == "arm"]
+    start = table[(table["kind"] == "reference") & (table["arm"] == start_role)].set_index("task")["avg"]
+    out: dict[str, str] = {}
+    for task, rows in arms.groupby("task", sort=False):
+        if (rows["avg"] >= 100.0 - margin).all():
+            out[str(task)] = f"every arm within {margin:g} points of 100"
+        elif task in start.index and ((rows["avg"] - start[task]).abs() <= margin).all():
+            out[str(task)] = f"every arm within {margin:g} points of the student's start ({start[task]:.1f})"
+    return out

@@ -191,3 +191,23 @@ def test_a_reference_with_damaged_evaluation_files_gives_no_rows(small):
     records, samples, _ = read_references(base.parent, base.name)
     assert records["teacher"]["status"] == "damaged" and "problems.csv" in records["teacher"]["error"]
     assert set(samples["run_id"]) == {"reference/student_start"}
+
+
+def _table(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"kind": k, "arm": a, "task": t, "avg": v} for k, a, t, v in rows])
+
+
+def test_a_task_where_every_arm_is_at_the_ceiling_or_at_the_start_is_uninformative():
+    from brts.report.tables import uninformative_tasks
+
+    table = _table([
+        ("arm", "opd", "easy", 98.0), ("arm", "brts", "easy", 97.5),      # ceiling: both within 3 of 100
+        ("arm", "opd", "medium", 40.0), ("arm", "brts", "medium", 36.0),  # both within 3 of the start, 38
+        ("arm", "opd", "hard", 30.0), ("arm", "brts", "hard", 45.0),      # one arm moved: informative
+        ("reference", "student_start", "easy", 60.0), ("reference", "student_start", "medium", 38.0),
+        ("reference", "student_start", "hard", 29.0),
+    ])
+    found = uninformative_tasks(table)
+    assert set(found) == {"easy", "medium"}
+    assert "100" in found["easy"] and "38.0" in found["medium"]
+    assert uninformative_tasks(table.assign(avg=table["avg"].where(table["arm"] != "brts", 96.9))) == {}
