@@ -5,6 +5,9 @@
     <store>/sweeps/<sweep>/<run_id>/          a sweep's trial runs; `study.log` its default Optuna study
     <store>/.pool/teacher-samples.sqlite      the one teacher sample pool of every run in the store
     <store>/.submitit/<experiment>/           the Slurm executor's job folders
+    <store>/repro/<environment>/              a store of its own per floating-point environment (`brts exp repro`)
+    <store>/repro/<environment>.log           that environment's `brts exp run` output
+    <store>/repro/<experiment>.csv|.json      the comparison of the environments' tables
 
 Everything that locates a file in a store asks this class.
 """
@@ -21,6 +24,7 @@ from brts.store.folder import RunFolder, now
 
 POOL_FILE = Path(".pool") / "teacher-samples.sqlite"
 SWEEPS = "sweeps"
+REPRO = "repro"
 REFERENCE = "reference"
 REFERENCE_ROLES = ("teacher", "student_start")  # the reference models of an experiment: its teacher, its student
 
@@ -86,6 +90,18 @@ class RunStore:
 
     def submitit_dir(self, experiment: str) -> Path:
         return self.root / ".submitit" / experiment
+
+    def environment_store(self, environment: str) -> RunStore:
+        """The store of one floating-point environment of `brts exp repro` (runs are keyed by config, not by
+        environment, so each environment needs its own)."""
+        return RunStore(self.root / REPRO / environment)
+
+    def environment_log(self, environment: str) -> Path:
+        return self.root / REPRO / f"{environment}.log"
+
+    def repro_table(self, experiment: str, suffix: str) -> Path:
+        """The comparison of an experiment's tables across environments (`suffix`: ".csv" or ".json")."""
+        return self.root / REPRO / f"{experiment}{suffix}"
 
     # --- runs ---
 
