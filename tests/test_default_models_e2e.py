@@ -30,11 +30,11 @@ def test_the_shipped_models_leave_room_for_selection_recovery_and_learning() -> 
         assert accuracy == manifest["accuracies"]  # the build's own measurement, reproduced from the shipped files
 
 
-def test_forty_steps_of_opd_lift_the_student_on_easy(tmp_path: Path) -> None:
+def test_a_grid_run_of_opd_lifts_the_student_on_every_split(tmp_path: Path) -> None:
     store = tmp_path / "store"
     command = [
         sys.executable, "-m", "brts.cli", "exp", "run", "ablation-grid", "--store", str(store),
-        "--set", "arms=[opd]", "--set", "seeds=[0]", "--set", "train.steps=40", "--set", "eval.problems=50",
+        "--set", "arms=[opd]", "--set", "seeds=[0]", "--set", "eval.problems=100",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
@@ -43,5 +43,8 @@ def test_forty_steps_of_opd_lift_the_student_on_easy(tmp_path: Path) -> None:
     start = json.loads((root / "reference" / "student_start" / "record.json").read_text())["eval"]
     [run] = [json.loads(p.read_text()) for p in root.glob("*/record.json") if p.parent.name != "reference"]
     assert run["status"] == "finished", run.get("error")
-    # Measured: 64 -> 93-100 within 40 steps on every seed tried; chance is about 10.
-    assert run["eval"]["brts_synthetic_easy"] >= start["brts_synthetic_easy"] + 15, (start, run["eval"])
+    # Measured on 200 problems (docs/LOG.md, 2026-12-07): start 54.5 / 35.1 / 29.4, opd 88.5 / 83.6 / 74.1 over 5
+    # seeds, per-seed sd under 2 points.
+    for split in ("easy", "medium", "hard"):
+        task = f"brts_synthetic_{split}"
+        assert run["eval"][task] >= start[task] + 20, (split, start, run["eval"])
