@@ -1,4 +1,4 @@
-"""`brts report` end to end on run folders of the default grid's size (15 runs x 3 tasks x 100 problems x 4)."""
+"""`brts report` end to end on run folders of the default grid's arms and tasks (3 seeds, 100 problems, k = 4)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ from tests.report.fake_runs import write_experiment
 SHIFT = {"opd": 0.0, "first_rollout": 0.03, "brts": {"brts_synthetic_hard": 0.25, "brts_synthetic_medium": 0.1},
          "brts_no_recovery": 0.05, "brts_no_alignment": 0.0}
 SPEED = {"brts": 3.0}  # brts's validation curves reach their level in a third of the steps
+# The default grid at three seeds and 100 problems: enough to find the planted shift, not so much power that a
+# zero-shift arm's sampling noise is called a difference by chance (the fake runs have no seed effects).
+GRID = load_spec("ablation-grid", ["seeds=[0,1,2]", "eval.problems=100"])
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory):
     """The default grid's run folders (planted: brts +25 points on hard) and its report, built once."""
     root = tmp_path_factory.mktemp("grid")
-    write_experiment(root / "store", load_spec("ablation-grid"), SHIFT, speed=SPEED)
+    write_experiment(root / "store", GRID, SHIFT, speed=SPEED)
     result = build_report("ablation-grid", root / "store", root / "out")
     return root, result
 
@@ -146,7 +149,9 @@ def test_html_renders_in_headless_chromium_with_every_figure_loaded(grid, tmp_pa
 def test_a_table_cell_is_recomputed_from_results_parquet(grid):
     out = grid[0] / "out"
     results = pd.read_parquet(out / "results.parquet")
-    assert len(results[results["kind"] == "run"]) == 15 * 3 * 100 * 4
+    seeds = len(GRID.seeds)
+    size = len(GRID.arms) * seeds * len(GRID.eval.tasks) * GRID.eval.problems * GRID.eval.k
+    assert len(results[results["kind"] == "run"]) == size
     assert set(results.columns) >= {"experiment", "kind", "run_id", "arm", "seed", "task", "problem_id", "sample",
                                     "correct", "extracted", "response_tokens"}
     hard = results[(results["task"] == "brts_synthetic_hard") & (results["kind"] == "run")]
@@ -168,8 +173,8 @@ def test_a_table_cell_is_recomputed_from_results_parquet(grid):
     test = stats.crossed_test(d.to_numpy())
     assert (row["diff_low"], row["diff_high"], row["p"]) == pytest.approx((test.interval.low, test.interval.high,
                                                                            test.p))
-    assert row["se"] == pytest.approx(np.sqrt(d.mean(axis=1).var(ddof=1) / 3 + max(
-        0.0, (3 * d.mean(axis=0).var(ddof=1) - _residual(d.to_numpy())) / d.size)))
+    assert row["se"] == pytest.approx(np.sqrt(d.mean(axis=1).var(ddof=1) / seeds + max(
+        0.0, (seeds * d.mean(axis=0).var(ddof=1) - _residual(d.to_numpy())) / d.size)))
     # and the rendered Markdown shows the same numbers
     md = (out / "index.md").read_text()
     line = next(line for line in md.splitlines() if line.startswith("| hard | brts |"))

@@ -32,10 +32,10 @@ def test_defaults_are_the_three_synthetic_splits() -> None:
     assert (spec.k, spec.backend, spec.problems, spec.data_dir) == (4, "auto", None, None)
 
 
-def test_the_default_grid_still_evaluates_the_three_splits_with_100_problems() -> None:
+def test_the_default_grid_evaluates_the_three_splits_with_200_problems() -> None:
     spec = load_spec("ablation-grid")
     assert spec.eval.tasks == ("brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard")
-    assert spec.eval.problems == 100 and spec.eval.splits == ("easy", "medium", "hard")
+    assert spec.eval.problems == 200 and spec.eval.splits == ("easy", "medium", "hard")
 
 
 def test_benchmarks_and_lm_eval_tasks_are_listed_by_name(tmp_path: Path) -> None:
