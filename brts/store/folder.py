@@ -25,7 +25,7 @@ import platform
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -256,12 +256,17 @@ class RunFolder:
         """Everything wrong with the folder, one line each (brts.store.integrity.check)."""
         return integrity.check(self.path, hashes)
 
-    def eval_damage(self) -> list[Damage]:
-        """The sealed evaluation files that are not what was sealed, and a manifest that cannot be read."""
-        try:
-            return self.manifest.verify("eval")
-        except DamagedFile as exc:
-            return [Damage(self.manifest.path, str(exc).split(": ", 1)[-1], "manifest")]
+    def sealed_damage(self, parts: Sequence[str]) -> list[Damage]:
+        """A missing or unreadable manifest, files never sealed, and the sealed files under `parts` that are not
+        what was sealed (brts.store.integrity.sealed_damage)."""
+        return integrity.sealed_damage(self.path, parts)
+
+    def newest_checkpoint(self) -> str | None:
+        """The newest complete checkpoint folder, relative to the run folder, or None."""
+        from brts import checkpoint
+
+        found = checkpoint.latest(self.checkpoints)
+        return found.relative_to(self.path).as_posix() if found is not None else None
 
     def repair(self, damages: list[Damage]) -> list[str]:
         """Move aside what `damages` name so running again redoes exactly that work; one line per thing moved."""

@@ -18,6 +18,7 @@ from brts.report.aggregate import (
 )
 from brts.report.tables import arm_task_table, cost_table
 from brts.store import DamagedFile
+from brts.store.integrity import Manifest
 from tests.report.fake_runs import spec, write_experiment
 
 
@@ -52,6 +53,7 @@ def test_finished_runs_are_read_with_their_samples_metrics_and_cost(small):
 def test_a_finished_run_without_problems_csv_is_listed_as_damaged(small):
     base, planned = small
     (base / planned[0].run_id / "eval" / "problems.csv").unlink()
+    Manifest(base / planned[0].run_id).seal("eval")  # an evaluation that wrote no problems.csv, sealed so
     data = read_runs(_folders(base))
     row = data.runs.set_index("run_id").loc[planned[0].run_id]
     assert not row["usable"] and row["status"] == "damaged"
@@ -62,6 +64,7 @@ def test_a_run_finished_without_a_final_evaluation_is_not_damaged(small):
     base, planned = small
     folder = base / planned[0].run_id
     shutil.rmtree(folder / "eval")
+    Manifest(folder).seal("eval")
     record = json.loads((folder / "record.json").read_text())
     (folder / "record.json").write_text(json.dumps({**record, "eval": {}}))  # as eval.final: false leaves it
     data = read_runs(_folders(base))
