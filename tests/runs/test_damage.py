@@ -139,6 +139,24 @@ def test_damaged_evaluation_files_are_evaluated_again(copy, capfd, damage):
     assert _numbers(run) == numbers
 
 
+@pytest.mark.parametrize("damage", ["checkpoint cut", "weight flipped"])
+def test_a_finished_run_is_checked_before_it_is_reused(copy, capfd, damage):
+    """Reuse checks `final/`, the newest checkpoint and `eval/`: a damaged one is never "cached"; it is repaired as
+    `store check --repair` would and the run ends intact with the undamaged numbers."""
+    from brts.store_check import check_store
+
+    _, planned, store, run, numbers = copy
+    if damage == "checkpoint cut":
+        damaged = run.checkpoints / "step_000004" / "checkpoint.pt"
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    else:
+        damaged = run.final / "model.safetensors"
+        _flip(damaged)
+    action, warnings = _rerun(planned, store, capfd)
+    assert action != "cached" and any(str(damaged) in w and "moved" in w for w in warnings), warnings
+    assert _numbers(run) == numbers and check_store(store.root).ok
+
+
 def test_a_deleted_manifest_is_never_trusted(copy, capfd):
     """With its manifest deleted, a flipped weight byte is found: the store check names the folder, and running
     again redoes the run (nothing in it can be verified) to the undamaged numbers, sealed again."""
