@@ -32,6 +32,7 @@ class StoreCheck:
     root: Path
     damaged: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)  # not damage: the next `brts exp run` resumes them
     runs: int = 0
     references: int = 0
     sweeps: int = 0
@@ -44,6 +45,8 @@ class StoreCheck:
     def summary(self) -> str:
         looked = (f"{self.runs} run folder(s), {self.references} reference(s), {self.sweeps} sweep(s), "
                   f"{self.pool}")
+        if self.interrupted:
+            looked += f"; {len(self.interrupted)} interrupted run(s), resumed by the next `brts exp run`"
         if self.ok:
             return f"store {self.root}: every artefact intact ({looked})"
         done = ("moved aside; `brts exp run` (or `sweep run`) redoes that work" if self.repaired
@@ -93,7 +96,11 @@ def _run_folders(base: Path) -> list[RunFolder]:
 
 
 def _check_run(run: RunFolder, repair: bool, result: StoreCheck) -> None:
-    damages = run.damage()
+    status = run.live_status()
+    if status == "interrupted":
+        holder = run.holder()
+        result.interrupted.append(f"{run.path}: interrupted (its process{f', {holder},' if holder else ''} is gone)")
+    damages = run.damage(unsealed=status != "running")  # a live run writes its parts before it seals them
     damages += evaluation_disagreement(run, damages)
     result.damaged += [str(d) for d in damages]
     if repair and damages:

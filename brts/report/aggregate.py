@@ -168,9 +168,12 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
     for path in folders:
         run = RunFolder(path)
         record = run.record() if run.is_run else {}
-        damages = untrusted(run) if record.get("status") != "running" else []  # a running one is mid-write
+        status = run.live_status(record)  # a running one is mid-write; an interrupted one resumes: not checked
+        damages = untrusted(run) if status not in ("running", "interrupted") else []
         metrics = [] if any(d.part == "logs" for d in damages) else read_jsonl_intact(run.metrics_path)[0]
-        row = {**_run_row(run, record, metrics), **(labels or {}).get(str(path), {})}
+        row = {**_run_row(run, {**record, "status": status}, metrics), **(labels or {}).get(str(path), {})}
+        if status == "interrupted":
+            row["note"] = "interrupted: its process is gone; `brts exp run` resumes it"
         evaluated = None
         if row["status"] == "finished" and not damages:
             try:

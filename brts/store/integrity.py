@@ -161,13 +161,14 @@ def artefact_parts(folder: Path) -> dict[str, list[Path]]:
     return parts
 
 
-def sealed_damage(folder: Path, parts: Sequence[str] = ("",), hashes: bool = True) -> list[Damage]:
+def sealed_damage(folder: Path, parts: Sequence[str] = ("",), hashes: bool = True, unsealed: bool = True
+                  ) -> list[Damage]:
     """What a folder's artefacts hold that cannot be trusted: a manifest that cannot be read, or that is missing
     while an artefact exists (one Damage, part "manifest"); else every part holding files the manifest does not
     list, and every sealed file under `parts` ("" is all) that is missing, of another size or (`hashes`) another
-    content."""
+    content. Without `unsealed` (a folder a live process is writing), files not sealed yet are not damage."""
     manifest = Manifest(folder)
-    present = artefact_parts(folder)
+    present = artefact_parts(folder) if unsealed else {}
     try:
         files = manifest.files() if manifest.path.exists() else None
     except DamagedFile as exc:
@@ -201,10 +202,11 @@ def log_damage(folder: Path) -> tuple[list[Damage], int | None]:
     return found, covered
 
 
-def check(folder: Path, hashes: bool = True) -> list[Damage]:
+def check(folder: Path, hashes: bool = True, unsealed: bool = True) -> list[Damage]:
     """Everything wrong with a run (or reference) folder, one Damage each: an unreadable record, config,
-    manifest or log, a missing manifest, files never sealed, and every sealed file that is not what was sealed
-    (`hashes`: compare contents too, not only sizes; checkpoints and `final/` are read whole then)."""
+    manifest or log, a missing manifest, files never sealed (unless `unsealed` is off: a live process writes the
+    folder), and every sealed file that is not what was sealed (`hashes`: compare contents too, not only sizes;
+    checkpoints and `final/` are read whole then)."""
     found: list[Damage] = []
     try:
         read_json(folder / "record.json")
@@ -214,7 +216,7 @@ def check(folder: Path, hashes: bool = True) -> list[Damage]:
     if config.is_file() and not _yaml_mapping(config):
         found.append(Damage(config, "not a YAML mapping (written again from the plan by the next run)", "config.yaml"))
     found += log_damage(folder)[0]
-    return found + sealed_damage(folder, ("",), hashes)
+    return found + sealed_damage(folder, ("",), hashes, unsealed)
 
 
 def _reason(exc: DamagedFile) -> str:
