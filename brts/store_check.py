@@ -20,7 +20,7 @@ from pathlib import Path
 from brts.rollout.pool import PoolDamaged, SamplePool, move_aside
 from brts.runs.integrity import evaluation_disagreement
 from brts.spec import PoolSpec
-from brts.store import RunFolder, RunLocked, RunStore
+from brts.store import RunFolder, RunLocked, RunStore, StoreError
 from brts.store.files import QUARANTINE, quarantine
 from brts.sweep.study import STUDY_FILE
 
@@ -56,7 +56,20 @@ class StoreCheck:
 
 def check_store(root: Path, repair: bool = False, pool_file: Path | None = None) -> StoreCheck:
     """Check (and with `repair`, repair) every artefact of the store at `root` (see the module docstring);
-    `pool_file`: the pool to check (default: the store's own)."""
+    `pool_file`: the pool to check (default: the store's own). Without `repair` nothing is written (a store this
+    user cannot write is checked as well); a file that cannot be read, or a repair that cannot write, is one line
+    (StoreError)."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"run store {root} exists and is not a folder; pass --store with a folder path")
+    try:
+        return _check_store(root, repair, pool_file)
+    except PermissionError as exc:
+        need = "write" if repair else "read"
+        raise StoreError(f"{exc.filename}: {exc.strerror}; run `brts store check{' --repair' if repair else ''}` as "
+                         f"a user who can {need} the store") from None
+
+
+def _check_store(root: Path, repair: bool, pool_file: Path | None) -> StoreCheck:
     store = RunStore(root)
     result = StoreCheck(root)
     for experiment in _experiments(store):
@@ -132,10 +145,11 @@ def _check_journal(path: Path, repair: bool, result: StoreCheck) -> None:
 
 
 def _check_pool(path: Path, repair: bool, result: StoreCheck) -> None:
+    """The pool, opened read-only; with `repair`, opened for writing only when something is to be repaired."""
     if not path.exists():
         return
     try:
-        pool = SamplePool(path, repair=False)
+        pool = SamplePool(path, repair=False, read_only=True)
     except PoolDamaged as exc:
         result.pool = "a damaged pool"
         result.damaged.append(str(exc))
@@ -147,12 +161,21 @@ def _check_pool(path: Path, repair: bool, result: StoreCheck) -> None:
         result.pool = f"a pool of {pool.stats().samples} samples"
     except (PoolDamaged, sqlite3.DatabaseError) as exc:  # damage deeper than the first pages
         problems = [str(exc) if isinstance(exc, PoolDamaged) else f"teacher sample pool {path} is damaged ({exc})"]
+    finally:
+        pool.close()
     result.damaged += problems
     structural = [p for p in problems if "fail their digest" not in p]
     if repair and problems and not structural:
-        pool.verify(repair=True)
+        try:
+            writer = SamplePool(path, repair=False)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"teacher sample pool {path} cannot be repaired ({exc}); run `brts store check "
+                             "--repair` as a user who can write the store") from None
+        try:
+            writer.verify(repair=True)
+        finally:
+            writer.close()
         result.repaired.append(f"{path}: rows that failed their digest deleted (drawn again when next asked)")
-    pool.close()
     if repair and structural:
         result.pool = "a damaged pool"
         result.repaired.append(f"{path}: moved aside to {move_aside(path)}; runs start a new pool")

@@ -21,8 +21,15 @@ from brts.spec import ExperimentSpec, load_spec
 out = Console(markup=False, emoji=False)
 err = Console(stderr=True, markup=False, emoji=False)
 
+def _store_folder(value: Path | None) -> Path | None:
+    """A store path (or $BRTS_STORE) that exists and is not a folder: one line, exit 2, before anything runs."""
+    store_root(value)
+    return value
+
+
 StoreOpt = Annotated[
-    Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
+    Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False,
+                              callback=_store_folder)
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a spec field: dotted.key=value")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="no progress display (errors and results still print)")]
@@ -51,7 +58,11 @@ def user_errors() -> Iterator[None]:
 
 
 def store_root(store: Path | None) -> Path:
-    return store or Path(os.environ.get("BRTS_STORE", "runs"))
+    """`--store`, else $BRTS_STORE, else ./runs; one line and exit 2 when it exists and is not a folder."""
+    root = store or Path(os.environ.get("BRTS_STORE", "runs"))
+    if root.exists() and not root.is_dir():
+        fail(f"run store {root} exists and is not a folder; pass --store with a folder path")
+    return root
 
 
 def load_experiment(name: str, overrides: list[str] | None) -> ExperimentSpec:

@@ -22,6 +22,11 @@ class SpecError(UserError):
         super().__init__(" ".join(message.split("\n")))
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters (its end replaced by "...") for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def show(value: Any) -> str:
     """A given value as an error message quotes it: JSON-like, on one line, at most 80 characters."""
     if isinstance(value, str):

@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 import brts
-from brts.spec.errors import SpecError, show
+from brts.spec.errors import SpecError, clip, show
+from brts.values import COUNT_MAX, SEED_MAX
 
 
 def search_dirs(env_var: str, folder: str) -> list[Path]:
@@ -69,7 +70,7 @@ def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs:
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
-        layers.append((f"{leaf_label}{DERIVED}--set {item}", nested))
+        layers.append((f"{leaf_label}{DERIVED}--set {clip(item)}", nested))
     return merged, layers, leaf
 
 
@@ -167,6 +168,22 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# No spec field takes an integer of more digits (every range ends below 2**64); Python would refuse to read
+# one of more than 4300 digits anyway (its int-string limit).
+MAX_INT_DIGITS = 100
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    text = str(node.value)
+    if len(text) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {len(text)} characters; no spec field takes one that large (counts end at "
+            f"{COUNT_MAX}, seeds at {SEED_MAX})", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
 
 def _parse_yaml(text: str, label: str) -> Any:
     try:
@@ -186,6 +203,8 @@ def _yaml_message(exc: yaml.YAMLError, label: str) -> str:
             return (f"{label}: {where}YAML tag {name!r} asks to build Python objects, which specs do not allow; "
                     "write plain data (mappings, lists, strings, numbers)")
         return f"{label}: {where}unknown YAML tag {name!r}; write plain data (mappings, lists, strings, numbers)"
+    if problem.startswith("an integer of "):
+        return f"{label}: {where}{problem}"
     return f"{label}: {where}malformed YAML: {problem}"
 
 
@@ -223,8 +242,8 @@ def _parse_override(item: str, label: str) -> tuple[list[str], Any]:
     key, eq, raw = item.partition("=")
     keys = key.strip().split(".")
     if not eq or not all(k.strip() for k in keys):
-        raise SpecError(f"{label}: --set {item!r}: expected dotted.key=value, e.g. train.steps=10")
-    return [k.strip() for k in keys], _parse_yaml(raw, f"{label}: --set {item}")
+        raise SpecError(f"{label}: --set {clip(item)!r}: expected dotted.key=value, e.g. train.steps=10")
+    return [k.strip() for k in keys], _parse_yaml(raw, f"{label}: --set {clip(item)}")
 
 
 def _set_path(data: dict[str, Any], keys: list[str], value: Any, item: str, label: str) -> None:
@@ -234,7 +253,7 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any, item: str, labe
         if child is None:
             child = node[key] = {}
         elif not isinstance(child, dict):
-            raise SpecError(f"{label}: --set {item}: {'.'.join(keys[: i + 1])} is not a mapping (it is "
+            raise SpecError(f"{label}: --set {clip(item)}: {clip('.'.join(keys[: i + 1]))} is not a mapping (it is "
                             f"{show(child)}); --set sets dotted paths through mappings only")
         node = child
     node[keys[-1]] = value

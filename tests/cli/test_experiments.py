@@ -65,6 +65,9 @@ BAD_SPECS = {
     "model_is_a_file": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /etc/passwd}\n",
     "markup_in_a_value": "name: 'a[/x]'\narms: [opd]\nseeds: [0]\n",
     "markup_and_emoji_in_a_value": "arms: [opd]\nseeds: [0]\ntrain: {steps: '[bold]x[/bold] :x:'}\n",
+    "integer_of_5001_digits": f"arms: [opd]\nseeds: [0]\ntrain: {{steps: {'9' * 5001}}}\n",
+    "seed_of_5001_digits": f"arms: [opd]\nseeds: [-{'1' * 5000}]\n",
+    "integer_of_101_digits_in_a_free_mapping": f"arms: [opd]\nseeds: [0]\nresources: {{slurm: {{x: {'1' * 101}}}}}\n",
 }
 
 
@@ -99,6 +102,18 @@ def test_user_text_in_an_error_is_printed_as_it_is(tmp_path, item, literal):
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and literal in lines[0], lines
         assert "❌" not in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("digits", [50, 5001])
+def test_an_integer_beyond_every_range_is_one_line_from_text_of_any_length(tmp_path, digits):
+    spec = tmp_path / "plain.yaml"
+    spec.write_text("arms: [brts]\nseeds: [0]\n")
+    items = [f"train.steps={'9' * digits}", f"seeds=[{'9' * digits}]"]
+    for item in items + ([f"method.aux_weight={'9' * digits}"] if digits > 4300 else []):  # 50 digits: a real number
+        result = invoke("exp", "show", str(spec), "--set", item)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert len(lines[0]) < 400 and ("5001 characters" in lines[0] if digits == 5001 else "expected" in lines[0])
 
 
 def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_report(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from brts.cli import app
@@ -91,3 +92,21 @@ def test_a_run_killed_with_minus_9_is_interrupted_in_status_report_and_check(tmp
     checked = invoke("store", "check", "--store", str(store.root))
     assert checked.exit_code == 0 and f"{folder.path}: interrupted (its process, pid {pid} on" in checked.output
     assert "1 interrupted run(s)" in checked.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", [
+    ["exp", "status", "smoke"], ["exp", "list"], ["exp", "show", "smoke"], ["exp", "run", "smoke"],
+    ["store", "check"], ["pool", "show"], ["pool", "clear", "--yes"], ["report", "smoke"], ["sweep", "status", "x"],
+    ["eval", "x"], ["doctor"],
+])
+def test_a_store_path_that_is_a_file_is_one_line_for_every_command(tmp_path, monkeypatch, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for args, env in ((["--store", str(blocker)], None), ([], str(blocker))):
+        if env:
+            monkeypatch.setenv("BRTS_STORE", env)
+        result = invoke(*command, *args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and lines == [
+            f"error: run store {blocker} exists and is not a folder; pass --store with a folder path"], result.output
+    assert blocker.read_text() == "not a folder"
