@@ -185,11 +185,46 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+# A spec's data once its YAML aliases are expanded: far above any real spec, far below what printing or
+# serialising it would take long at (aliases repeat a value without copying it; readers of the value do not).
+MAX_VALUES = 10_000
+MAX_SPEC_BYTES = 1 << 20
+
+
 def _parse_yaml(text: str, label: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: plain data only
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: plain data only
+        size = _expanded_size(data, {}, set())
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_message(exc, label)) from None
+    except RecursionError:
+        raise SpecError(f"{label}: nested too deeply to read; write the spec's data flat") from None
+    if size > MAX_VALUES:
+        raise SpecError(f"{label}: holds more than {MAX_VALUES} values once its YAML aliases (*name) are expanded; "
+                        "a spec is far smaller: write the values it needs without repeating aliases")
+    return data
+
+
+def _expanded_size(value: Any, sizes: dict[int, int], inside: set[int]) -> int:
+    """How many values `value` holds with every alias expanded, counted in time linear in the distinct values
+    (a shared one counted once per use, from `sizes`); above MAX_VALUES the count stops. An alias inside itself
+    (a recursive structure) counts as too many."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in sizes:
+        return sizes[key]
+    if key in inside:
+        return MAX_VALUES + 1
+    inside.add(key)
+    total = 1
+    for item in (*value.keys(), *value.values()) if isinstance(value, dict) else value:
+        total += _expanded_size(item, sizes, inside)
+        if total > MAX_VALUES:
+            break
+    inside.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _yaml_message(exc: yaml.YAMLError, label: str) -> str:
@@ -210,9 +245,13 @@ def _yaml_message(exc: yaml.YAMLError, label: str) -> str:
 
 def _read_mapping(path: Path, label: str) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"{label}: cannot read the file: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{label}: larger than {MAX_SPEC_BYTES // 1024} KiB, the most a spec file may be; is this a "
+                        "spec file? (keep data such as problems in their own files)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -116,6 +116,27 @@ def test_an_integer_beyond_every_range_is_one_line_from_text_of_any_length(tmp_p
         assert len(lines[0]) < 400 and ("5001 characters" in lines[0] if digits == 5001 else "expected" in lines[0])
 
 
+@pytest.mark.parametrize("where", ["eval.data_dir", "task.train"])
+@pytest.mark.parametrize("size", ["long problem", "10 MB problem"])
+def test_a_problem_too_large_is_refused_by_exp_show_and_run_naming_file_and_line(tmp_path, where, size):
+    """Before anything runs (not in the tokenizer after training): exit 2, one line, the file and the line."""
+    data = tmp_path / "data"
+    data.mkdir()
+    problem = "x" * (30_000 if size == "long problem" else 10 << 20)
+    rows = [{"id": "a", "problem": "1+1?", "answer": "2"}, {"id": "b", "problem": problem, "answer": "3"}]
+    path = data / ("aime24.jsonl" if where == "eval.data_dir" else "train.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = tmp_path / "data_spec.yaml"
+    spec.write_text("arms: [opd]\nseeds: [0]\n" + (f"eval: {{tasks: [brts_aime24], data_dir: {data}}}\n"
+                    if where == "eval.data_dir" else f"task: {{name: math, train: {path}}}\neval: {{tasks: [brts_aime24]}}\n"))
+    for command in ("show", "run"):
+        result = invoke("exp", command, str(spec), "--store", str(tmp_path / "store"))
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output[-2000:]
+        assert f"{path}: line 2" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "store").exists()
+
+
 def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_report(tmp_path, monkeypatch):
     spec = tmp_path / "own.yaml"
     spec.write_text("name: own\narms: [{name: first_rollout, preset: first_rollout, set: {teacher_samples: 4}}, brts]\n"
