@@ -19,7 +19,7 @@ from pathlib import Path
 
 from brts.rollout.pool import PoolDamaged, SamplePool, move_aside
 from brts.runs.integrity import evaluation_disagreement
-from brts.spec import PoolSpec
+from brts.spec import STORE_FOLDERS, PoolSpec
 from brts.store import RunFolder, RunLocked, RunStore, StoreError
 from brts.store.files import QUARANTINE, quarantine
 from brts.sweep.study import STUDY_FILE
@@ -92,11 +92,12 @@ def _check_store(root: Path, repair: bool, pool_file: Path | None) -> StoreCheck
 
 
 def _experiments(store: RunStore) -> list[str]:
-    """Every folder of the store that holds runs or references (also those whose records were moved aside)."""
+    """Every folder of the store that holds runs or references (also those whose records were moved aside); not
+the store's own folders (sweeps are walked apart; each `repro/<environment>` is a store of its own)."""
     if not store.root.is_dir():
         return []
     return sorted(p.name for p in store.root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name != "sweeps")
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in STORE_FOLDERS)
 
 
 def _run_folders(base: Path) -> list[RunFolder]:

@@ -37,11 +37,21 @@ LOCAL_PREFIXES = ("/", "./", "../", "~")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
+# The run store's own folders beside the experiments' (brts.store.store names them from here); its others
+# (`.pool`, `.submitit`, `.quarantine`) start with '.', which no name may.
+STORE_FOLDERS = ("sweeps", "repro")
+
+
 def _check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise PydanticCustomError(
             "name", "expected a name of letters, digits, '.', '_' or '-' (used in folder names), got {got}",
             {"got": show(value)})
+    if value.casefold() in STORE_FOLDERS:
+        raise PydanticCustomError(
+            "name", "{got} is a folder the run store keeps for itself; experiment, sweep and arm names may not be "
+            "{reserved} (in any case) or start with '.'; choose another name",
+            {"got": show(value), "reserved": " or ".join(STORE_FOLDERS)})
     return value
 
 
