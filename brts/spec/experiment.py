@@ -189,6 +189,41 @@ class ResourcesSpec(_Spec):
     def world_size(self) -> int:
         return self.processes or max(1, self.gpus)
 
+    @field_validator("partition")
+    @classmethod
+    def _one_line_partition(cls, value: str | None) -> str | None:
+        if value is not None:
+            _sbatch_value(value, None)
+        return value
+
+    @field_validator("slurm")
+    @classmethod
+    def _sbatch_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        for key, value in settings.items():
+            if not isinstance(key, str) or not _SBATCH_KEY_RE.fullmatch(key):
+                raise PydanticCustomError(
+                    "value_error", "{got} is not an sbatch option name (letters, digits, '-' and '_', as in "
+                    "`account` or `mail-user`)", {"got": show(key)})
+            if isinstance(value, (dict, list)) or value is None:
+                raise PydanticCustomError("value_error", "expected a string, number or true, got {got}",
+                                          {"got": show(value), "field": key})
+            _sbatch_value(str(value), key)
+        return settings
+
+
+_SBATCH_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _sbatch_value(value: str, key: str | None) -> None:
+    """A value that goes into one `#SBATCH` line of the job script: no newline or other control character could
+    end that line and put what follows into the script (submitit quotes the rest)."""
+    if _LINE_BREAKING.search(value):
+        raise PydanticCustomError(
+            "value_error", "a Slurm setting cannot hold a newline or other control character (it would end its "
+            "#SBATCH line and put the rest into the job script); got {got}",
+            {"got": show(value), **({"field": key} if key else {})})
+
 
 class RolloutSpec(_Spec):
     """How samples are generated: `hf` (transformers, the keyed decode loop of brts.rollout.keyed) or `vllm`

@@ -138,8 +138,11 @@ def _resolve_extends(ref: str, child: Path, dirs: Sequence[Path], label: str) ->
                         f"available: {_available([child.parent, *dirs])}")
     path = Path(ref).expanduser()
     path = path if path.is_absolute() else child.parent / path
+    if path.is_dir():
+        raise SpecError(f"{label}: extends: {clip(ref)!r} is a folder ({_display(path)}); extends names another spec "
+                        "by name or by the path of its .yaml file")
     if not path.is_file():
-        raise SpecError(f"{label}: extends: file {ref!r} not found (looked at {_display(path)})")
+        raise SpecError(f"{label}: extends: file {clip(ref)!r} not found (looked at {_display(path)})")
     if path.suffix not in SPEC_SUFFIXES:
         # Not read at all: whatever that file holds (data, secrets) must not end up in a message.
         raise SpecError(f"{label}: extends: {ref!r} is not a spec file (.yaml or .yml); extends names another spec "

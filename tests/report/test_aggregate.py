@@ -214,3 +214,16 @@ def test_a_task_where_every_arm_is_at_the_ceiling_or_at_the_start_is_uninformati
     assert set(found) == {"easy", "medium"}
     assert "100" in found["easy"] and "38.0" in found["medium"]
     assert uninformative_tasks(table.assign(avg=table["avg"].where(table["arm"] != "brts", 96.9))) == {}
+
+
+def test_a_damaged_record_leaves_the_seed_column_whole_numbers_in_runs_csv(small, tmp_path):
+    from brts.report import build_report
+
+    base, planned = small
+    damaged = base / planned[0].run_id / "record.json"
+    damaged.write_text(damaged.read_text()[:20])
+    data = read_runs(_folders(base))
+    assert str(data.runs["seed"].dtype) == "Int64" and data.runs["seed"].isna().sum() == 1
+    build_report("small", base.parent, tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv", dtype=str, keep_default_na=False)
+    assert set(runs["seed"]) == {"0", "1", ""}, runs["seed"].tolist()

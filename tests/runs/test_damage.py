@@ -86,6 +86,7 @@ def test_a_bad_metrics_line_repeats_the_steps_after_it(copy, capfd, where):
     lines[bad] = "{not json\n"
     run.metrics_path.write_text("".join(lines))
     action, warnings = _rerun(planned, store, capfd)
+    assert action == "ran"  # trained again after the repair, not only evaluated (the count line says so)
     assert any(str(run.metrics_path) in w and f"kept up to step {bad - 1}" in w for w in warnings), warnings
     assert any(str(run.final) in w for w in warnings)  # trained past the damage: made again
     assert _numbers(run) == numbers

@@ -64,3 +64,9 @@ def test_an_error_quotes_a_huge_value_without_serialising_it():
     assert time.perf_counter() - started < 0.5
     assert len(text) <= 80 and text.startswith("[[[0, 0") and text.endswith("...")
     assert show("x" * 10**7).endswith("...") and len(show("x" * 10**7)) == 80
+
+
+def test_extends_of_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "base").mkdir()
+    message = _load(tmp_path, "extends: ./base\n" + BASE)
+    assert "extends: './base' is a folder" in message and "not found" not in message
