@@ -33,6 +33,10 @@ StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False,
                               callback=_store_folder)
 ]
+# `brts doctor` lists what is wrong with the store among its other checks instead of refusing it.
+UncheckedStoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a spec field: dotted.key=value")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="no progress display (errors and results still print)")]
 JsonProgressOpt = Annotated[bool, typer.Option(
@@ -60,9 +64,14 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+def store_path(store: Path | None) -> Path:
+    """`--store`, else $BRTS_STORE, else ./runs, as given (`brts doctor` reports what is wrong with it)."""
+    return store or Path(os.environ.get("BRTS_STORE", "runs"))
+
+
 def store_root(store: Path | None) -> Path:
     """`--store`, else $BRTS_STORE, else ./runs; one line and exit 2 when it exists and is not a folder."""
-    root = store or Path(os.environ.get("BRTS_STORE", "runs"))
+    root = store_path(store)
     if root.exists() and not root.is_dir():
         fail(f"run store {root} exists and is not a folder; pass --store with a folder path")
     return root

@@ -138,8 +138,9 @@ def _resolve_extends(ref: str, child: Path, dirs: Sequence[Path], label: str) ->
                         f"available: {_available([child.parent, *dirs])}")
     path = Path(ref).expanduser()
     path = path if path.is_absolute() else child.parent / path
-    if path.is_dir():
-        raise SpecError(f"{label}: extends: {clip(ref)!r} is a folder ({_display(path)}); extends names another spec "
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise SpecError(f"{label}: extends: {clip(ref)!r} is {what} ({_display(path)}); extends names another spec "
                         "by name or by the path of its .yaml file")
     if not path.is_file():
         raise SpecError(f"{label}: extends: file {clip(ref)!r} not found (looked at {_display(path)})")
