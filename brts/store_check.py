@@ -93,7 +93,7 @@ def _check_store(root: Path, repair: bool, pool_file: Path | None) -> StoreCheck
 
 def _experiments(store: RunStore) -> list[str]:
     """Every folder of the store that holds runs or references (also those whose records were moved aside); not
-the store's own folders (sweeps are walked apart; each `repro/<environment>` is a store of its own)."""
+    the store's own folders (sweeps are walked apart; each `repro/<environment>` is a store of its own)."""
     if not store.root.is_dir():
         return []
     return sorted(p.name for p in store.root.iterdir()

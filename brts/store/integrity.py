@@ -179,10 +179,9 @@ def sealed_damage(folder: Path, parts: Sequence[str] = ("",), hashes: bool = Tru
         shown = ", ".join(f"{top}/" for top in ARTEFACTS if any(p.split("/")[0] == top for p in present))
         return [Damage(manifest.path, f"missing while {shown} exist, which cannot be verified without it",
                        "manifest")]
-    found = [Damage(folder / part, f"{len(unsealed)} file(s) not sealed in manifest.json (written, not verified)",
-                    part)
+    found = [Damage(folder / part, f"{len(loose)} file(s) not sealed in manifest.json (written, not verified)", part)
              for part, paths in sorted(present.items())
-             if (unsealed := [p for p in paths if p.relative_to(folder).as_posix() not in files])]
+             if (loose := [p for p in paths if p.relative_to(folder).as_posix() not in files])]
     for part in parts:
         found += manifest.verify(part, hashes, files)
     return found
