@@ -18,8 +18,10 @@ def warn(message: str) -> None:
     skipped): the work goes on, the user should know."""
     import sys
 
+    from brts.terminal import safe
+
     try:
-        sys.stderr.write(f"warning: {message}\n")
+        sys.stderr.write(f"warning: {safe(message, newlines=False)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):  # no stderr to write to (a closed pipe): the recovery stands anyway
         pass

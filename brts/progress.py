@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
+from brts.terminal import SafeConsole, safe
+
 Mode = Literal["auto", "bars", "lines", "json", "quiet"]
 MODES: tuple[Mode, ...] = ("auto", "bars", "lines", "json", "quiet")
 ENV = "BRTS_PROGRESS"  # a default mode (auto, bars, lines, json, quiet) that the CLI flags override
@@ -138,7 +140,7 @@ class Reporter:
     def note(self, text: str) -> None:
         """A line worth showing between the progress (a failed run, a finished trial); quiet, on stderr."""
         try:
-            sys.stderr.write(text + "\n")
+            sys.stderr.write(safe(text, newlines=False) + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
@@ -191,7 +193,7 @@ class _Throttled(Reporter):
 
     def _write(self, line: str) -> None:
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(safe(line, newlines=False) + "\n")
             self.stream.flush()
         except (OSError, ValueError):  # the reader went away (a closed pipe): progress is not worth a crash
             pass
@@ -252,17 +254,16 @@ class BarsReporter(Reporter):
 
     def __init__(self, console: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(clock)
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = console or Console(stderr=True, markup=False, emoji=False)  # notes carry user text
+        self.console = console or SafeConsole(stderr=True)  # notes carry user text
         self.bars = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                              console=self.console, transient=False)
         self.ids: dict[str, Any] = {}
         self.bars.start()
 
     def _description(self, task: Task) -> str:
-        return f"{task.label} ({task.stage})" if task.stage else task.label
+        return safe(f"{task.label} ({task.stage})" if task.stage else task.label, newlines=False)
 
     def _show(self, task: Task, event: str, now: float) -> None:
         if event == "finish":

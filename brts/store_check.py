@@ -19,8 +19,8 @@ from pathlib import Path
 
 from brts.rollout.pool import PoolDamaged, SamplePool, move_aside
 from brts.runs.integrity import evaluation_disagreement
-from brts.spec import PoolSpec
-from brts.store import RunFolder, RunLocked, RunStore
+from brts.spec import STORE_FOLDERS, PoolSpec
+from brts.store import RunFolder, RunLocked, RunStore, StoreError
 from brts.store.files import QUARANTINE, quarantine
 from brts.sweep.study import STUDY_FILE
 
@@ -32,6 +32,7 @@ class StoreCheck:
     root: Path
     damaged: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)  # not damage: the next `brts exp run` resumes them
     runs: int = 0
     references: int = 0
     sweeps: int = 0
@@ -44,6 +45,8 @@ class StoreCheck:
     def summary(self) -> str:
         looked = (f"{self.runs} run folder(s), {self.references} reference(s), {self.sweeps} sweep(s), "
                   f"{self.pool}")
+        if self.interrupted:
+            looked += f"; {len(self.interrupted)} interrupted run(s), resumed by the next `brts exp run`"
         if self.ok:
             return f"store {self.root}: every artefact intact ({looked})"
         done = ("moved aside; `brts exp run` (or `sweep run`) redoes that work" if self.repaired
@@ -53,7 +56,20 @@ class StoreCheck:
 
 def check_store(root: Path, repair: bool = False, pool_file: Path | None = None) -> StoreCheck:
     """Check (and with `repair`, repair) every artefact of the store at `root` (see the module docstring);
-    `pool_file`: the pool to check (default: the store's own)."""
+    `pool_file`: the pool to check (default: the store's own). Without `repair` nothing is written (a store this
+    user cannot write is checked as well); a file that cannot be read, or a repair that cannot write, is one line
+    (StoreError)."""
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"run store {root} exists and is not a folder; pass --store with a folder path")
+    try:
+        return _check_store(root, repair, pool_file)
+    except PermissionError as exc:
+        need = "write" if repair else "read"
+        raise StoreError(f"{exc.filename}: {exc.strerror}; run `brts store check{' --repair' if repair else ''}` as "
+                         f"a user who can {need} the store") from None
+
+
+def _check_store(root: Path, repair: bool, pool_file: Path | None) -> StoreCheck:
     store = RunStore(root)
     result = StoreCheck(root)
     for experiment in _experiments(store):
@@ -76,11 +92,12 @@ def check_store(root: Path, repair: bool = False, pool_file: Path | None = None)
 
 
 def _experiments(store: RunStore) -> list[str]:
-    """Every folder of the store that holds runs or references (also those whose records were moved aside)."""
+    """Every folder of the store that holds runs or references (also those whose records were moved aside); not
+    the store's own folders (sweeps are walked apart; each `repro/<environment>` is a store of its own)."""
     if not store.root.is_dir():
         return []
     return sorted(p.name for p in store.root.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name != "sweeps")
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in STORE_FOLDERS)
 
 
 def _run_folders(base: Path) -> list[RunFolder]:
@@ -93,7 +110,11 @@ def _run_folders(base: Path) -> list[RunFolder]:
 
 
 def _check_run(run: RunFolder, repair: bool, result: StoreCheck) -> None:
-    damages = run.damage()
+    status = run.live_status()
+    if status == "interrupted":
+        holder = run.holder()
+        result.interrupted.append(f"{run.path}: interrupted (its process{f', {holder},' if holder else ''} is gone)")
+    damages = run.damage(unsealed=status != "running")  # a live run writes its parts before it seals them
     damages += evaluation_disagreement(run, damages)
     result.damaged += [str(d) for d in damages]
     if repair and damages:
@@ -125,10 +146,11 @@ def _check_journal(path: Path, repair: bool, result: StoreCheck) -> None:
 
 
 def _check_pool(path: Path, repair: bool, result: StoreCheck) -> None:
+    """The pool, opened read-only; with `repair`, opened for writing only when something is to be repaired."""
     if not path.exists():
         return
     try:
-        pool = SamplePool(path, repair=False)
+        pool = SamplePool(path, repair=False, read_only=True)
     except PoolDamaged as exc:
         result.pool = "a damaged pool"
         result.damaged.append(str(exc))
@@ -140,12 +162,21 @@ def _check_pool(path: Path, repair: bool, result: StoreCheck) -> None:
         result.pool = f"a pool of {pool.stats().samples} samples"
     except (PoolDamaged, sqlite3.DatabaseError) as exc:  # damage deeper than the first pages
         problems = [str(exc) if isinstance(exc, PoolDamaged) else f"teacher sample pool {path} is damaged ({exc})"]
+    finally:
+        pool.close()
     result.damaged += problems
     structural = [p for p in problems if "fail their digest" not in p]
     if repair and problems and not structural:
-        pool.verify(repair=True)
+        try:
+            writer = SamplePool(path, repair=False)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"teacher sample pool {path} cannot be repaired ({exc}); run `brts store check "
+                             "--repair` as a user who can write the store") from None
+        try:
+            writer.verify(repair=True)
+        finally:
+            writer.close()
         result.repaired.append(f"{path}: rows that failed their digest deleted (drawn again when next asked)")
-    pool.close()
     if repair and structural:
         result.pool = "a damaged pool"
         result.repaired.append(f"{path}: moved aside to {move_aside(path)}; runs start a new pool")

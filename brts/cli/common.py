@@ -1,7 +1,9 @@
 """What every `brts` command shares: the consoles, the one-line user error, the store and spec options.
 
-The consoles never read markup or emoji codes in what they print: user text (spec values, paths, run errors)
-reaches them everywhere, so styling is explicit (`rich.text.Text`), never `[red]...[/red]` inside a string."""
+The consoles never read markup or emoji codes in what they print, and show control characters and bidirectional
+overrides as escapes (brts.terminal): user text (spec values, paths, run errors) reaches them everywhere, so
+styling is explicit (`rich.text.Text`), never `[red]...[/red]` inside a string, and a `Text` built here from user
+text passes it through `safe`."""
 
 from __future__ import annotations
 
@@ -12,16 +14,27 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from brts.errors import UserError
 from brts.spec import ExperimentSpec, load_spec
+from brts.terminal import SafeConsole, safe
 
-out = Console(markup=False, emoji=False)
-err = Console(stderr=True, markup=False, emoji=False)
+out = SafeConsole()
+err = SafeConsole(stderr=True)
+
+def _store_folder(value: Path | None) -> Path | None:
+    """A store path (or $BRTS_STORE) that exists and is not a folder: one line, exit 2, before anything runs."""
+    store_root(value)
+    return value
+
 
 StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False,
+                              callback=_store_folder)
+]
+# `brts doctor` lists what is wrong with the store among its other checks instead of refusing it.
+UncheckedStoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run store folder (default: $BRTS_STORE or ./runs)", show_default=False)
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a spec field: dotted.key=value")]
@@ -32,13 +45,14 @@ JsonProgressOpt = Annotated[bool, typer.Option(
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print `error: <message>` (the message as plain text) on stderr and exit with `code`: the one error printer."""
-    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", safe(message, newlines=False)), highlight=False,
+              soft_wrap=True)
     raise typer.Exit(code)
 
 
 def alert(label: str, text: str) -> Text:
     """`label` in red, then `text` as plain text: a line that flags a failure."""
-    return Text.assemble((label, "red"), " ", text)
+    return Text.assemble((label, "red"), " ", safe(text, newlines=False))
 
 
 @contextmanager
@@ -50,8 +64,17 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def store_root(store: Path | None) -> Path:
+def store_path(store: Path | None) -> Path:
+    """`--store`, else $BRTS_STORE, else ./runs, as given (`brts doctor` reports what is wrong with it)."""
     return store or Path(os.environ.get("BRTS_STORE", "runs"))
+
+
+def store_root(store: Path | None) -> Path:
+    """`--store`, else $BRTS_STORE, else ./runs; one line and exit 2 when it exists and is not a folder."""
+    root = store_path(store)
+    if root.exists() and not root.is_dir():
+        fail(f"run store {root} exists and is not a folder; pass --store with a folder path")
+    return root
 
 
 def load_experiment(name: str, overrides: list[str] | None) -> ExperimentSpec:

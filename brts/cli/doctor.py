@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from brts.cli.common import StoreOpt, out, store_root
+from brts.cli.common import UncheckedStoreOpt, out, store_path
 
 STYLE = {"ok": "green", "missing": "yellow", "fail": "bold red"}
 
 
 def doctor(
-    store: StoreOpt = None,
+    store: UncheckedStoreOpt = None,
     json_: Annotated[bool, typer.Option("--json", help="print the checks as JSON instead of lines")] = False,
 ) -> None:
     """Say what this machine can do for brts, one line per check: ok, missing (with the command that installs
@@ -22,7 +22,7 @@ def doctor(
     (vLLM, a GPU, Chromium, Slurm, Ray, trackers) leave it at 0."""
     from brts.doctor import FAIL, as_json, run_checks
 
-    checks = run_checks(store_root(store))
+    checks = run_checks(store_path(store))
     if json_:
         out.print(as_json(checks), highlight=False, soft_wrap=True)
     else:

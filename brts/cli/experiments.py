@@ -305,11 +305,16 @@ def exp_status(name: str, set_: SetOpt = None, store: StoreOpt = None) -> None:
         evals = record.get("eval", {}) if isinstance(record.get("eval"), dict) else {}
         logged = read_jsonl_intact(folder.metrics_path)[0]  # up to a damaged line, if any
         step = int(logged[-1]["step"]) if logged else 0
-        status, error = record.get("status", "planned"), record.get("error") or ""
+        status, error = folder.live_status(record), record.get("error") or ""
         status += " (eval)" if record.get("failed_stage") == "eval" else ""
-        damages = untrusted(folder) if folder.path.is_dir() and record.get("status") != "running" else []
+        damages = untrusted(folder) if folder.path.is_dir() and status not in ("running", "interrupted") else []
         if damages:
             status, error = "damaged", str(damages[0])
+        elif status in ("running", "interrupted") and (holder := folder.holder()) is not None:
+            error = (f"its process ({holder}) is gone; `brts exp run` resumes it" if status == "interrupted"
+                     else f"{holder}")
+        elif status == "interrupted":
+            error = "its process is gone; `brts exp run` resumes it"
         table.add_row(p.run_id, p.arm, str(p.seed), status, f"{step}/{p.config.train.steps}",
                       *[f"{evals[t]:.1f}" if t in evals else "" for t in tasks], error[:160],
                       )

@@ -39,6 +39,7 @@ def _pool_file(store: Path | None, path: Path | None) -> Path:
 def pool_show(store: StoreOpt = None, path: PoolPathOpt = None) -> None:
     """Size of the teacher sample pool: samples, tokens, bytes on disk, samples per teacher. A damaged pool is one
     line (exit 1) saying how to move it aside."""
+    from brts.errors import UserError
     from brts.rollout.pool import PoolDamaged, SamplePool
 
     file = _pool_file(store, path)
@@ -46,13 +47,15 @@ def pool_show(store: StoreOpt = None, path: PoolPathOpt = None) -> None:
         out.print(f"no pool at {file} (it is created by the first run that draws teacher samples)", highlight=False)
         return
     try:
-        pool = SamplePool(file, repair=False)
+        pool = SamplePool(file, repair=False, read_only=True)
         try:
             stats = pool.stats()
         finally:
             pool.close()
     except PoolDamaged as exc:
         fail(f"{exc}; `brts pool clear` moves it aside (runs then start a new pool)", code=1)
+    except UserError as exc:
+        fail(str(exc))
     table = Table("pool", "samples", "tokens", "on disk", title="teacher sample pool")
     table.add_row(str(stats.path), str(stats.samples), str(stats.tokens), f"{stats.file_bytes / 2**20:.1f} MiB")
     out.print(table)

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from brts.cli.common import QuietOpt, SetOpt, alert, err, fail, load_experiment, out, store_root, user_errors
 from brts.progress import duration
 from brts.runs.environments import DEFAULT_ENVIRONMENTS, ENVIRONMENTS
+from brts.terminal import SafeConsole
 
 if TYPE_CHECKING:
     from brts.report.repro import Comparison
@@ -107,7 +107,7 @@ def _compare(experiment: str, specs: dict[str, Any], root: RunStore, reference: 
         csv_path, json_path = root.repro_table(experiment, ".csv"), root.repro_table(experiment, ".json")
         write(comparison, csv_path, json_path, ran)
     # Into a file or pipe (a CI log) rich would squeeze the table to 80 columns: give it room instead.
-    shown = out if out.is_terminal else Console(file=out.file, width=200, markup=False, emoji=False)
+    shown = out if out.is_terminal else SafeConsole(file=out.file, width=200)
     shown.print(_table(comparison, experiment))
     out.print(comparison.verdict(), highlight=False, soft_wrap=True)
     failed = [r["name"] for r in ran if r["exit_status"] != 0]

@@ -29,6 +29,8 @@ def store_check(
         result = check_store(root, repair=repair, pool_file=pool)
     for line in result.damaged:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in result.interrupted:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
     for line in result.repaired:
         out.print(f"repaired: {line}", highlight=False, markup=False, soft_wrap=True)
     out.print(result.summary(), highlight=False, markup=False, soft_wrap=True)

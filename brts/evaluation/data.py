@@ -15,6 +15,7 @@ from pathlib import Path
 from brts.evaluation.hooks import DATA_DIR_ENV, read_rows
 from brts.spec.catalog import PACKAGED_DIR, SOURCES, is_ours, synthetic_split
 from brts.spec.evaluation import EvalSpec
+from brts.tasks.bounds import check_problem_file
 from brts.tasks.sources import TaskDataError
 from brts.tasks.synthetic import SyntheticTask
 
@@ -67,6 +68,8 @@ def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
         assert hub is not None  # every non-synthetic task of ours has a hub dataset
         return TaskData(task, f"hf:{hub.path}", f"hf:{hub.path}:{hub.split}")
     path = folder / f"{name}.jsonl"
+    if path.is_file():
+        check_problem_file(path, task)  # a row a tokenizer could not take is refused before anything runs
     lines = tuple(json.dumps(row) for row in read_rows(path, task))
     return TaskData(task, f"package:{name}" if folder == PACKAGED_DIR else str(path), _digest(lines), lines)
 

@@ -168,9 +168,12 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
     for path in folders:
         run = RunFolder(path)
         record = run.record() if run.is_run else {}
-        damages = untrusted(run) if record.get("status") != "running" else []  # a running one is mid-write
+        status = run.live_status(record)  # a running one is mid-write; an interrupted one resumes: not checked
+        damages = untrusted(run) if status not in ("running", "interrupted") else []
         metrics = [] if any(d.part == "logs" for d in damages) else read_jsonl_intact(run.metrics_path)[0]
-        row = {**_run_row(run, record, metrics), **(labels or {}).get(str(path), {})}
+        row = {**_run_row(run, {**record, "status": status}, metrics), **(labels or {}).get(str(path), {})}
+        if status == "interrupted":
+            row["note"] = "interrupted: its process is gone; `brts exp run` resumes it"
         evaluated = None
         if row["status"] == "finished" and not damages:
             try:
@@ -199,11 +202,20 @@ def read_runs(folders: Iterable[Path], labels: dict[str, dict[str, Any]] | None 
                 validation_rows.append({"run_id": row["run_id"], "arm": row["arm"], "seed": row["seed"], **v})
         rows.append(row)
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for column in ("seed", "last_step", "planned_steps"):  # whole numbers, blank where a record lacks one
+        runs[column] = _whole_numbers(runs[column])
     sample_frame = _concat(samples, ["run_id", "arm", "seed", *SAMPLE_COLUMNS])
     metrics_frame = pd.DataFrame(metric_rows)
     validation = pd.DataFrame(validation_rows, columns=VALIDATION_COLUMNS)
     return RunData(runs=runs, samples=sample_frame, metrics=metrics_frame, validation=validation, settings=settings,
                    grader=_concat(graders, ["run_id", "arm", "seed", *GRADER_COLUMNS]))
+
+
+def _whole_numbers(column: pd.Series) -> pd.Series:
+    """A column of whole numbers as pandas' nullable integers (not floats when one row has none: a damaged
+    record's seed); anything else in it is missing."""
+    values = pd.to_numeric(column, errors="coerce")
+    return values.where(values == values.round()).astype("Int64")
 
 
 def drop_superseded(runs: pd.DataFrame, planned_ids: set[str] | None) -> pd.DataFrame:

@@ -109,7 +109,7 @@ def load(store: Path, name: str, progress: Progress, spec: Any = None) -> tuple[
     return data, arm_order(data.runs, planned), planned
 
 
-_STATUS_ORDER = ("damaged", "failed", "running", "not started")
+_STATUS_ORDER = ("damaged", "failed", "interrupted", "running", "not started")
 
 
 def _status_counts(runs: pd.DataFrame) -> str:

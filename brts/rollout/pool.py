@@ -34,10 +34,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from brts.errors import UserError, warn
+from brts.errors import warn
 from brts.rollout.base import Completion
+from brts.rollout.pool_file import PoolDamaged, connect_read_only, is_busy, is_damage, move_aside
 from brts.spec import PoolSpec
-from brts.store.files import quarantine
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _SCHEMA = """
@@ -57,30 +57,6 @@ CREATE TABLE IF NOT EXISTS samples (
 )
 """
 _COLUMNS = "key, teacher, tier, stream, idx, token_ids, text, finish_reason, grader, grade, created, digest"
-_BUSY, _CORRUPT, _NOT_A_DATABASE = 5, 11, 26  # SQLite's primary result codes: locked elsewhere, damaged file
-
-
-class PoolDamaged(UserError):
-    """The pool file is not a readable SQLite pool; the message names it."""
-
-
-def is_damage(exc: sqlite3.Error) -> bool:
-    """Whether an SQLite error says the file is damaged (not busy, locked or full)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_CORRUPT, _NOT_A_DATABASE)
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """Whether an SQLite error says another connection holds the lock it needs ("database is locked")."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return int(code) & 0xFF == _BUSY
-    return "database is locked" in str(exc)
-
-
 def row_digest(key: str, blob: bytes, text: str, finish: str, grader: str | None, grade: int | None) -> str:
     """The SHA-256 a row carries: its key and everything the sample is (length-prefixed, so no two differ alike)."""
     digest = hashlib.sha256()
@@ -149,18 +125,6 @@ def _decode_tokens(blob: bytes) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _pool_files(path: Path) -> list[Path]:
-    """The pool file and SQLite's files beside it (write-ahead log, shared memory)."""
-    return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))]
-
-
-def move_aside(path: Path) -> Path:
-    """Quarantine a damaged pool file (and its WAL and shared-memory files) in `<its folder>/.quarantine/`;
-    returns where the pool file went."""
-    moved = [quarantine(f, path.parent) for f in _pool_files(path) if f.exists()]
-    return moved[0] if moved else path
-
-
 def _set_up(db: sqlite3.Connection) -> None:
     """WAL mode and the connection's settings, then the table (added to, for a pool from before digests)."""
     db.execute("PRAGMA journal_mode=WAL")
@@ -182,19 +146,21 @@ class SamplePool:
     """A connection to one pool file (created on first use). One instance per process; not fork-safe.
 
     A file that is not a readable pool is moved aside and replaced by an empty pool (one line on stderr); with
-    `repair=False` (to look without changing anything) it raises PoolDamaged instead."""
+    `repair=False` it raises PoolDamaged instead. `read_only` (to look, on a store this user may not write)
+    writes nothing and creates nothing; a damaged file raises PoolDamaged."""
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 120.0,
-                 repair: bool = True) -> None:
+                 repair: bool = True, read_only: bool = False) -> None:
         self.path, self.max_bytes, self.timeout_s = Path(path), max_bytes, timeout_s
         self.damaged: str | None = None  # why the pool stopped being used mid-run (it reads as empty then)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = self._connect()
+            self._db = connect_read_only(self.path) if read_only else self._connect()
         except sqlite3.DatabaseError as exc:
             if not is_damage(exc):
                 raise
-            if not repair:
+            if not repair or read_only:
                 raise PoolDamaged(f"teacher sample pool {self.path} is damaged ({exc})") from None
             self._db = self._recover(exc)
 
@@ -212,7 +178,7 @@ class SamplePool:
                     _set_up(db)
                     return db
                 except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    if not is_busy(exc) or time.monotonic() + pause > deadline:
                         raise
                 time.sleep(pause)
                 pause = min(2 * pause, 1.0)

@@ -54,6 +54,11 @@ def _executed_here(record: dict[str, Any]) -> bool:
     return record.get("pid") == os.getpid() and host == socket.gethostname()
 
 
+def trained_here(record: dict[str, Any]) -> bool:
+    """Whether the record's last execution trained the run (not only evaluated a checkpoint trained before)."""
+    return record.get("trained_attempt") is not None and record.get("trained_attempt") == record.get("attempts")
+
+
 def _worker(planned: PlannedRun, store_root: Path, updates: Any, wait: bool, retry_failed: bool
             ) -> tuple[str, dict[str, Any]]:
     def progress(run_id: str, step: int, total: int, metrics: dict[str, Any]) -> None:
@@ -103,7 +108,6 @@ def execute(
     observer = observer or RunObserver()
     outcomes: dict[str, Outcome] = {}
     todo: list[PlannedRun] = []
-    trained: set[str] = set()
     for planned in plan:
         run = store.run(planned)
         record = run.record()
@@ -112,8 +116,6 @@ def execute(
             outcomes[planned.run_id] = Outcome(planned, skip, record)
         else:
             todo.append(planned)
-            if run.trained:
-                trained.add(planned.run_id)
     observer.runs_started(todo, list(outcomes.values()))
     by_id = {p.run_id: p for p in todo}
 
@@ -129,7 +131,7 @@ def execute(
         elif status == "elsewhere":
             outcome = Outcome(planned, RAN_ELSEWHERE if record.get("status") == "finished" else "failed", record)
         else:
-            done = "evaluated" if planned.run_id in trained else "ran"
+            done = "ran" if trained_here(record) else "evaluated"
             outcome = Outcome(planned, done if record.get("status") == "finished" else "failed", record)
         outcomes[planned.run_id] = outcome
         observer.run_finished(outcome)

@@ -24,6 +24,7 @@ from brts.runs.prefill import RunDemand, TokenTotals, plan_demand, totals
 from brts.runs.reference import evaluate_references
 from brts.spec import ExperimentSpec
 from brts.store import RunStore
+from brts.tasks.math import check_files
 
 FAILED_ACTIONS = ("failed", "skipped-failed")
 COUNT_LABELS = {"ran": "ran here", "evaluated": "evaluated here", RAN_ELSEWHERE: "ran in another process",
@@ -84,6 +85,7 @@ def check_ready(spec: ExperimentSpec, store: RunStore, *, dry: bool = False) -> 
     backend is not looked for (show plans a GPU spec on any machine); a model pair that needs a build or a
     download (a hub model, built-in models not built yet) is checked by the real run only."""
     store.check_writable()
+    check_files(spec.task)  # a problem row too large to use stops here, not in the tokenizer mid-run
     check_settings(spec.eval, task_seed=spec.task.seed, backend=not dry)  # vLLM may be on the GPU machine only
     preflight(spec.models, build=not dry)
 

@@ -2,9 +2,10 @@
 cannot be trusted is moved aside (brts.store.integrity), so the run redoes exactly that work and its numbers are
 those of an undamaged run. One line on stderr says what was moved.
 
-Checked every time (cheap): the record, the manifest, the metrics and validation logs, and the evaluation files
-(against the manifest, and `problems.csv` against `summary.json`). `final/` is checked against the manifest just
-before it is evaluated, and each checkpoint just before training resumes from it.
+Checked every time: the record, the manifest (missing while an artefact exists is damage too), files never
+sealed, the metrics and validation logs, `final/` and the evaluation files against the manifest (and
+`problems.csv` against `summary.json`); for a finished run also its newest checkpoint. The checkpoint training
+resumes from is checked just before it is read (brts.store.folder.RunFolder.intact_checkpoint).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from brts.store.integrity import Damage, log_damage
 
 
 def untrusted(run: RunFolder) -> list[Damage]:
-    """What a run cannot use as it is: an unreadable manifest, bad log lines, evaluation files that are not what
-    was sealed or that disagree with each other or with the record."""
-    found = log_damage(run.path)[0] + run.eval_damage()
+    """What a run cannot use as it is: a missing or unreadable manifest, files never sealed, bad log lines,
+    `final/` (and for a finished run its newest checkpoint) or evaluation files that are not what was sealed, and
+    evaluation files that disagree with each other or with the record."""
+    parts = ["final", "eval"]
+    newest = run.newest_checkpoint() if run.record().get("status") == "finished" else None
+    found = log_damage(run.path)[0] + run.sealed_damage([*parts, *([newest] if newest else [])])
     return found + evaluation_disagreement(run, found)
 
 
@@ -47,10 +51,3 @@ def repair(run: RunFolder, damages: list[Damage]) -> None:
     """Move aside what `damages` name, one line each on stderr."""
     for line in run.repair(damages):
         warn(line)
-
-
-def check_final(run: RunFolder) -> None:
-    """Before `final/` is evaluated: when it is not what was sealed, move it aside (training saves it again from
-    the last checkpoint)."""
-    if run.trained:
-        repair(run, run.manifest.verify("final"))

@@ -64,8 +64,9 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
             return record
         integrity.repair(run, damages)
         torch.set_num_threads(cfg.train.threads)
+        attempt = int(record.get("attempts", 0)) + 1
         run.update_record(
-            status="running", started=record.get("started") or now(), attempts=int(record.get("attempts", 0)) + 1,
+            status="running", started=record.get("started") or now(), attempts=attempt,
             environment=environment(), pid=os.getpid(), error=None, failed_stage=None,
         )
         tracking: RunTracking | None = None
@@ -73,12 +74,11 @@ def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | No
         try:
             if planned.tracking.enabled:  # inside the try: whatever the trackers raise is recorded as a failure
                 tracking = RunTracking.start(planned, run, store_root)
-            integrity.check_final(run)
             if not run.trained:
                 announce(planned.run_id, "train")
                 started = time.perf_counter()
                 last_step = _train(planned, run, store, _tracked(progress, tracking))
-                run.update_record(last_step=last_step, trained=now(), train_seconds=round(
+                run.update_record(last_step=last_step, trained=now(), trained_attempt=attempt, train_seconds=round(
                     float(record.get("train_seconds", 0.0)) + time.perf_counter() - started, 2))
             if tracking is not None:
                 tracking.follow()  # the last lines (and every line of a run trained before tracking was on)

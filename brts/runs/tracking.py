@@ -23,6 +23,7 @@ from brts.distributed import Ranks
 from brts.runs.plan import PlannedRun
 from brts.store import RunFolder
 from brts.store.files import sqlite_setup_lock
+from brts.terminal import safe
 
 Warn = Callable[[str], None]
 RECORD_KEY = "tracking"  # record.json: {backend: {"id": its run id or None, "step": the last step sent}}
@@ -30,7 +31,7 @@ INSTALL = "pip install 'brts[trackers]'"
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(safe(line, newlines=False), file=sys.stderr, flush=True)
 
 
 def run_name(planned: PlannedRun) -> str:

@@ -22,21 +22,46 @@ class SpecError(UserError):
         super().__init__(" ".join(message.split("\n")))
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters (its end replaced by "...") for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+SHOWN = 80  # characters of a given value a message quotes
+
+
 def show(value: Any) -> str:
-    """A given value as an error message quotes it: JSON-like, on one line, at most 80 characters."""
+    """A given value as an error message quotes it: JSON-like, on one line, at most SHOWN characters; only as much
+    of it is serialised as is shown (a value may be huge)."""
     if isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, bool) or value is None:
-        text = json.dumps(value)
+        text = repr(value[: SHOWN + 1])
     elif isinstance(value, dict):  # a whole section: named by its keys, never dumped
-        keys = ", ".join(map(str, list(value)[:5])) + (", ..." if len(value) > 5 else "")
+        keys = ", ".join(clip(str(k), SHOWN) for k in list(value)[:5]) + (", ..." if len(value) > 5 else "")
         text = f"a mapping ({keys})" if value else "an empty mapping"
-    elif isinstance(value, (list, tuple)):
-        text = json.dumps(value, default=str)
     else:
-        text = str(value)
-    text = " ".join(text.split("\n"))
-    return text if len(text) <= 80 else text[:77] + "..."
+        text = _brief(value, SHOWN + 1)
+    return clip(" ".join(text.split("\n")), SHOWN)
+
+
+def _brief(value: Any, budget: int) -> str:
+    """`value` as JSON, cut short once `budget` characters are written (lists and mappings item by item)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value[:budget])
+    if isinstance(value, (list, tuple, dict)):
+        items = value.items() if isinstance(value, dict) else value
+        parts, used = [], 2
+        for item in items:
+            if used > budget:
+                parts.append("...")
+                break
+            part = (f"{_brief(str(item[0]), budget - used)}: {_brief(item[1], budget - used)}"
+                    if isinstance(value, dict) else _brief(item, budget - used))
+            parts.append(part)
+            used += len(part) + 2
+        return ("{%s}" if isinstance(value, dict) else "[%s]") % ", ".join(parts)
+    return str(value)[:budget]
 
 
 def _loc_path(loc: Sequence[int | str]) -> str:

@@ -37,11 +37,21 @@ LOCAL_PREFIXES = ("/", "./", "../", "~")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
+# The run store's own folders beside the experiments' (brts.store.store names them from here); its others
+# (`.pool`, `.submitit`, `.quarantine`) start with '.', which no name may.
+STORE_FOLDERS = ("sweeps", "repro")
+
+
 def _check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise PydanticCustomError(
             "name", "expected a name of letters, digits, '.', '_' or '-' (used in folder names), got {got}",
             {"got": show(value)})
+    if value.casefold() in STORE_FOLDERS:
+        raise PydanticCustomError(
+            "name", "{got} is a folder the run store keeps for itself; experiment, sweep and arm names may not be "
+            "{reserved} (in any case) or start with '.'; choose another name",
+            {"got": show(value), "reserved": " or ".join(STORE_FOLDERS)})
     return value
 
 
@@ -178,6 +188,41 @@ class ResourcesSpec(_Spec):
     @property
     def world_size(self) -> int:
         return self.processes or max(1, self.gpus)
+
+    @field_validator("partition")
+    @classmethod
+    def _one_line_partition(cls, value: str | None) -> str | None:
+        if value is not None:
+            _sbatch_value(value, None)
+        return value
+
+    @field_validator("slurm")
+    @classmethod
+    def _sbatch_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        for key, value in settings.items():
+            if not isinstance(key, str) or not _SBATCH_KEY_RE.fullmatch(key):
+                raise PydanticCustomError(
+                    "value_error", "{got} is not an sbatch option name (letters, digits, '-' and '_', as in "
+                    "`account` or `mail-user`)", {"got": show(key)})
+            if isinstance(value, (dict, list)) or value is None:
+                raise PydanticCustomError("value_error", "expected a string, number or true, got {got}",
+                                          {"got": show(value), "field": key})
+            _sbatch_value(str(value), key)
+        return settings
+
+
+_SBATCH_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _sbatch_value(value: str, key: str | None) -> None:
+    """A value that goes into one `#SBATCH` line of the job script: no newline or other control character could
+    end that line and put what follows into the script (submitit quotes the rest)."""
+    if _LINE_BREAKING.search(value):
+        raise PydanticCustomError(
+            "value_error", "a Slurm setting cannot hold a newline or other control character (it would end its "
+            "#SBATCH line and put the rest into the job script); got {got}",
+            {"got": show(value), **({"field": key} if key else {})})
 
 
 class RolloutSpec(_Spec):

@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 import brts
-from brts.spec.errors import SpecError, show
+from brts.spec.errors import SpecError, clip, show
+from brts.values import COUNT_MAX, SEED_MAX
 
 
 def search_dirs(env_var: str, folder: str) -> list[Path]:
@@ -69,7 +70,7 @@ def read_layers(name_or_path: str | Path, overrides: Sequence[str], search_dirs:
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
-        layers.append((f"{leaf_label}{DERIVED}--set {item}", nested))
+        layers.append((f"{leaf_label}{DERIVED}--set {clip(item)}", nested))
     return merged, layers, leaf
 
 
@@ -137,8 +138,12 @@ def _resolve_extends(ref: str, child: Path, dirs: Sequence[Path], label: str) ->
                         f"available: {_available([child.parent, *dirs])}")
     path = Path(ref).expanduser()
     path = path if path.is_absolute() else child.parent / path
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise SpecError(f"{label}: extends: {clip(ref)!r} is {what} ({_display(path)}); extends names another spec "
+                        "by name or by the path of its .yaml file")
     if not path.is_file():
-        raise SpecError(f"{label}: extends: file {ref!r} not found (looked at {_display(path)})")
+        raise SpecError(f"{label}: extends: file {clip(ref)!r} not found (looked at {_display(path)})")
     if path.suffix not in SPEC_SUFFIXES:
         # Not read at all: whatever that file holds (data, secrets) must not end up in a message.
         raise SpecError(f"{label}: extends: {ref!r} is not a spec file (.yaml or .yml); extends names another spec "
@@ -167,12 +172,63 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# No spec field takes an integer of more digits (every range ends below 2**64); Python would refuse to read
+# one of more than 4300 digits anyway (its int-string limit).
+MAX_INT_DIGITS = 100
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    text = str(node.value)
+    if len(text) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {len(text)} characters; no spec field takes one that large (counts end at "
+            f"{COUNT_MAX}, seeds at {SEED_MAX})", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+# A spec's data once its YAML aliases are expanded: far above any real spec, far below what printing or
+# serialising it would take long at (aliases repeat a value without copying it; readers of the value do not).
+MAX_VALUES = 10_000
+MAX_SPEC_BYTES = 1 << 20
+
 
 def _parse_yaml(text: str, label: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: plain data only
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: plain data only
+        size = _expanded_size(data, {}, set())
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_message(exc, label)) from None
+    except RecursionError:
+        raise SpecError(f"{label}: nested too deeply to read; write the spec's data flat") from None
+    if size > MAX_VALUES:
+        raise SpecError(f"{label}: holds more than {MAX_VALUES} values once its YAML aliases (*name) are expanded; "
+                        "a spec is far smaller: write the values it needs without repeating aliases")
+    return data
+
+
+def _expanded_size(value: Any, sizes: dict[int, int], inside: set[int]) -> int:
+    """How many values `value` holds with every alias expanded, counted in time linear in the distinct values
+    (a shared one counted once per use, from `sizes`); above MAX_VALUES the count stops. An alias inside itself
+    (a recursive structure) counts as too many."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in sizes:
+        return sizes[key]
+    if key in inside:
+        return MAX_VALUES + 1
+    inside.add(key)
+    total = 1
+    for item in (*value.keys(), *value.values()) if isinstance(value, dict) else value:
+        total += _expanded_size(item, sizes, inside)
+        if total > MAX_VALUES:
+            break
+    inside.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _yaml_message(exc: yaml.YAMLError, label: str) -> str:
@@ -186,14 +242,20 @@ def _yaml_message(exc: yaml.YAMLError, label: str) -> str:
             return (f"{label}: {where}YAML tag {name!r} asks to build Python objects, which specs do not allow; "
                     "write plain data (mappings, lists, strings, numbers)")
         return f"{label}: {where}unknown YAML tag {name!r}; write plain data (mappings, lists, strings, numbers)"
+    if problem.startswith("an integer of "):
+        return f"{label}: {where}{problem}"
     return f"{label}: {where}malformed YAML: {problem}"
 
 
 def _read_mapping(path: Path, label: str) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"{label}: cannot read the file: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{label}: larger than {MAX_SPEC_BYTES // 1024} KiB, the most a spec file may be; is this a "
+                        "spec file? (keep data such as problems in their own files)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -223,8 +285,8 @@ def _parse_override(item: str, label: str) -> tuple[list[str], Any]:
     key, eq, raw = item.partition("=")
     keys = key.strip().split(".")
     if not eq or not all(k.strip() for k in keys):
-        raise SpecError(f"{label}: --set {item!r}: expected dotted.key=value, e.g. train.steps=10")
-    return [k.strip() for k in keys], _parse_yaml(raw, f"{label}: --set {item}")
+        raise SpecError(f"{label}: --set {clip(item)!r}: expected dotted.key=value, e.g. train.steps=10")
+    return [k.strip() for k in keys], _parse_yaml(raw, f"{label}: --set {clip(item)}")
 
 
 def _set_path(data: dict[str, Any], keys: list[str], value: Any, item: str, label: str) -> None:
@@ -234,7 +296,7 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any, item: str, labe
         if child is None:
             child = node[key] = {}
         elif not isinstance(child, dict):
-            raise SpecError(f"{label}: --set {item}: {'.'.join(keys[: i + 1])} is not a mapping (it is "
+            raise SpecError(f"{label}: --set {clip(item)}: {clip('.'.join(keys[: i + 1]))} is not a mapping (it is "
                             f"{show(child)}); --set sets dotted paths through mappings only")
         node = child
     node[keys[-1]] = value

@@ -12,10 +12,11 @@ from brts.store.files import (
     write_json_atomic,
     write_text_atomic,
 )
-from brts.store.folder import RunFolder, RunLocked, Status, environment, now
+from brts.store.folder import RunFolder, Status, environment, now
+from brts.store.lock import Holder, RunLocked
 from brts.store.store import POOL_FILE, REFERENCE_ROLES, RunStore, StoreError
 
 __all__ = [
-    "POOL_FILE", "REFERENCE_ROLES", "DamagedFile", "JsonlLog", "RunFolder", "RunLocked", "RunStore", "Status", "StoreError", "environment", "now",
+    "POOL_FILE", "REFERENCE_ROLES", "DamagedFile", "Holder", "JsonlLog", "RunFolder", "RunLocked", "RunStore", "Status", "StoreError", "environment", "now",
     "read_json", "read_jsonl", "write_json_atomic", "write_text_atomic",
 ]

@@ -13,7 +13,7 @@
     error.log          the traceback of the last failure
     tracking/          the experiment trackers' local files (TensorBoard events, W&B offline runs)
     launch.log         the ranks' output of a multi-process run; `.launch-error` its first error line
-    .lock              held while a process executes the run
+    .lock              held while a process executes the run; names its host and pid (brts.store.lock)
 
 A reference model's folder (the teacher or the starting student, evaluated once per experiment) is a RunFolder
 too: it holds `record.json`, `eval/`, `error.log` and `.lock` with the same meaning.
@@ -25,7 +25,7 @@ import platform
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from filelock import FileLock, Timeout
 
 import brts
 from brts.errors import warn
@@ -50,15 +49,13 @@ from brts.store.files import (
     write_text_atomic,
 )
 from brts.store.integrity import Damage, Manifest
+from brts.store.lock import Holder, RunLock
 
 # "stopped": ended early on purpose (a pruned sweep trial); like "running" after a kill, it resumes when run again.
-# "damaged": record.json cannot be read (the next invocation writes a new one).
+# "damaged": record.json cannot be read (the next invocation writes a new one). "interrupted" is never written:
+# readers say it of a "running" run whose process is gone (RunFolder.live_status).
 Status = Literal["planned", "running", "stopped", "finished", "failed", "damaged"]
 VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "pydantic", "math-verify", "numpy")
-
-
-class RunLocked(RuntimeError):
-    """Another process is executing this run."""
 
 
 def now() -> str:
@@ -183,12 +180,9 @@ class RunFolder:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run's lock; raises RunLocked at once when another process holds it."""
-        lock = FileLock(str(self.path / ".lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise RunLocked(str(self.path)) from exc
+        """Hold the run's lock (brts.store.lock); raises RunLocked at once when another process holds it."""
+        lock = RunLock(self.path / ".lock")
+        lock.acquire()
         try:
             yield
         finally:
@@ -196,9 +190,22 @@ class RunFolder:
 
     def wait_unlocked(self, poll_seconds: float = 0.5) -> None:
         """Block until no process holds the run's lock. Another may take it at once after: callers try again."""
-        lock = FileLock(str(self.path / ".lock"))
-        with lock.acquire(poll_interval=poll_seconds):
-            pass
+        RunLock(self.path / ".lock").wait(poll_seconds)
+
+    def holder(self) -> Holder | None:
+        """The process that holds (or last held and was killed holding) the run's lock; None when nobody does."""
+        return RunLock(self.path / ".lock").holder()
+
+    def live_status(self, record: dict[str, Any] | None = None) -> str:
+        """The record's status, except that a `running` run whose lock no live process holds (killed, or stopped
+        with Ctrl-C) is `interrupted`: the next `brts exp run` resumes it."""
+        status = str((self.record() if record is None else record).get("status", "planned"))
+        if status != "running":
+            return status
+        holder = self.holder()
+        if holder is None:
+            return "running" if RunLock(self.path / ".lock").held() else "interrupted"
+        return "interrupted" if holder.alive is False else "running"
 
     # --- the config ---
 
@@ -252,16 +259,21 @@ class RunFolder:
         """Record the size and SHA-256 of every file of `part` ("final", "eval", a checkpoint's folder)."""
         self.manifest.seal(part)
 
-    def damage(self, hashes: bool = True) -> list[Damage]:
+    def damage(self, hashes: bool = True, unsealed: bool = True) -> list[Damage]:
         """Everything wrong with the folder, one line each (brts.store.integrity.check)."""
-        return integrity.check(self.path, hashes)
+        return integrity.check(self.path, hashes, unsealed)
 
-    def eval_damage(self) -> list[Damage]:
-        """The sealed evaluation files that are not what was sealed, and a manifest that cannot be read."""
-        try:
-            return self.manifest.verify("eval")
-        except DamagedFile as exc:
-            return [Damage(self.manifest.path, str(exc).split(": ", 1)[-1], "manifest")]
+    def sealed_damage(self, parts: Sequence[str]) -> list[Damage]:
+        """A missing or unreadable manifest, files never sealed, and the sealed files under `parts` that are not
+        what was sealed (brts.store.integrity.sealed_damage)."""
+        return integrity.sealed_damage(self.path, parts)
+
+    def newest_checkpoint(self) -> str | None:
+        """The newest complete checkpoint folder, relative to the run folder, or None."""
+        from brts import checkpoint
+
+        found = checkpoint.latest(self.checkpoints)
+        return found.relative_to(self.path).as_posix() if found is not None else None
 
     def repair(self, damages: list[Damage]) -> list[str]:
         """Move aside what `damages` name so running again redoes exactly that work; one line per thing moved."""

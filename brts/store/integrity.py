@@ -15,14 +15,17 @@ What the repairs move goes to `<run folder>/.quarantine/<UTC time>/`; nothing is
 - a checkpoint that is not what was sealed: moved aside (training resumes from the newest intact one);
 - `final/` not what was sealed: moved aside (training saves it again from the last checkpoint);
 - an `eval/` file not what was sealed: that task's folder (or the combined file) is moved aside and evaluated
-  again; `manifest.json` unreadable: it, `final/` and `eval/` are moved aside (nothing can be verified).
+  again;
+- a part that holds files the manifest does not list (written, then killed before it was sealed): moved aside;
+- `manifest.json` unreadable, or missing while `final/`, `eval/` or a checkpoint exists: it, `final/`, `eval/`
+  and every checkpoint are moved aside (nothing can be verified; the run is done again and sealed as it goes).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,10 +101,12 @@ class Manifest:
         if kept != files:
             write_json_atomic(self.path, {"format": MANIFEST_FORMAT, "files": kept})
 
-    def verify(self, part: str, hashes: bool = True) -> list[Damage]:
-        """The sealed files under `part` that are missing, of another size or (with `hashes`) another content."""
+    def verify(self, part: str, hashes: bool = True, files: dict[str, dict[str, Any]] | None = None
+               ) -> list[Damage]:
+        """The sealed files under `part` that are missing, of another size or (with `hashes`) another content
+        (`files`: the manifest's entries when already read)."""
         found = []
-        for name, entry in self.files().items():
+        for name, entry in (self.files() if files is None else files).items():
             if not _under(name, part):
                 continue
             path = self.folder / name
@@ -140,6 +145,48 @@ def _part_of(name: str) -> str:
 # --- checks ---------------------------------------------------------------------------------------------------
 
 
+ARTEFACTS = ("final", "checkpoints", "eval")  # the parts a manifest vouches for
+
+
+def artefact_parts(folder: Path) -> dict[str, list[Path]]:
+    """The artefact parts present in a folder (`final`, `checkpoints/step_N`, `eval/tasks/T`, each other file of
+    `eval/`), each with its files; a checkpoint folder still being written (`.tmp-*`) is none."""
+    parts: dict[str, list[Path]] = {}
+    for top in ARTEFACTS:
+        for path in _walk(folder / top):
+            name = path.relative_to(folder).as_posix()
+            if top == "checkpoints" and not STEP_DIR.search(name.split("/")[1] if "/" in name else ""):
+                continue
+            parts.setdefault(_part_of(name), []).append(path)
+    return parts
+
+
+def sealed_damage(folder: Path, parts: Sequence[str] = ("",), hashes: bool = True, unsealed: bool = True
+                  ) -> list[Damage]:
+    """What a folder's artefacts hold that cannot be trusted: a manifest that cannot be read, or that is missing
+    while an artefact exists (one Damage, part "manifest"); else every part holding files the manifest does not
+    list, and every sealed file under `parts` ("" is all) that is missing, of another size or (`hashes`) another
+    content. Without `unsealed` (a folder a live process is writing), files not sealed yet are not damage."""
+    manifest = Manifest(folder)
+    present = artefact_parts(folder) if unsealed else {}
+    try:
+        files = manifest.files() if manifest.path.exists() else None
+    except DamagedFile as exc:
+        return [Damage(manifest.path, _reason(exc), "manifest")]
+    if files is None:
+        if not present:
+            return []
+        shown = ", ".join(f"{top}/" for top in ARTEFACTS if any(p.split("/")[0] == top for p in present))
+        return [Damage(manifest.path, f"missing while {shown} exist, which cannot be verified without it",
+                       "manifest")]
+    found = [Damage(folder / part, f"{len(loose)} file(s) not sealed in manifest.json (written, not verified)", part)
+             for part, paths in sorted(present.items())
+             if (loose := [p for p in paths if p.relative_to(folder).as_posix() not in files])]
+    for part in parts:
+        found += manifest.verify(part, hashes, files)
+    return found
+
+
 def log_damage(folder: Path) -> tuple[list[Damage], int | None]:
     """Bad lines in the metrics and validation logs, and the last training step both still cover (None when both
     are intact): training may resume from a checkpoint at or before it."""
@@ -154,10 +201,11 @@ def log_damage(folder: Path) -> tuple[list[Damage], int | None]:
     return found, covered
 
 
-def check(folder: Path, hashes: bool = True) -> list[Damage]:
+def check(folder: Path, hashes: bool = True, unsealed: bool = True) -> list[Damage]:
     """Everything wrong with a run (or reference) folder, one Damage each: an unreadable record, config,
-    manifest or log, and every sealed file that is not what was sealed (`hashes`: compare contents too, not only
-    sizes; checkpoints and `final/` are read whole then)."""
+    manifest or log, a missing manifest, files never sealed (unless `unsealed` is off: a live process writes the
+    folder), and every sealed file that is not what was sealed (`hashes`: compare contents too, not only sizes;
+    checkpoints and `final/` are read whole then)."""
     found: list[Damage] = []
     try:
         read_json(folder / "record.json")
@@ -167,12 +215,7 @@ def check(folder: Path, hashes: bool = True) -> list[Damage]:
     if config.is_file() and not _yaml_mapping(config):
         found.append(Damage(config, "not a YAML mapping (written again from the plan by the next run)", "config.yaml"))
     found += log_damage(folder)[0]
-    manifest = Manifest(folder)
-    try:
-        manifest.files()
-    except DamagedFile as exc:
-        return [*found, Damage(manifest.path, _reason(exc), "manifest")]
-    return found + manifest.verify("", hashes)
+    return found + sealed_damage(folder, ("",), hashes, unsealed)
 
 
 def _reason(exc: DamagedFile) -> str:
@@ -201,6 +244,9 @@ def repair(folder: Path, damages: Iterable[Damage]) -> list[str]:
     def move(part: str, why: str) -> None:
         path = folder / part
         if part in moved or not path.exists():
+            if part not in moved and why.endswith(": missing (sealed in manifest.json)"):
+                moved.add(part)  # sealed, then deleted: its entries go, the work is done again
+                lines.append(f"{why}; made again")
             return
         moved.add(part)
         target = quarantine(path, folder)
@@ -210,8 +256,9 @@ def repair(folder: Path, damages: Iterable[Damage]) -> list[str]:
     for damage in damages:
         if damage.part == "manifest":
             move("manifest.json", str(damage))
-            move("final", f"{folder / 'final'}: cannot be verified without its manifest")
-            move("eval", f"{folder / 'eval'}: cannot be verified without its manifest")
+            for part in ("final", "eval", *(p.relative_to(folder).as_posix()
+                                           for p in sorted((folder / "checkpoints").glob("step_*")))):
+                move(part, f"{folder / part}: cannot be verified without its manifest")
         elif damage.part != "logs":
             move(damage.part, str(damage))
     if any(d.part == "logs" for d in damages):

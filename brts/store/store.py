@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 from brts.errors import UserError
-from brts.spec import PoolSpec, RunConfig
+from brts.spec import STORE_FOLDERS, PoolSpec, RunConfig
 from brts.store.folder import RunFolder, now
 
 POOL_FILE = Path(".pool") / "teacher-samples.sqlite"
-SWEEPS = "sweeps"
-REPRO = "repro"
+SWEEPS, REPRO = STORE_FOLDERS  # no experiment may be named like them (brts.spec refuses it)
 REFERENCE = "reference"
 REFERENCE_ROLES = ("teacher", "student_start")  # the reference models of an experiment: its teacher, its student
 
@@ -133,7 +132,7 @@ class RunStore:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and p.name != SWEEPS and not p.name.startswith(".") and self.runs(p.name))
+                      if p.is_dir() and p.name not in STORE_FOLDERS and not p.name.startswith(".") and self.runs(p.name))
 
     def sweeps(self) -> list[str]:
         """The names of the sweeps with a folder in the store."""

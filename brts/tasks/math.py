@@ -19,6 +19,7 @@ from brts.grading import MathGrader
 from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
 from brts.spec.catalog import PACKAGED_PREFIX, packaged_file
 from brts.tasks.base import Problem
+from brts.tasks.bounds import check_problem_file
 from brts.tasks.sources import TaskDataError, answer_text, load_hub, read_jsonl
 
 # The silent validation key of the Tier-2 (recovery) samples; KEY_MARKER in a response means it leaked.
@@ -48,17 +49,38 @@ def _is_local(path: str) -> bool:
     return path.endswith((".jsonl", ".json")) or path.startswith(("/", "./", "../", "~")) or Path(path).exists()
 
 
-def _rows(spec: DatasetSpec, label: str) -> list[dict[str, Any]]:
-    """The raw rows of a problem set, read by the evaluation's own JSONL and hub readers; `brts:aime24` is the
-    copy packaged with brts (the spec checked the name)."""
+def _local_file(spec: DatasetSpec) -> Path | None:
+    """The JSONL file of a problem set (`brts:aime24`: the copy packaged with brts), or None for a hub dataset;
+    TaskDataError when a local one does not exist."""
     if spec.path.startswith(PACKAGED_PREFIX):
-        return [row for _, row in read_jsonl(packaged_file(spec.path.removeprefix(PACKAGED_PREFIX)), label)]
-    if _is_local(spec.path):
-        path = Path(spec.path).expanduser()
-        if not path.is_file():
-            raise TaskDataError(f"{path}: problem file not found; give an existing JSONL file or an HF dataset id")
-        return [row for _, row in read_jsonl(path, label)]
-    return [dict(row) for row in load_hub(spec.path, spec.split, label, "give a JSONL file instead", spec.subset)]
+        return packaged_file(spec.path.removeprefix(PACKAGED_PREFIX))
+    if not _is_local(spec.path):
+        return None
+    path = Path(spec.path).expanduser()
+    if not path.is_file():
+        raise TaskDataError(f"{path}: problem file not found; give an existing JSONL file or an HF dataset id")
+    return path
+
+
+def check_files(spec: TaskSpec) -> None:
+    """Refuse, before a run starts, a local problem file of the math task with a row too large to use
+    (brts.tasks.bounds); TaskDataError names the file and the line."""
+    if spec.name != "math":
+        return
+    for label, dataset in (("task.train", spec.train), *((f"task.eval_sets.{k}", v) for k, v in spec.eval_sets.items())):
+        path = _local_file(dataset) if dataset is not None else None
+        if path is not None:
+            check_problem_file(path, label, dataset.problem_field, dataset.answer_field)
+
+
+def _rows(spec: DatasetSpec, label: str) -> list[dict[str, Any]]:
+    """The raw rows of a problem set, read by the evaluation's own JSONL and hub readers (a local file checked
+    by brts.tasks.bounds first)."""
+    path = _local_file(spec)
+    if path is None:
+        return [dict(row) for row in load_hub(spec.path, spec.split, label, "give a JSONL file instead", spec.subset)]
+    check_problem_file(path, label, spec.problem_field, spec.answer_field)
+    return [row for _, row in read_jsonl(path, label)]
 
 
 @lru_cache(maxsize=16)

@@ -65,6 +65,9 @@ BAD_SPECS = {
     "model_is_a_file": "arms: [opd]\nseeds: [0]\nmodels: {teacher: /etc/passwd}\n",
     "markup_in_a_value": "name: 'a[/x]'\narms: [opd]\nseeds: [0]\n",
     "markup_and_emoji_in_a_value": "arms: [opd]\nseeds: [0]\ntrain: {steps: '[bold]x[/bold] :x:'}\n",
+    "integer_of_5001_digits": f"arms: [opd]\nseeds: [0]\ntrain: {{steps: {'9' * 5001}}}\n",
+    "seed_of_5001_digits": f"arms: [opd]\nseeds: [-{'1' * 5000}]\n",
+    "integer_of_101_digits_in_a_free_mapping": f"arms: [opd]\nseeds: [0]\nresources: {{slurm: {{x: {'1' * 101}}}}}\n",
 }
 
 
@@ -99,6 +102,39 @@ def test_user_text_in_an_error_is_printed_as_it_is(tmp_path, item, literal):
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and literal in lines[0], lines
         assert "❌" not in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("digits", [50, 5001])
+def test_an_integer_beyond_every_range_is_one_line_from_text_of_any_length(tmp_path, digits):
+    spec = tmp_path / "plain.yaml"
+    spec.write_text("arms: [brts]\nseeds: [0]\n")
+    items = [f"train.steps={'9' * digits}", f"seeds=[{'9' * digits}]"]
+    for item in items + ([f"method.aux_weight={'9' * digits}"] if digits > 4300 else []):  # 50 digits: a real number
+        result = invoke("exp", "show", str(spec), "--set", item)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert len(lines[0]) < 400 and ("5001 characters" in lines[0] if digits == 5001 else "expected" in lines[0])
+
+
+@pytest.mark.parametrize("where", ["eval.data_dir", "task.train"])
+@pytest.mark.parametrize("size", ["long problem", "10 MB problem"])
+def test_a_problem_too_large_is_refused_by_exp_show_and_run_naming_file_and_line(tmp_path, where, size):
+    """Before anything runs (not in the tokenizer after training): exit 2, one line, the file and the line."""
+    data = tmp_path / "data"
+    data.mkdir()
+    problem = "x" * (30_000 if size == "long problem" else 10 << 20)
+    rows = [{"id": "a", "problem": "1+1?", "answer": "2"}, {"id": "b", "problem": problem, "answer": "3"}]
+    path = data / ("aime24.jsonl" if where == "eval.data_dir" else "train.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = tmp_path / "data_spec.yaml"
+    spec.write_text("arms: [opd]\nseeds: [0]\n" + (f"eval: {{tasks: [brts_aime24], data_dir: {data}}}\n"
+                    if where == "eval.data_dir" else f"task: {{name: math, train: {path}}}\neval: {{tasks: [brts_aime24]}}\n"))
+    for command in ("show", "run"):
+        result = invoke("exp", command, str(spec), "--store", str(tmp_path / "store"))
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output[-2000:]
+        assert f"{path}: line 2" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "store").exists()
 
 
 def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_report(tmp_path, monkeypatch):

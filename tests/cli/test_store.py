@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from brts.cli import app
@@ -67,3 +68,46 @@ def test_check_lists_each_damage_and_repair_then_exp_run_gives_the_undamaged_num
     assert _table(again.output) == _table(first.output)
     assert re.search(r"2 (ran|evaluated)|1 evaluated, 1 ran", again.output), again.output
     assert invoke("store", "check", "--store", str(store)).exit_code == 0
+
+
+def test_a_run_killed_with_minus_9_is_interrupted_in_status_report_and_check(tmp_path, tiny_spec_file, monkeypatch):
+    from brts.cli import common
+    from brts.report.aggregate import read_runs
+    from brts.runs.plan import plan
+    from brts.spec import load_spec
+    from brts.store import RunStore
+    from tests.store.test_lock import hold_then_kill
+
+    store = RunStore(tmp_path / "store")
+    planned = plan(load_spec(str(tiny_spec_file)))[0]
+    folder = store.prepare(planned)
+    pid = hold_then_kill(folder)
+
+    monkeypatch.setattr(common.out, "width", 200)
+    status = invoke("exp", "status", str(tiny_spec_file), "--store", str(store.root))
+    assert status.exit_code == 0 and "interrupted" in status.output and "running" not in status.output
+    assert f"pid {pid}" in status.output, status.output
+    [row] = read_runs([folder.path]).runs.to_dict("records")
+    assert row["status"] == "interrupted" and "resumes it" in row["note"]
+    checked = invoke("store", "check", "--store", str(store.root))
+    assert checked.exit_code == 0 and f"{folder.path}: interrupted (its process, pid {pid} on" in checked.output
+    assert "1 interrupted run(s)" in checked.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", [
+    ["exp", "status", "smoke"], ["exp", "list"], ["exp", "show", "smoke"], ["exp", "run", "smoke"],
+    ["store", "check"], ["pool", "show"], ["pool", "clear", "--yes"], ["report", "smoke"], ["sweep", "status", "x"],
+    ["eval", "x"],
+])
+def test_a_store_path_that_is_a_file_is_one_line_for_every_command(tmp_path, monkeypatch, command):
+    """Every command but `brts doctor`, which lists it as a failed check among the others (tests/test_doctor.py)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for args, env in ((["--store", str(blocker)], None), ([], str(blocker))):
+        if env:
+            monkeypatch.setenv("BRTS_STORE", env)
+        result = invoke(*command, *args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and lines == [
+            f"error: run store {blocker} exists and is not a folder; pass --store with a folder path"], result.output
+    assert blocker.read_text() == "not a folder"

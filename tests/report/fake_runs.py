@@ -20,6 +20,7 @@ from brts.evaluation.parse import STATISTICS
 from brts.runs.plan import PlannedRun, plan
 from brts.spec import ExperimentSpec
 from brts.store import RunStore, write_json_atomic
+from brts.store.integrity import Manifest
 
 TASKS = ("brts_synthetic_easy", "brts_synthetic_medium", "brts_synthetic_hard")
 BASE_RANGE = {"brts_synthetic_easy": (0.6, 0.95), "brts_synthetic_medium": (0.2, 0.7), "brts_synthetic_hard": (0.05, 0.5)}
@@ -70,6 +71,7 @@ def write_eval(folder: Path, probs: Mapping[str, np.ndarray], k: int, rng: np.ra
         csv.writer(fh).writerows([["task", "problem_id", *STATISTICS], *grader])
     write_json_atomic(out / "summary.json", {"k": k, "settings": {"temperature": 0.7, "top_p": 0.95},
                                              "tasks": summary})
+    Manifest(folder).seal("eval")  # as a run seals its evaluation: the report trusts nothing unsealed
     return avg
 
 

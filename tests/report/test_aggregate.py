@@ -18,6 +18,7 @@ from brts.report.aggregate import (
 )
 from brts.report.tables import arm_task_table, cost_table
 from brts.store import DamagedFile
+from brts.store.integrity import Manifest
 from tests.report.fake_runs import spec, write_experiment
 
 
@@ -52,6 +53,7 @@ def test_finished_runs_are_read_with_their_samples_metrics_and_cost(small):
 def test_a_finished_run_without_problems_csv_is_listed_as_damaged(small):
     base, planned = small
     (base / planned[0].run_id / "eval" / "problems.csv").unlink()
+    Manifest(base / planned[0].run_id).seal("eval")  # an evaluation that wrote no problems.csv, sealed so
     data = read_runs(_folders(base))
     row = data.runs.set_index("run_id").loc[planned[0].run_id]
     assert not row["usable"] and row["status"] == "damaged"
@@ -62,6 +64,7 @@ def test_a_run_finished_without_a_final_evaluation_is_not_damaged(small):
     base, planned = small
     folder = base / planned[0].run_id
     shutil.rmtree(folder / "eval")
+    Manifest(folder).seal("eval")
     record = json.loads((folder / "record.json").read_text())
     (folder / "record.json").write_text(json.dumps({**record, "eval": {}}))  # as eval.final: false leaves it
     data = read_runs(_folders(base))
@@ -211,3 +214,16 @@ def test_a_task_where_every_arm_is_at_the_ceiling_or_at_the_start_is_uninformati
     assert set(found) == {"easy", "medium"}
     assert "100" in found["easy"] and "38.0" in found["medium"]
     assert uninformative_tasks(table.assign(avg=table["avg"].where(table["arm"] != "brts", 96.9))) == {}
+
+
+def test_a_damaged_record_leaves_the_seed_column_whole_numbers_in_runs_csv(small, tmp_path):
+    from brts.report import build_report
+
+    base, planned = small
+    damaged = base / planned[0].run_id / "record.json"
+    damaged.write_text(damaged.read_text()[:20])
+    data = read_runs(_folders(base))
+    assert str(data.runs["seed"].dtype) == "Int64" and data.runs["seed"].isna().sum() == 1
+    build_report("small", base.parent, tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv", dtype=str, keep_default_na=False)
+    assert set(runs["seed"]) == {"0", "1", ""}, runs["seed"].tolist()

@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 
 from brts.evaluation.parse import STATISTICS
 from brts.report import build_report
+from brts.store.integrity import Manifest
 from tests.report.fake_runs import spec, write_experiment
 
 TASK = "brts_synthetic_easy"
@@ -27,6 +28,7 @@ def _write_grader(folder: Path, task: str, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=["task", "problem_id", *STATISTICS])
         writer.writeheader()
         writer.writerows([{"task": task, **r} for r in rows])
+    Manifest(folder).seal("eval")  # as the evaluation that writes it does
 
 
 def _row(problem: str, **values: float | str) -> dict:
@@ -53,6 +55,7 @@ def store(tmp_path: Path) -> Path:
     teacher = base / "reference" / "teacher"
     _write_grader(teacher, TASK, [_row(f"t{j}", distinct_4gram=v) for j, v in enumerate(TEACHER_DISTINCT)])
     (base / "reference" / "student_start" / "eval" / "grader.csv").unlink()
+    Manifest(base / "reference" / "student_start").seal("eval")
     return tmp_path / "store"
 
 
@@ -110,6 +113,7 @@ def test_runs_without_grader_csv_are_left_out_and_named(store: Path, tmp_path: P
     base = store / "graded"
     run = next(p for p in sorted(base.iterdir()) if (p / "record.json").is_file())
     (run / "eval" / "grader.csv").unlink()
+    Manifest(run).seal("eval")
     build_report("graded", store, tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "grader.csv")
     arm = pd.read_json(run / "record.json", typ="series")["arm"]

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from brts.cli import app
 from brts.report import build_report, stats
 from brts.spec import load_spec
+from brts.store import RunStore
 from tests.report.fake_runs import spec as fake_spec
 from tests.report.fake_runs import write_experiment
 
@@ -233,8 +234,10 @@ def test_partial_experiment_reports_what_is_finished_and_lists_the_gaps(tmp_path
     monkeypatch.setenv("BRTS_EXPERIMENTS", str(specs))
     status = {("brts_no_alignment", 1): "failed", ("first_rollout", 1): "running", ("brts_no_recovery", 1): "absent"}
     planned = write_experiment(tmp_path / "store", load_spec("partial"), {"brts": 0.3}, status=status)
-    result = runner.invoke(app, ["report", "partial", "--store", str(tmp_path / "store"), "--out",
-                                 str(tmp_path / "out")], catch_exceptions=False)
+    running = next(p for p in planned if (p.arm, p.seed) == ("first_rollout", 1))
+    with RunStore(tmp_path / "store").run(running).lock():  # a live process holds it: running, not interrupted
+        result = runner.invoke(app, ["report", "partial", "--store", str(tmp_path / "store"), "--out",
+                                     str(tmp_path / "out")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "3 run(s) are not in the comparison (1 failed, 1 running, 1 not started)" in result.output
     for arm in ("brts_no_alignment", "first_rollout", "brts_no_recovery"):

@@ -54,3 +54,57 @@ def test_a_preempted_job_is_requeued_as_the_same_run(tmp_path, tiny_spec_file):
     assert isinstance(requeued, submitit.helpers.DelayedSubmission)
     assert isinstance(requeued.function, RunJob)
     assert (requeued.function.planned, requeued.function.store_root) == (planned, tmp_path)
+
+
+HOSTILE_COMMENT = "a b' \"c\" #SBATCH --wrap=touch /tmp/x; rm -rf ~ $(id)"
+
+
+@pytest.mark.parametrize("setting", [
+    {"slurm": {"comment": "x\n#SBATCH --wrap=touch /tmp/pwned"}},
+    {"slurm": {"comment": "x\r#SBATCH --y"}},
+    {"slurm": {"comment": "x\u2028#SBATCH --y"}},
+    {"slurm": {"x\n#SBATCH --wrap=id": 1}},
+    {"slurm": {"comment": ["a", "b"]}},
+    {"partition": "gpu\n#SBATCH --wrap=id"},
+], ids=["newline", "carriage return", "line separator", "key", "list", "partition"])
+def test_a_slurm_setting_that_could_leave_its_sbatch_line_is_one_line(tmp_path, setting):
+    import json
+
+    from brts.spec import SpecError
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"arms: [opd]\nseeds: [0]\nresources: {json.dumps(setting)}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    message = str(caught.value)
+    assert "\n" not in message and "resources." in message, message
+    assert "sbatch option name" in message or "#SBATCH line" in message or "expected a string" in message
+
+
+def test_the_job_script_keeps_every_user_value_inside_its_own_sbatch_line(tmp_path, monkeypatch, tiny_spec_file):
+    """The script submitit writes from brts's parameters (no Slurm needed: a stand-in `srun` on PATH): each
+    value, quoted, reads back as written and adds no line."""
+    import json
+    import shlex
+
+    submitit = pytest.importorskip("submitit")
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'slurm 23.02.0'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    setting = {"partition": "gpu #SBATCH --wrap=id", "slurm": {"comment": HOSTILE_COMMENT, "mail-user": "me@x.org"}}
+    grid = _grid(tiny_spec_file, f"resources={json.dumps({**setting, 'cpus': 1, 'memory_gb': 0.5})}")
+    (array,) = submitit_plan(grid, parallelism=2)
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="slurm")
+    executor.update_parameters(**array["parameters"])
+    script = executor._executor._make_submission_file_text("python -u -m submitit.core._submit /x", "uid")
+    lines = script.splitlines()
+    directives = [line for line in lines if line.startswith("#SBATCH")]
+    assert all("#SBATCH" not in line for line in lines if not line.startswith("#SBATCH"))
+    parsed = {}
+    for line in directives:
+        key, _, value = line.removeprefix("#SBATCH --").partition("=")
+        [parsed[key]] = shlex.split(value) if value else [True]
+    assert parsed["comment"] == HOSTILE_COMMENT and parsed["partition"] == "gpu #SBATCH --wrap=id"
+    assert parsed["mail-user"] == "me@x.org" and len(directives) == len(parsed)

@@ -86,6 +86,7 @@ def test_a_bad_metrics_line_repeats_the_steps_after_it(copy, capfd, where):
     lines[bad] = "{not json\n"
     run.metrics_path.write_text("".join(lines))
     action, warnings = _rerun(planned, store, capfd)
+    assert action == "ran"  # trained again after the repair, not only evaluated (the count line says so)
     assert any(str(run.metrics_path) in w and f"kept up to step {bad - 1}" in w for w in warnings), warnings
     assert any(str(run.final) in w for w in warnings)  # trained past the damage: made again
     assert _numbers(run) == numbers
@@ -98,13 +99,13 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(copy, capfd, s
     shutil.rmtree(run.final)  # killed before final/ was saved: training resumes from a checkpoint
     shutil.rmtree(run.eval_dir)
     run.update_record(status="running")
-    if not sealed:  # a folder from before manifests: the loader finds the damage
+    if not sealed:  # a folder from before manifests, or one whose manifest was deleted: nothing is trusted
         run.manifest.path.unlink()
     newest = run.checkpoints / "step_000004" / "checkpoint.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2] if damage == "truncated" else b"")
     action, warnings = _rerun(planned, store, capfd)
     [line] = [w for w in warnings if "step_000004" in w]
-    assert "resuming from the checkpoint before it" in line
+    assert ("resuming from the checkpoint before it" if sealed else "cannot be verified without its manifest") in line
     assert _numbers(run) == numbers
     assert (run.checkpoints / "step_000004" / "checkpoint.pt").stat().st_size > 0  # saved again
 
@@ -139,11 +140,45 @@ def test_damaged_evaluation_files_are_evaluated_again(copy, capfd, damage):
     assert _numbers(run) == numbers
 
 
-def test_a_cut_problems_table_without_a_manifest_is_found_by_its_summary(copy, capfd):
+@pytest.mark.parametrize("damage", ["checkpoint cut", "weight flipped"])
+def test_a_finished_run_is_checked_before_it_is_reused(copy, capfd, damage):
+    """Reuse checks `final/`, the newest checkpoint and `eval/`: a damaged one is never "cached"; it is repaired as
+    `store check --repair` would and the run ends intact with the undamaged numbers."""
+    from brts.store_check import check_store
+
     _, planned, store, run, numbers = copy
-    run.manifest.path.unlink()  # a folder from before manifests
+    if damage == "checkpoint cut":
+        damaged = run.checkpoints / "step_000004" / "checkpoint.pt"
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    else:
+        damaged = run.final / "model.safetensors"
+        _flip(damaged)
+    action, warnings = _rerun(planned, store, capfd)
+    assert action != "cached" and any(str(damaged) in w and "moved" in w for w in warnings), warnings
+    assert _numbers(run) == numbers and check_store(store.root).ok
+
+
+def test_a_deleted_manifest_is_never_trusted(copy, capfd):
+    """With its manifest deleted, a flipped weight byte is found: the store check names the folder, and running
+    again redoes the run (nothing in it can be verified) to the undamaged numbers, sealed again."""
+    from brts.store_check import check_store
+
+    _, planned, store, run, numbers = copy
+    run.manifest.path.unlink()
+    _flip(run.final / "model.safetensors")
+    checked = check_store(store.root)
+    assert any(line.startswith(f"{run.manifest.path}: missing") for line in checked.damaged), checked.damaged
+    action, warnings = _rerun(planned, store, capfd)
+    assert action == "ran" and any(str(run.final) in w and "without its manifest" in w for w in warnings), warnings
+    assert _numbers(run) == numbers and run.damage() == []
+    assert "final/model.safetensors" in run.manifest.files() and check_store(store.root).ok
+
+
+def test_a_cut_problems_table_sealed_as_it_is_is_found_by_its_summary(copy, capfd):
+    _, planned, store, run, numbers = copy
     table = run.eval_dir / "problems.csv"
     table.write_text("".join(table.read_text().splitlines(keepends=True)[:2]))
+    run.seal("eval")  # the manifest vouches for the cut file: only the files' agreement can find it
     action, warnings = _rerun(planned, store, capfd)
     assert any(str(table) in w and "problems" in w for w in warnings), warnings
     assert _numbers(run) == numbers

@@ -397,3 +397,35 @@ def test_shipped_specs_load() -> None:
     for name in ("ablation-grid", "smoke", "paper-r1-distill"):
         spec = load_spec(name)
         assert all(spec.method_for(a) for a in spec.arms)
+
+
+@pytest.mark.parametrize(("text", "overrides"), [
+    ("name: sweeps\narms: [opd]\nseeds: [0]\n", []),
+    ("name: REPRO\narms: [opd]\nseeds: [0]\n", []),
+    ("arms: [opd]\nseeds: [0]\n", ["name=Sweeps"]),
+    ("name: ok\narms: [{name: sweeps, preset: opd}]\nseeds: [0]\n", []),
+])
+def test_names_that_collide_with_the_store_folders_are_refused_with_the_rule(tmp_path, text, overrides):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match="is a folder the run store keeps for itself; experiment, sweep and arm "
+                                        "names may not be sweeps or repro"):
+        load_spec(str(path), overrides)
+
+
+def test_a_spec_file_named_like_a_store_folder_is_refused(tmp_path):
+    path = tmp_path / "sweeps.yaml"
+    path.write_text("arms: [opd]\nseeds: [0]\n")
+    with pytest.raises(SpecError, match="name: 'sweeps' is a folder the run store keeps for itself"):
+        load_spec(str(path))
+
+
+def test_a_sweep_named_like_a_store_folder_is_refused(tmp_path):
+    from brts.sweep.load import load_sweep
+
+    (tmp_path / "exp.yaml").write_text("arms: [brts]\nseeds: [0]\n")
+    path = tmp_path / "repro.yaml"
+    path.write_text(f"experiment: {tmp_path / 'exp.yaml'}\narm: brts\ntrials: 2\n"
+                    "space: {method: {aux_weight: {choices: [0.1, 0.2]}}}\n")
+    with pytest.raises(SpecError, match="'repro' is a folder the run store keeps for itself"):
+        load_sweep(str(path))

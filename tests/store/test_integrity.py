@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -87,7 +88,48 @@ def test_a_garbage_manifest_moves_what_it_vouched_for(tmp_path):
     assert damage.part == "manifest" and str(run.manifest.path) in str(damage)
     repair(run.path, [damage])
     assert not run.final.exists() and not run.eval_dir.exists() and not run.manifest.path.exists()
-    assert (run.checkpoints / "step_000004").exists()  # checked by the loader when training resumes
+    assert not list(run.checkpoints.iterdir())  # unverifiable: the run is done again
+    assert check(run.path) == []
+
+
+def test_a_deleted_manifest_leaves_nothing_trusted(tmp_path):
+    run = _folder(tmp_path)
+    run.manifest.path.unlink()
+    (run.final / "model.safetensors").write_bytes(b"weightz" * 50)  # same size, other content: nothing to see it
+    [damage] = check(run.path)
+    assert damage.part == "manifest" and str(damage) == (
+        f"{run.manifest.path}: missing while final/, checkpoints/, eval/ exist, which cannot be verified without it")
+    moved = repair(run.path, [damage])
+    assert len(moved) == 4 and all("cannot be verified without its manifest" in line for line in moved)
+    assert not run.final.exists() and not run.eval_dir.exists() and not list(run.checkpoints.iterdir())
+    assert run.record()["status"] == "planned" and check(run.path) == []
+
+
+def test_files_never_sealed_are_damage(tmp_path):
+    run = _folder(tmp_path)
+    files = Manifest(run.path).files()
+    del files["checkpoints/step_000004/checkpoint.pt"]  # killed between saving the checkpoint and sealing it
+    write_json_atomic(run.manifest.path, {"format": 1, "files": files})
+    (run.eval_dir / "tasks" / "hard").mkdir()
+    (run.eval_dir / "tasks" / "hard" / "problems.csv").write_text("task,problem_id\n")  # evaluated, not sealed
+    found = {d.part: str(d) for d in check(run.path)}
+    assert found == {
+        "checkpoints/step_000004": f"{run.checkpoints}/step_000004: 1 file(s) not sealed in manifest.json "
+                                   "(written, not verified)",
+        "eval/tasks/hard": f"{run.eval_dir}/tasks/hard: 1 file(s) not sealed in manifest.json (written, not verified)",
+    }
+    repair(run.path, check(run.path))
+    assert not (run.checkpoints / "step_000004").exists() and not (run.eval_dir / "tasks" / "hard").exists()
+    assert check(run.path) == []
+
+
+def test_a_sealed_part_deleted_is_dropped_from_the_manifest(tmp_path):
+    run = _folder(tmp_path)
+    shutil.rmtree(run.final)
+    [damage] = check(run.path)
+    assert damage.part == "final" and "missing (sealed in manifest.json)" in str(damage)
+    assert repair(run.path, [damage]) == [f"{damage}; made again"]
+    assert check(run.path) == [] and run.record()["status"] == "planned"
 
 
 def test_a_damaged_record_reads_as_damaged_and_is_replaced_on_update(tmp_path, capsys):
