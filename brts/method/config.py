@@ -1,4 +1,4 @@
-"""The method's typed configuration, in the order of the README's "The method", and the named arm presets."""
+"""The method's typed configuration, in the order of docs/method.md, and the named arm presets."""
 
 from __future__ import annotations
 

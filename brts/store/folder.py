@@ -3,7 +3,7 @@
     config.yaml        the resolved RunConfig (its hash is the run id)
     record.json        status (planned, running, stopped, finished, failed), times, versions, errors, `eval`,
                        `tracking` (each tracker's run id, so a resumed run continues it; the last step sent)
-    metrics.jsonl      one line per training step (and step 0): every metric (README, "The method")
+    metrics.jsonl      one line per training step (and step 0): every metric (docs/method.md)
     validation.jsonl   per validation step, each split's per-problem fraction correct
     checkpoints/       model, optimiser and RNG states (brts.checkpoint)
     final/             the trained student and its tokenizer

@@ -1,4 +1,4 @@
-"""The arm presets against the method's arms table (README, The method), overrides and validation."""
+"""The arm presets against the method's arms table (docs/method.md), overrides and validation."""
 
 from __future__ import annotations
 
