@@ -55,7 +55,6 @@ from brts.tasks.synthetic import (
 from brts.tokenizer import build_char_tokenizer
 
 RECIPE_VERSION = "11"  # bump whenever the recipe changes in a way the settings do not show
-# 10: built under MKL's strict reproducibility mode (brts/__init__.py), the same bits on any thread count
 
 
 @dataclass(frozen=True)

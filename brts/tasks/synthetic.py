@@ -87,16 +87,6 @@ def shortcut_solution(expression: str, steps_done: int, guess: int) -> str:
     return "\n".join([*_lines(running_values(expression)[:steps_done]), boxed(guess)])
 
 
-def guessed_solution(expression: str, steps_known: int, guesses: list[int]) -> str:
-    """A solution in the full format whose first `steps_known` steps are right and whose later steps (and the
-    boxed answer) are the `guesses`: how a model that knows the format but not the skill writes long chains."""
-    values = running_values(expression)
-    if len(guesses) != len(values) - steps_known:
-        raise ValueError(f"need {len(values) - steps_known} guesses for {expression!r}, got {len(guesses)}")
-    values = values[:steps_known] + guesses
-    return "\n".join([*_lines(values), boxed(values[-1])])
-
-
 Fact = tuple[int, str, int]  # one step: (the value before it, the operation, the operand digit)
 FACTS: tuple[Fact, ...] = tuple((a, op, b) for a in range(10) for op in OPS for b in range(10))
 
