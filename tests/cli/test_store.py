@@ -83,7 +83,7 @@ def test_a_run_killed_with_minus_9_is_interrupted_in_status_report_and_check(tmp
     folder = store.prepare(planned)
     pid = hold_then_kill(folder)
 
-    monkeypatch.setattr(common.out, "width", 200)
+    monkeypatch.setattr(common.out, "_width", 200)  # the private field: restoring `width` would pin it
     status = invoke("exp", "status", str(tiny_spec_file), "--store", str(store.root))
     assert status.exit_code == 0 and "interrupted" in status.output and "running" not in status.output
     assert f"pid {pid}" in status.output, status.output
