@@ -55,12 +55,20 @@ def formatted_table(table: pd.DataFrame, baseline: str, gaps: dict[str, tuple[in
     return pd.DataFrame(rows).fillna("–")
 
 
+def detectable_text(detectable: float, scale: float = 100.0) -> str:
+    """A detectable difference as shown: none past the scale's range (a 0-100 accuracy cannot move by more)."""
+    if math.isnan(detectable):
+        return "–"
+    return f"not detectable (> {scale:g})" if detectable > scale else f"±{detectable:.1f}"
+
+
 def power_display(table: pd.DataFrame, baseline: str, level: float, power: float) -> pd.DataFrame:
     """Per comparison: Δ and its SE, the smallest difference the design detects, the seeds the observed Δ needs."""
     rows = table[(table["kind"] == "arm") & table["diff"].notna()]
     return pd.DataFrame([{
         "task": display_task(r.task), "arm": r.arm, f"Δ vs {baseline}": signed(r.diff), "SE": fmt(r.se),
-        f"detectable Δ ({power:.0%} power, {r.seeds} seeds)": "–" if math.isnan(r.detectable) else f"±{r.detectable:.1f}",
+        "seeds compared": "–" if math.isnan(r.compared_seeds) else str(int(r.compared_seeds)),
+        f"detectable Δ ({power:.0%} power)": detectable_text(r.detectable),
         "seeds to detect this Δ": ("–" if math.isnan(r.var_seed) or r.diff == 0 else "more than 1000"
                                    if math.isnan(r.seeds_needed) else str(int(r.seeds_needed))),
     } for r in rows.itertuples()])

@@ -201,7 +201,9 @@ def _caveats(table: pd.DataFrame, speed: pd.DataFrame, runs: pd.DataFrame, usabl
            "learning-speed measure's. An interval that excludes 0 with a Holm p above that is not claimed."]
     if not compared.empty:
         out.append(f"Power: with these seeds the smallest difference found with {cfg.power:.0%} probability is "
-                   f"{_range(compared['detectable'])} points (per comparison under 'Power').")
+                   f"{_range(compared['detectable'].clip(upper=100.0))} points (per comparison under 'Power', at "
+                   "the seeds the two arms share" + ("; above 100: no difference on the 0-100 scale is detectable"
+                   if (compared["detectable"] > 100.0).any() else "") + ").")
     for task, why in uninformative_tasks(table).items():
         out.append(f"{display_task(task)} is uninformative: {why}; no arm can differ there.")
     one = [a for a, n in seeds.items() if n == 1]
@@ -251,7 +253,8 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
     power = power_display(table, baseline, cfg.level, cfg.power)
     if not power.empty:
         blocks += [Heading("Power"), Table(
-            power, f"SE: standard error of Δ; detectable Δ: the smallest true difference this design (its seeds and "
+            power, f"SE: standard error of Δ; seeds compared: the seeds both arms ran, which the test and the "
+                   f"power are for; detectable Δ: the smallest true difference this design (those seeds and its "
                    f"problems) finds with {cfg.power:.0%} probability at the uncorrected {1 - cfg.level:.2g} level, "
                    "from the variance components estimated here; seeds to detect this Δ: the seeds (same problems) at "
                    f"which a true difference of the observed size is found with {cfg.power:.0%} probability. The "

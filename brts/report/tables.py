@@ -18,7 +18,7 @@ from brts.report.aggregate import ReportError, display_task
 
 TABLE_COLUMNS = [
     "kind", "arm", "task", "seeds", "problems", "k", "avg", "low", "high", "seed_sd", "pass_at_k",
-    "diff", "diff_low", "diff_high", "se", "p", "p_holm", "significant", "seed_pairing",
+    "diff", "diff_low", "diff_high", "se", "p", "p_holm", "significant", "seed_pairing", "compared_seeds",
     "detectable", "seeds_needed", "var_seed", "var_problem", "var_residual", "p_wilcoxon_problems",
 ]
 
@@ -47,7 +47,8 @@ def _samples_per_problem(samples: pd.DataFrame) -> int:
     return int(samples.groupby(["seed", "problem_id"], dropna=False).size().min())
 
 
-_DIFF_FIELDS = ("diff", "diff_low", "diff_high", "se", "p", "p_holm", "detectable", "seeds_needed", "var_seed",
+_DIFF_FIELDS = ("diff", "diff_low", "diff_high", "se", "p", "p_holm", "compared_seeds", "detectable", "seeds_needed",
+                "var_seed",
                 "var_problem", "var_residual", "p_wilcoxon_problems")
 
 
@@ -81,7 +82,8 @@ def difference_fields(test: stats.Test, cfg: StatsSettings, bounds: tuple[float,
     c = test.components
     ci = stats.clip(test.interval, bounds)
     return {"diff": ci.estimate, "diff_low": ci.low, "diff_high": ci.high, "se": test.se,
-            "p": test.p, "seed_pairing": "paired" if test.paired_seeds else "unpaired", "detectable": detectable,
+            "p": test.p, "seed_pairing": "paired" if test.paired_seeds else "unpaired",
+            "compared_seeds": test.seeds, "detectable": detectable,
             "seeds_needed": math.nan if needed is None else float(needed), "var_seed": c.seed,
             "var_problem": c.problem, "var_residual": c.residual}
 
