@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+from functools import cache
 
 from brts.grading import IntegerGrader
 from brts.tasks.base import Problem
@@ -91,6 +92,7 @@ Fact = tuple[int, str, int]  # one step: (the value before it, the operation, th
 FACTS: tuple[Fact, ...] = tuple((a, op, b) for a in range(10) for op in OPS for b in range(10))
 
 
+@cache
 def unknown_facts(fraction: float, seed: int) -> frozenset[Fact]:
     """`round(fraction * 300)` of the 300 one-step facts, chosen by a seeded shuffle: the facts a model that has
     the task's format but not all of its arithmetic does not know."""
