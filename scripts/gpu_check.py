@@ -6,14 +6,14 @@
                                                                  # Qwen2's 151,936-token vocabulary on CPU
 
 Builds a tokenizer here (one token per character plus filler tokens up to the vocabulary size), a random
-teacher and a random student of one architecture (`brts.random_models`), and a spec over the synthetic task
+teacher and a random student of one architecture (`brts.models.random_pairs`), and a spec over the synthetic task
 (8 prompts x 2 student samples, N = 4 teacher samples, micro-batch 4; on CPU one thread per core that other
-processes leave free, see scripts/sampler_threads.py); then runs each arm in its own process
+processes leave free, see scripts/measure/sampler_threads.py); then runs each arm in its own process
 (so each arm's vLLM engines and peak memory are its own) through `brts.runs.experiment.run_experiment`, the path
 every run takes (training, checkpoints, final evaluation), and prints one table: per arm the step time, the
 rollout tokens/s, the peak memory (GPU: `torch.cuda.max_memory_allocated`, vLLM engines in-process included;
 CPU: the process's peak resident memory, and with `--json` its peak while the keyed decode loop draws), the
-estimate of `brts.estimate` for the streamed computation and for the full-vocabulary one it replaced, and
+estimate of `brts.models.estimate` for the streamed computation and for the full-vocabulary one it replaced, and
 pass/fail. An arm fails when it does not finish, a loss is not
 finite, or its peak passes `--max-peak-gib`; the exit status is 1 when any arm fails. Random models rarely
 sample EOS, so every response runs to the length limit: the step times are those of full-length rollouts.
@@ -152,12 +152,12 @@ def run_arm(spec_path: Path, arm: str, store: Path) -> dict[str, object]:
 
 
 def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> dict[str, float]:
-    """One arm's process in GiB (brts.estimate): its peak with the streamed log-probs (`estimate_gib`), with the
+    """One arm's process in GiB (brts.models.estimate): its peak with the streamed log-probs (`estimate_gib`), with the
     full-vocabulary computation before them (`unstreamed_gib`), and while the keyed decode loop draws
     (`sampling_estimate_gib`: what stays resident plus the sampling stage)."""
     import torch
 
-    from brts.estimate import memory_estimate
+    from brts.models.estimate import memory_estimate
     from brts.runs.plan import plan
     from brts.spec import load_spec
 
@@ -173,7 +173,7 @@ def estimates(spec_path: Path, arm: str, prompt_tokens: int) -> dict[str, float]
 
 def prompt_width(spec_path: Path) -> int:
     """Tokens of the longest training prompt (what the full-vocabulary computation also scored)."""
-    from brts.models import load_model
+    from brts.models.load import load_model
     from brts.spec import load_spec
     from brts.tasks.base import prompt_ids
     from brts.tasks.registry import make_task
@@ -199,7 +199,7 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, wall: flo
     lines.append(f"device: {results[0].get('device', args.device)}; backend: {args.backend}; size: {args.size}; "
                  f"{args.max_new_tokens} new tokens; step s = median over steps after the first (the first "
                  f"alone when there is one); tok/s = student and teacher tokens over their sampling time; "
-                 f"estimate = brts.estimate for the streamed log-probs, unstreamed = the full-vocabulary "
+                 f"estimate = brts.models.estimate for the streamed log-probs, unstreamed = the full-vocabulary "
                  f"computation before them")
     lines.append(f"total wall time: {wall:.0f} s")
     return "\n".join(lines)
@@ -208,7 +208,7 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, wall: flo
 def free_core_threads() -> int:
     """One thread per core that other processes leave free over half a second (brts.cpu): two OpenMP threads
     on two cores stall whenever another process takes one of them (sampling ran ten times slower so on a
-    shared 2-core machine, scripts/sampler_threads.py)."""
+    shared 2-core machine, scripts/measure/sampler_threads.py)."""
     from brts.cpu import FreeCores, threads_for, usable_cores
 
     free = FreeCores()
@@ -227,7 +227,7 @@ def verdict(result: dict[str, object], args: argparse.Namespace) -> str:
 
 
 def main() -> int:
-    from brts.random_models import SIZES
+    from brts.models.random_pairs import SIZES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="0.5b")
@@ -258,7 +258,7 @@ def main() -> int:
     if args.logprob_chunk is not None and args.logprob_chunk < 1:
         print("error: --logprob-chunk must be at least 1", file=sys.stderr)
         return 2
-    from brts.random_models import build_models
+    from brts.models.random_pairs import build_models
 
     if args.threads is None:
         args.threads = free_core_threads()

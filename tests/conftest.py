@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from brts.spec.catalog import PACKAGED_DIR
-from brts.zoo import BuildSettings, BuiltModels, build_default_models
+from brts.models.recipe import BuildSettings, BuiltModels, build_default_models
 
 
 @pytest.fixture(scope="session")

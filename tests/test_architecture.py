@@ -127,7 +127,7 @@ def test_no_module_imports_itself_back() -> None:
 
 
 def _calls(name: str) -> Iterator[tuple[Path, int]]:
-    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
                 yield path.relative_to(ROOT), node.lineno
@@ -146,3 +146,19 @@ def test_long_modules_say_why_at_the_top() -> None:
         if len(lines) > MAX_LINES and not any(line.startswith(SIZE_REASON) for line in lines[:30]):
             unexplained.append(f"{name} ({len(lines)} lines)")
     assert not unexplained, f"split these or add a line '{SIZE_REASON} <why>' near the top: {unexplained}"
+
+
+TOP_LEVEL_LIMIT = 6
+
+
+def test_the_package_root_holds_few_modules_each_named_in_the_architecture() -> None:
+    """Everything but the core's few shared modules lives in a folder per layer."""
+    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "__main__"})
+    assert len(loose) <= TOP_LEVEL_LIMIT, f"{len(loose)} modules directly in brts/: {loose}"
+    unnamed = [m for m in loose if f"brts.{m}" not in LAYERS]
+    assert not unnamed, f"name these in the core layer of docs/ARCHITECTURE.md: {unnamed}"
+
+
+def test_every_layer_but_the_core_is_a_folder() -> None:
+    files = sorted(unit for unit, layer in LAYERS.items() if layer > 1 and not (ROOT / unit.replace(".", "/")).is_dir())
+    assert not files, f"layers above the core are packages: {files}"

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from brts.builtin_models import measure_shipped, property_violations, read_manifest
+from brts.models.builtin import measure_shipped, property_violations, read_manifest
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_shipped_models_leave_room_for_selection_recovery_and_learning() -> None:
     """The build's own measurement (100 problems x 2 samples per split) on this machine's kernels: the thresholds are
-    brts.builtin_models.PROPERTIES."""
+    brts.models.builtin.PROPERTIES."""
     manifest = read_manifest()
     accuracy = measure_shipped(manifest["settings"]["eval_problems"], manifest["settings"]["eval_samples"])
     assert property_violations(accuracy) == [], accuracy

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brts.cli import app
-from brts.models import load_model
+from brts.models.load import load_model
 from brts.rollout.base import SamplingSettings
 from brts.rollout.keyed import SAMPLER
 from brts.rollout.pool import SampleKey, SamplePool, prompt_sha

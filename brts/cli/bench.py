@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from brts.bench_generation import MODELS
+from brts.bench.generation import MODELS
 from brts.cli.common import SetOpt, StoreOpt, err, fail, out, store_root, user_errors
 
 
@@ -40,7 +40,7 @@ def bench(
     store's pool, where the grid finds them."""
     import dataclasses
 
-    from brts.bench import render, run_bench
+    from brts.bench.steps import render, run_bench
     from brts.spec import load_spec
     from brts.store import RunStore
 
@@ -66,12 +66,12 @@ def bench(
 
 
 def _peer(peer: str, teacher: Path | None, student: Path | None, steps: int, reps: int, json_out: Path | None) -> None:
-    """`brts bench --peer`: the peer comparison alone (brts.bench_peer)."""
+    """`brts bench --peer`: the peer comparison alone (brts.bench.peer)."""
     import dataclasses
 
-    from brts.bench_generation import smollm2_pair
-    from brts.bench_peer import PEERS, PeerSetup, render_peer, run_peer
-    from brts.zoo import default_cache_root
+    from brts.bench.generation import smollm2_pair
+    from brts.bench.peer import PEERS, PeerSetup, render_peer, run_peer
+    from brts.models.recipe import default_cache_root
 
     if peer not in PEERS:
         fail(f"--peer {peer!r}: the peers brts can run are {', '.join(PEERS)}")

@@ -20,7 +20,7 @@ def doctor(
     """Say what this machine can do for brts, one line per check: ok, missing (with the command that installs
     it) or fail. Exit status 1 when something brts needs is broken (a `fail` line); missing optional parts
     (vLLM, a GPU, Chromium, Slurm, Ray, trackers) leave it at 0."""
-    from brts.doctor import FAIL, as_json, run_checks
+    from brts.ops.doctor import FAIL, as_json, run_checks
 
     checks = run_checks(store_path(store))
     if json_:

@@ -67,7 +67,7 @@ def exp_show(
                                                      "(default: reports/NAME when it exists)")] = None,
 ) -> None:
     """Print the resolved spec and the planned runs with cost estimates; execute and download nothing."""
-    from brts.estimate import GPUS, estimate, fits
+    from brts.models.estimate import GPUS, estimate, fits
     from brts.runs.experiment import check_ready
     from brts.runs.plan import plan
     from brts.store import RunStore
@@ -146,7 +146,7 @@ def _tokens(count: int) -> str:
 
 
 def _print_estimate_basis(first: Any) -> None:
-    from brts.estimate import estimate
+    from brts.models.estimate import estimate
 
     est = estimate(first.config, first.resources)
     sizes = ", ".join(f"{role} {_params(n)} parameters" if n else f"{role} size unknown"
@@ -160,7 +160,7 @@ def _print_estimate_basis(first: Any) -> None:
               f"parallelism ({parts or 'n/a'}): float32 student with AdamW at 16 bytes/parameter, teacher "
               "in the compute dtype, and the largest phase of a step (sampling, alignment scoring, update with "
               f"log-probs streamed {first.config.train.logprob_chunk} positions at a time){vllm}; a run fits a "
-              "GPU when that total fits beside the vLLM engines (see brts/estimate.py).", highlight=False)
+              "GPU when that total fits beside the vLLM engines (see brts/models/estimate.py).", highlight=False)
 
 
 @app.command("run")

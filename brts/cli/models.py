@@ -19,17 +19,17 @@ app = typer.Typer(help="The tiny built-in teacher and student; models from GGUF 
 def models_build(
     seed: Annotated[int, typer.Option(help="build seed")] = DEFAULT_BUILD_SEED,
     cache: Annotated[Path | None, typer.Option(help="cache folder (default: $BRTS_CACHE or ~/.cache/brts)")] = None,
-    ship: Annotated[bool, typer.Option("--ship", help="then write this build into brts/builtin/ as the shipped "
+    ship: Annotated[bool, typer.Option("--ship", help="then write this build into brts/models/shipped/ as the shipped "
                                                       "models (developers, after a recipe change)")] = False,
     quiet: QuietOpt = False,
     json_progress: JsonProgressOpt = False,
 ) -> None:
     """Build the tokenizer, teacher and student from the recipe (cached) and compare them with the shipped ones."""
     from brts import progress
-    from brts.builtin_models import compare_with_shipped, property_violations, read_manifest, shipped_seed
-    from brts.builtin_models import ship as ship_build
+    from brts.models.builtin import compare_with_shipped, property_violations, read_manifest, shipped_seed
+    from brts.models.builtin import ship as ship_build
     from brts.errors import ModelLoadError
-    from brts.zoo import build_default_models, default_cache_root
+    from brts.models.recipe import build_default_models, default_cache_root
 
     progress.configure(quiet, json_progress)
     if ship and seed != DEFAULT_BUILD_SEED:
@@ -58,7 +58,7 @@ def models_build(
     for part, identical in same.items():
         out.print(f"{part}: {'identical bits to' if identical else 'differs from'} the shipped {part}", highlight=False)
     missed = property_violations(built.accuracies)
-    out.print("the properties the grid needs (PROPERTIES in brts/builtin_models.py): "
+    out.print("the properties the grid needs (PROPERTIES in brts/models/builtin.py): "
               + ("all met" if not missed else f"{len(missed)} missed: " + "; ".join(missed)), highlight=False)
     if ship:
         with user_errors():
@@ -74,7 +74,7 @@ def models_import_gguf(
     layers: Annotated[int | None, typer.Option(help="keep only the first K decoder layers (a shallower student)")] = None,
 ) -> None:
     """Convert a GGUF checkpoint into a model folder that specs, `brts eval` and lm-eval load (pip install 'brts[gguf]')."""
-    from brts.gguf_import import import_gguf, resolve_gguf
+    from brts.models.gguf import import_gguf, resolve_gguf
 
     with user_errors():
         made = import_gguf(resolve_gguf(gguf), dest, layers, say=lambda line: err.print(line, highlight=False))

@@ -22,7 +22,7 @@ def store_check(
 ) -> None:
     """Check runs, reference models, sweep trials and journals, and the teacher sample pool against their manifests
     and digests: one line per damaged artefact and exit 1, or one line and exit 0 when everything is intact."""
-    from brts.store_check import check_store
+    from brts.ops.store_check import check_store
 
     root = store_root(store)
     with user_errors():

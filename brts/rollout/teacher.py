@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from brts import timing
-from brts.grading import Grader
+from brts.tasks.grading import Grader
 from brts.rollout.base import Completion, KeyedGenerator, Request, SamplingSettings
 from brts.rollout.pool import PooledSample, SampleKey, SamplePool, prompt_sha
 

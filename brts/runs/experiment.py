@@ -15,7 +15,7 @@ from typing import Any
 
 from brts.errors import UserError
 from brts.evaluation.evaluate import check_settings
-from brts.models import preflight
+from brts.models.load import preflight
 from brts.rollout.pool import open_pool
 from brts.runs.executor import execute, skipped
 from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, Outcome, RunObserver

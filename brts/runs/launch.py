@@ -78,10 +78,10 @@ def launch_training(
 
 def main(run: RunFolder, pool_spec: PoolSpec) -> None:
     """One rank's work (see the module docstring)."""
-    from brts.models import load_pair
+    from brts.models.load import load_pair
     from brts.rollout.pool import open_pool
     from brts.tasks.registry import make_task
-    from brts.train import Trainer
+    from brts.training.trainer import Trainer
 
     cfg = run.config()
     pair = load_pair(cfg)

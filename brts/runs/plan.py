@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import brts
-from brts.builtin_models import builtin_identity
+from brts.models.builtin import builtin_identity
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig, TrackingSpec
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.

@@ -3,7 +3,7 @@
 Teacher samples do not depend on the student, so which samples a run asks for follows from its config
 alone: each step's prompts (`step_problems`), its N, and which prompts get Tier-2 retries, which depends
 on the Tier-1 grades only. `teacher_demand` walks every run's steps exactly as the branch does (the same
-request builders of `brts.teacher_context`), draws the samples in large batches through the sampler (into
+request builders of `brts.training.teacher_branch`), draws the samples in large batches through the sampler (into
 its pool when it has one; a warm pool is only read) and returns, per run, every sample it will use with
 its token count. Hence the exact teacher-token totals with and without the pool, without training:
 without, each run draws every sample it uses; with, each distinct sample is drawn once.
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from brts.models import load_model, resolve_model
+from brts.models.load import load_model, resolve_model
 from brts.rollout.backends import teacher_generator
 from brts.rollout.base import SamplingSettings
 from brts.rollout.pool import SamplePool
@@ -26,8 +26,8 @@ from brts.runs.plan import PlannedRun
 from brts.spec import RunConfig
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.tasks.registry import make_task
-from brts.teacher_context import Encode, retry_prompts, teacher_settings, tier1_requests, tier2_requests
-from brts.train import step_epoch, step_problems
+from brts.training.teacher_branch import Encode, retry_prompts, teacher_settings, tier1_requests, tier2_requests
+from brts.training.trainer import step_epoch, step_problems
 
 ProgressFn = Callable[[int, int], None]  # (steps done, steps in all)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brts.evaluation.evaluate import evaluate_model, model_fingerprint, settings_digest
-from brts.models import resolve_model
+from brts.models.load import resolve_model
 from brts.runs import integrity
 from brts.spec import ExperimentSpec
 from brts.store import REFERENCE_ROLES, RunFolder, RunLocked, RunStore, now

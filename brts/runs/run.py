@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
-from brts.models import load_pair
+from brts.models.load import load_pair
 from brts.rollout.pool import open_pool
 from brts.runs import integrity
 from brts.runs.launch import launch_training
@@ -21,7 +21,7 @@ from brts.runs.tracking import RunTracking
 from brts.spec import RunConfig
 from brts.store import RunFolder, RunStore, environment, now
 from brts.tasks.registry import make_task
-from brts.train import Trainer
+from brts.training.trainer import Trainer
 
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
 StageFn = Callable[[str, str], None]  # (run id, stage): "train", then "eval"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from brts.evaluation.runner import EvaluationError
-from brts.models import resolve_model
+from brts.models.load import resolve_model
 from brts.spec import BUILTIN_MODELS, ModelsSpec
 from brts.spec.evaluation import EvalSpec
 from brts.store import DamagedFile, RunFolder, RunStore

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from brts.distributed import Ranks
+from brts.training.distributed import Ranks
 from brts.runs.plan import PlannedRun
 from brts.store import RunFolder
 from brts.store.files import sqlite_setup_lock

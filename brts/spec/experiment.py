@@ -28,7 +28,7 @@ from brts.spec.evaluation import EvalSpec
 from brts.spec.tracking import TrackingSpec
 from brts.values import Int, Real, Seed
 
-# The tiny models the project builds itself (brts.zoo), by spec name -> role: the one list of their names.
+# The tiny models the project builds itself (brts.models.recipe), by spec name -> role: the one list of their names.
 BUILTIN_MODELS = {"builtin:teacher": "teacher", "builtin:student": "student"}
 # The build seed of the built-in models unless a spec sets `models.build_seed` (how it was chosen: docs/LOG.md).
 DEFAULT_BUILD_SEED = 1
@@ -164,7 +164,7 @@ class TrainSpec(_Spec):
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     micro_batch_size: Int | None = Field(None, ge=1, description="sequences per forward/backward; None = all")
     gradient_checkpointing: bool = Field(False, description="recompute layer activations in backward")
-    # Memory only (not in run ids): results equal to float rounding whatever the chunk (brts.logprobs).
+    # Memory only (not in run ids): results equal to float rounding whatever the chunk (brts.training.logprobs).
     logprob_chunk: Int = Field(256, ge=1, description="response positions per lm_head/log-softmax chunk of the "
                                "streamed log-probs: bounds their [chunk, vocabulary] tensors")
 

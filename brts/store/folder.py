@@ -5,7 +5,7 @@
                        `tracking` (each tracker's run id, so a resumed run continues it; the last step sent)
     metrics.jsonl      one line per training step (and step 0): every metric (docs/method.md)
     validation.jsonl   per validation step, each split's per-problem fraction correct
-    checkpoints/       model, optimiser and RNG states (brts.checkpoint)
+    checkpoints/       model, optimiser and RNG states (brts.store.checkpoint)
     final/             the trained student and its tokenizer
     eval/              the final evaluation (its layout: brts.evaluation.evaluate)
     manifest.json      size and SHA-256 of every file of final/, each checkpoint and eval/ (brts.store.integrity)
@@ -270,8 +270,7 @@ class RunFolder:
 
     def newest_checkpoint(self) -> str | None:
         """The newest complete checkpoint folder, relative to the run folder, or None."""
-        from brts import checkpoint
-
+        from brts.store import checkpoint
         found = checkpoint.latest(self.checkpoints)
         return found.relative_to(self.path).as_posix() if found is not None else None
 
@@ -283,8 +282,7 @@ class RunFolder:
         """The newest checkpoint folder that is what was sealed and that `usable(path)` (a reader returning why it
         fails, or None) accepts; each newer one is skipped and, with `move_aside`, moved aside with one line on
         stderr (one training rank moves; the others skip the same ones)."""
-        from brts import checkpoint
-
+        from brts.store import checkpoint
         for found in reversed(checkpoint.complete(self.checkpoints)):
             part = found.relative_to(self.path).as_posix()
             try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 import brts
-from brts.builtin_models import builtin_identity
+from brts.models.builtin import builtin_identity
 from brts.method.config import MethodConfig, arm_config
 from brts.runs.plan import RUN_FORMAT, PlannedRun, plan
 from brts.spec import (

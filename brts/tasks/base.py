@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from transformers import PreTrainedTokenizerBase
 
-from brts.grading import Grader
+from brts.tasks.grading import Grader
 
 
 @dataclass(frozen=True)

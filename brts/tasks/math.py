@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from brts.grading import MathGrader
+from brts.tasks.grading import MathGrader
 from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
 from brts.spec.catalog import PACKAGED_PREFIX, packaged_file
 from brts.tasks.base import Problem

@@ -22,7 +22,7 @@ import itertools
 import random
 from functools import cache
 
-from brts.grading import IntegerGrader
+from brts.tasks.grading import IntegerGrader
 from brts.tasks.base import Problem
 
 OPS = "+-*"

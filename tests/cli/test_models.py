@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from brts.cli import app
-from brts.zoo import BuiltModels
-from tests.test_builtin_models import a_build_of_the_shipped
+from brts.models.recipe import BuiltModels
+from tests.models.test_builtin import a_build_of_the_shipped
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuiltModels:
     data = bytearray((built.student_dir / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (built.student_dir / "model.safetensors").write_bytes(bytes(data))
-    monkeypatch.setattr("brts.zoo.build_default_models", lambda *args, **kwargs: built)
+    monkeypatch.setattr("brts.models.recipe.build_default_models", lambda *args, **kwargs: built)
     monkeypatch.setenv("COLUMNS", "200")
     return built
 
@@ -33,12 +33,12 @@ def test_build_compares_with_the_shipped_models(build: BuiltModels) -> None:
     assert "teacher: identical bits to the shipped teacher" in result.output
     assert "tokenizer: identical bits to the shipped tokenizer" in result.output
     assert "student: differs from the shipped student" in result.output
-    assert "the properties the grid needs (PROPERTIES in brts/builtin_models.py): all met" in result.output
+    assert "the properties the grid needs (PROPERTIES in brts/models/builtin.py): all met" in result.output
 
 
 def test_ship_writes_the_build(build: BuiltModels, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = []
-    monkeypatch.setattr("brts.builtin_models.ship", lambda built: shipped.append(built) or Path("/x/manifest.json"))
+    monkeypatch.setattr("brts.models.builtin.ship", lambda built: shipped.append(built) or Path("/x/manifest.json"))
     result = CliRunner().invoke(app, ["models", "build", "--quiet", "--ship"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert shipped == [build] and "shipped: /x" in result.output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brts.models import load_model
+from brts.models.load import load_model
 from brts.rollout.base import Request, SamplingSettings
 from brts.rollout.keyed import KeyedHFGenerator, row_seed
 from brts.tasks.synthetic import SyntheticTask

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brts.grading import IntegerGrader
-from brts.models import load_model
+from brts.tasks.grading import IntegerGrader
+from brts.models.load import load_model
 from brts.rollout.base import SamplingSettings
 from brts.rollout.keyed import KeyedHFGenerator
 from brts.rollout.pool import SamplePool

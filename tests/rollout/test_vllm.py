@@ -12,12 +12,12 @@ pytest.importorskip("vllm")
 
 import dataclasses  # noqa: E402
 
-from brts.models import load_model  # noqa: E402
+from brts.models.load import load_model  # noqa: E402
 from brts.rollout.base import Request, SamplingSettings  # noqa: E402
 from brts.rollout.keyed import row_seed  # noqa: E402
 from brts.rollout.vllm import VLLMGenerator  # noqa: E402
 from brts.tasks.synthetic import SyntheticTask  # noqa: E402
-from brts.zoo import build_default_models  # noqa: E402
+from brts.models.recipe import build_default_models  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -82,11 +82,11 @@ def test_load_weights_puts_the_trained_student_into_the_engine(engines, vllm_mod
 
 
 def test_a_run_trains_with_vllm_rollouts(tmp_path, vllm_models):
-    from brts.models import load_pair
+    from brts.models.load import load_pair
     from brts.runs.plan import plan
     from brts.spec import load_spec
     from brts.tasks.registry import make_task
-    from brts.train import Trainer
+    from brts.training.trainer import Trainer
     from tests.conftest import tiny_spec_text
 
     spec_file = tmp_path / "tiny.yaml"

@@ -144,7 +144,7 @@ def test_damaged_evaluation_files_are_evaluated_again(copy, capfd, damage):
 def test_a_finished_run_is_checked_before_it_is_reused(copy, capfd, damage):
     """Reuse checks `final/`, the newest checkpoint and `eval/`: a damaged one is never "cached"; it is repaired as
     `store check --repair` would and the run ends intact with the undamaged numbers."""
-    from brts.store_check import check_store
+    from brts.ops.store_check import check_store
 
     _, planned, store, run, numbers = copy
     if damage == "checkpoint cut":
@@ -161,7 +161,7 @@ def test_a_finished_run_is_checked_before_it_is_reused(copy, capfd, damage):
 def test_a_deleted_manifest_is_never_trusted(copy, capfd):
     """With its manifest deleted, a flipped weight byte is found: the store check names the folder, and running
     again redoes the run (nothing in it can be verified) to the undamaged numbers, sealed again."""
-    from brts.store_check import check_store
+    from brts.ops.store_check import check_store
 
     _, planned, store, run, numbers = copy
     run.manifest.path.unlink()

@@ -109,10 +109,10 @@ def test_a_preempted_local_job_requeues_and_resumes_from_its_checkpoint(tmp_path
 
     import psutil
 
-    from brts.models import load_pair
+    from brts.models.load import load_pair
     from brts.runs.cluster import RunJob
     from brts.tasks.registry import make_task
-    from brts.train import Trainer
+    from brts.training.trainer import Trainer
 
     (planned,) = plan(load_spec(str(tiny_spec_file), [*SMALL_JOBS, "arms=[opd]", "train.steps=40",
                                                       "train.checkpoint_every=2"]))

@@ -142,11 +142,11 @@ def test_run_id_follows_the_shipped_built_in_models(monkeypatch: pytest.MonkeyPa
     other_seed = plan(make_spec(models={"build_seed": 7}))[0].config
     before = {name: run_id(c) for name, c in (("builtin", builtin), ("local", local), ("other_seed", other_seed))}
     assert run_id(builtin) == before["builtin"]  # stable while nothing changes
-    monkeypatch.setattr("brts.builtin_models.shipped_digest", lambda folder=None: "0" * 16)  # re-shipped models
+    monkeypatch.setattr("brts.models.builtin.shipped_digest", lambda folder=None: "0" * 16)  # re-shipped models
     assert run_id(builtin) != before["builtin"]
     assert run_id(local) == before["local"] and run_id(other_seed) == before["other_seed"]
     monkeypatch.undo()
     assert run_id(builtin) == before["builtin"]
-    monkeypatch.setattr("brts.zoo.RECIPE_VERSION", "changed")  # another build seed builds from the recipe
+    monkeypatch.setattr("brts.models.recipe.RECIPE_VERSION", "changed")  # another build seed builds from the recipe
     assert run_id(other_seed) != before["other_seed"]
     assert run_id(builtin) == before["builtin"] and run_id(local) == before["local"]

@@ -9,7 +9,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from brts.zoo import BuiltModels
+from brts.models.recipe import BuiltModels
 from tests.conftest import tiny_spec_text
 
 SWEEP = """\

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from brts import train as train_mod
+from brts.training import trainer as train_mod
 from brts.cli import app
 from brts.runs.run import execute_run
 from brts.sweep.load import load_sweep

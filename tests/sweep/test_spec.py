@@ -180,5 +180,5 @@ def test_a_sweep_on_the_built_in_models_is_another_study_once_they_are_re_shippe
     builtin, local = load_sweep("n-lambda"), load_sweep(tiny_sweep)  # builtin:* models, then model folders
     before = (builtin.identity(), local.identity())
     assert '"builtin":"shipped:' in before[0]["base"] and "builtin" not in before[1]["base"]
-    monkeypatch.setattr("brts.builtin_models.shipped_digest", lambda folder=None: "0" * 16)
+    monkeypatch.setattr("brts.models.builtin.shipped_digest", lambda folder=None: "0" * 16)
     assert builtin.identity()["base"] != before[0]["base"] and local.identity() == before[1]

@@ -12,7 +12,7 @@ from brts.spec.catalog import PACKAGED_DIR
 from brts.tasks.base import prompt_ids
 from brts.tasks.math import KEY_MARKER, MathTask, TaskDataError
 from brts.tasks.registry import make_task
-from brts.tokenizer import build_char_tokenizer
+from brts.models.tokenizer import build_char_tokenizer
 
 BENCHMARKS = PACKAGED_DIR
 SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."

@@ -1,0 +1,326 @@
+"""Streamed log-probs: final hidden states → `lm_head` → log-softmax over chunks of response positions.
+
+A scoring forward never holds the `[rows, R, V]` log-probs of a batch. The model's body runs once
+(`response_hidden`: the final hidden states at the positions that predict response tokens, prompt and padding
+positions left out, each distinct prompt computed once for all its rows); the output layer then runs over `chunk` positions at a time, and of each chunk's
+`[chunk, V]` log-probs only what the losses, alignment scores and metrics read is kept (`brts.method.support`):
+per position the student's and the teacher's top-K and the response token, with both models' log-probs
+there, and the student's entropy. The student's part is an autograd function whose backward recomputes one
+chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way.
+On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`positions_per_chunk`).
+
+Results equal those of the full-vocabulary computation to float rounding (tests/training/test_logprobs.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from transformers import DynamicCache, PreTrainedModel
+
+from brts.method.losses import entropy
+from brts.method.support import first_occurrences, restricted, token_column
+from brts.training.scoring import ResponseBatch
+
+
+class UnsupportedHeadError(ValueError):
+    """A model whose logits are not a plain linear map of its final hidden states."""
+
+
+# Config fields of transformers models that rescale or cap the logits after `lm_head`.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """A causal LM's output layer: logits = hidden @ weight.T (+ bias), weight `[V, H]`."""
+
+    weight: Tensor
+    bias: Tensor | None
+
+    @classmethod
+    def of(cls, model: PreTrainedModel) -> OutputHead:
+        head = model.get_output_embeddings()
+        if not isinstance(head, nn.Linear):
+            raise UnsupportedHeadError(f"{type(model).__name__}: its output layer is not a linear map; "
+                                       "brts scores only models whose logits are lm_head(hidden states)")
+        for name in _LOGIT_TRANSFORMS:
+            if getattr(model.config, name, None) not in (None, 1, 1.0):
+                raise UnsupportedHeadError(f"{type(model).__name__}: config.{name} transforms the logits after "
+                                           "lm_head; brts's streamed log-probs do not support it")
+        return cls(head.weight, head.bias)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.weight.shape[0])
+
+    def cast(self, dtype: torch.dtype) -> OutputHead:
+        """This head in `dtype` (itself when it already is): cast once, outside a loop over chunks."""
+        if self.weight.dtype == dtype:
+            return self
+        return OutputHead(self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype))
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """float32 logits `[N, V]` of `hidden[N, H]`, the product computed in the head's dtype."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return F.linear(hidden.to(self.weight.dtype), self.weight, self.bias).float()
+
+
+def compute_dtype(hidden: Tensor, head: OutputHead) -> torch.dtype:
+    """The dtype `lm_head` would compute in here: the autocast dtype inside an autocast region, else the
+    promoted dtype of its input and weight."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(hidden.dtype, head.weight.dtype)
+
+
+def response_hidden(model: PreTrainedModel, batch: ResponseBatch) -> Tensor:
+    """The final hidden states `[N, H]` at the positions that predict the batch's N real response tokens, in
+    row-major order (`batch.mask`): the model's body without its output layer.
+
+    Rows that share a prompt share its forward: each distinct prompt runs once, its key/value cache is copied to
+    its rows, and the responses run on top of it (the same values to float rounding, and the gradient flows
+    through the copies; the student's samples of one prompt and the selected teacher trajectory for it are such
+    rows). Under gradient checkpointing, which turns the cache off, every row runs whole."""
+    device = model.device
+    ids, attention = batch.input_ids.to(device), batch.attention_mask.to(device)
+    positions, mask = batch.position_ids.to(device), batch.mask.to(device)
+    width, resp_len = batch.prompt_width, batch.tokens.shape[1]
+    body = model.base_model
+    shared = None if getattr(body, "gradient_checkpointing", False) else _distinct_prompts(ids, attention, width)
+    if shared is None:
+        out = body(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False)
+        return out.last_hidden_state[:, width - 1 : width - 1 + resp_len][mask]
+    first, rows = shared
+    cache = DynamicCache()
+    cache_arg = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    prompt = body(input_ids=ids[first, :width], attention_mask=attention[first, :width],
+                  position_ids=positions[first, :width], use_cache=True, **{cache_arg: cache})
+    hidden = prompt.last_hidden_state[rows, width - 1 :]  # [B, 1, H]: predicts the first response token
+    if resp_len > 1:  # the last response token predicts nothing: its position is left out
+        cache.batch_select_indices(rows)
+        end = width + resp_len - 1
+        rest = body(input_ids=ids[:, width:end], attention_mask=attention[:, :end], position_ids=positions[:, width:end],
+                    use_cache=True, **{cache_arg: cache})
+        hidden = torch.cat([hidden, rest.last_hidden_state], dim=1)
+    return hidden[mask]
+
+
+def _distinct_prompts(ids: Tensor, attention: Tensor, width: int) -> tuple[Tensor, Tensor] | None:
+    """(one row of each distinct prompt `[P]`, each row's prompt among them `[B]`), or None when no prompt repeats."""
+    key = torch.cat([ids[:, :width], attention[:, :width]], dim=1)
+    distinct, rows = torch.unique(key, dim=0, return_inverse=True)
+    if len(distinct) == len(key):
+        return None
+    first = torch.empty(len(distinct), dtype=torch.long, device=ids.device)
+    first.scatter_(0, rows, torch.arange(len(key), device=ids.device))
+    return first, rows
+
+
+# On CPU, at most this many logits per chunk (16 MiB of float32): glibc maps a larger block afresh for every
+# allocation and unmaps it when freed, and faulting in those fresh pages cost as much CPU time as the arithmetic
+# over a 151,936-token vocabulary (docs/LOG.md); blocks this small are reused. GPUs' caching allocator reuses any.
+CPU_CHUNK_VALUES = 1 << 22
+
+
+def positions_per_chunk(chunk: int, vocab: int, device: torch.device) -> int:
+    """Response positions per chunk: `chunk` (`train.logprob_chunk`), on CPU at most CPU_CHUNK_VALUES // vocab."""
+    if device.type == "cpu":
+        chunk = min(chunk, CPU_CHUNK_VALUES // vocab)
+    return max(1, chunk)
+
+
+def _parts(count: int, chunk: int, vocab: int, device: torch.device) -> Iterator[slice]:
+    """The slices of `count` positions that one chunk each covers."""
+    step = positions_per_chunk(chunk, vocab, device)
+    return (slice(start, start + step) for start in range(0, count, step))
+
+
+@dataclass(frozen=True)
+class TopTokens:
+    """Per position: the K most likely tokens and their log-probs (most likely first), the log-prob of the
+    response token, and the log-normaliser of the logits."""
+
+    values: Tensor  # [N, K]
+    indices: Tensor  # [N, K]
+    token: Tensor  # [N]
+    log_normaliser: Tensor  # [N] logsumexp of the logits
+
+
+@torch.no_grad()
+def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: int) -> TopTokens:
+    """`TopTokens` of `hidden[N, H]` (no gradient), `chunk` positions at a time."""
+    n, k = hidden.shape[0], min(k, head.vocab_size)
+    head = head.cast(compute_dtype(hidden, head))
+    values = hidden.new_empty(n, k, dtype=torch.float32)
+    indices = torch.empty(n, k, dtype=torch.long, device=hidden.device)
+    token = hidden.new_empty(n, dtype=torch.float32)
+    log_normaliser = hidden.new_empty(n, dtype=torch.float32)
+    for part in _parts(n, chunk, head.vocab_size, hidden.device):
+        logits = head.logits(hidden[part])
+        # Log-probs only where kept: logit minus log-normaliser (no [chunk, V] log-softmax; the same order).
+        normaliser = log_normaliser[part] = logits.logsumexp(-1)
+        top = logits.topk(k, dim=-1)
+        values[part], indices[part] = top.values - normaliser.unsqueeze(-1), top.indices
+        token[part] = logits.gather(-1, tokens[part].unsqueeze(-1)).squeeze(-1) - normaliser
+    return TopTokens(values, indices, token, log_normaliser)
+
+
+@torch.no_grad()
+def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normaliser: Tensor, chunk: int) -> Tensor:
+    """Log-probs `[N, C]` of the tokens `columns[N, C]` from `hidden[N, H]` and `TopTokens.log_normaliser`,
+    through the C rows of the output layer each position needs (no full-vocabulary product, unless the columns
+    are a good part of the vocabulary: then one matrix product beats gathering C rows per position)."""
+    dtype = compute_dtype(hidden, head)
+    out = hidden.new_empty(columns.shape, dtype=torch.float32)
+    whole = head.cast(dtype) if columns.shape[-1] * 4 >= head.vocab_size else None
+    with torch.autocast(hidden.device.type, enabled=False):
+        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+            if whole is not None:
+                out[part] = whole.logits(hidden[part]).gather(-1, columns[part]) - log_normaliser[part].unsqueeze(-1)
+                continue
+            rows = head.weight[columns[part]].to(dtype)  # [n, C, H]
+            logits = (rows @ hidden[part].to(dtype).unsqueeze(-1)).squeeze(-1)
+            if head.bias is not None:
+                logits = logits + head.bias[columns[part]].to(dtype)
+            out[part] = logits.float() - log_normaliser[part].unsqueeze(-1)
+    return out
+
+
+class _StudentColumns(torch.autograd.Function):
+    """Student log-probs at its own top-K and at given extra columns, with a chunk-at-a-time backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, extra: Tensor, k: int, chunk: int,
+        dtype: torch.dtype,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        head, n = OutputHead(weight, bias).cast(dtype), hidden.shape[0]
+        values = hidden.new_empty(n, k + extra.shape[1], dtype=torch.float32)
+        columns = torch.empty(n, k + extra.shape[1], dtype=torch.long, device=hidden.device)
+        ent = hidden.new_empty(n, dtype=torch.float32)
+        for part in _parts(n, chunk, head.vocab_size, hidden.device):
+            logp = torch.log_softmax(head.logits(hidden[part]), -1)
+            top = logp.topk(k, dim=-1)
+            columns[part] = torch.cat([top.indices, extra[part]], dim=-1)
+            values[part] = torch.cat([top.values, logp.gather(-1, extra[part])], dim=-1)
+            ent[part] = entropy(logp)
+        ctx.save_for_backward(hidden, weight, bias, columns)
+        ctx.chunk, ctx.dtype = chunk, dtype
+        ctx.mark_non_differentiable(columns, ent)
+        return values, columns, ent
+
+    @staticmethod
+    def backward(ctx: Any, grad_values: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        hidden, weight, bias, columns = ctx.saved_tensors
+        dtype, chunk = ctx.dtype, ctx.chunk
+        head = OutputHead(weight, bias).cast(dtype)
+        grad_hidden = torch.zeros_like(hidden)
+        grad_weight = torch.zeros_like(weight)
+        grad_bias = None if bias is None else torch.zeros_like(bias)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+                # d log_softmax: g - softmax * sum(g), g the upstream gradient scattered to its columns.
+                probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
+                grad_cols = grad_values[part].float()
+                grad_logits = torch.zeros_like(probs).scatter_add_(-1, columns[part], grad_cols)
+                grad_logits.sub_(probs.mul_(grad_cols.sum(-1, keepdim=True)))
+                del probs
+                grad_logits_c, hidden_c = grad_logits.to(dtype), hidden[part].to(dtype)
+                grad_hidden[part] = (grad_logits_c @ head.weight).to(hidden.dtype)
+                if grad_weight.dtype == dtype:
+                    grad_weight.addmm_(grad_logits_c.T, hidden_c)
+                else:
+                    grad_weight += (grad_logits_c.T @ hidden_c).to(grad_weight.dtype)
+                if grad_bias is not None:
+                    grad_bias += grad_logits.sum(0).to(grad_bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None
+
+
+@dataclass(frozen=True)
+class KeptLogprobs:
+    """Both models' log-probs at the support columns of every response position (`brts.method.support`):
+    `[B, R, 2K + 1]`, repeated columns at −inf, padding positions 0. What the losses take in place of the
+    full-vocabulary log-probs; the student's part carries the gradient.
+
+    For metrics over either top-k (k <= top_k): the student's top-k are columns `[:k]`, most likely first and
+    never repeats, with `teacher[..., :k]` the teacher's log-probs there (a reverse KL on the student's top-k);
+    the teacher's top-k are `brts.method.losses.topk_mask(teacher, k)` (a forward KL on the teacher's top-k).
+    """
+
+    student: Tensor  # [B, R, W]
+    teacher: Tensor  # [B, R, W]
+    columns: Tensor  # [B, R, W] token ids: the student's top-K, the teacher's top-K, the response token
+    token: Tensor  # [B, R] the column of the response token
+    entropy: Tensor  # [B, R] the student's full-vocabulary entropy
+    top_k: int
+
+    def kth(self, k: int) -> Tensor:
+        """The student's K-th largest log-prob `[B, R]` (its top-K come first, most likely first)."""
+        return self.student[..., min(k, self.top_k) - 1].detach()
+
+    def token_logprob(self) -> Tensor:
+        """The student's log-prob of each response token `[B, R]`."""
+        return self.student.gather(-1, self.token.unsqueeze(-1)).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class TeacherPass:
+    """The teacher's part of a scoring forward: its hidden states and top tokens at every response position."""
+
+    head: OutputHead
+    hidden: Tensor  # [N, H]
+    top: TopTokens
+
+
+@torch.no_grad()
+def teacher_pass(teacher: PreTrainedModel, batch: ResponseBatch, k: int, chunk: int) -> TeacherPass:
+    """The teacher's forward over `batch` (no gradient), kept to its top-`k` per response position."""
+    head, hidden = OutputHead.of(teacher), response_hidden(teacher, batch)
+    return TeacherPass(head, hidden, top_tokens(head, hidden, batch.tokens[batch.mask].to(hidden.device), k, chunk))
+
+
+def kept_logprobs(student: PreTrainedModel, batch: ResponseBatch, teacher: TeacherPass, chunk: int) -> KeptLogprobs:
+    """The student's forward over `batch` (with gradient), kept with the teacher's pass to the support columns.
+
+    K is the teacher pass's; the student keeps its own top-K plus the teacher's top-K and the response token,
+    and the teacher's log-probs at the student's top-K come from the C rows of its output layer they need.
+    """
+    head, hidden = OutputHead.of(student), response_hidden(student, batch)
+    mask = batch.mask.to(hidden.device)
+    tokens = batch.tokens.to(hidden.device)[mask]
+    k = teacher.top.indices.shape[1]
+    extra = torch.cat([teacher.top.indices, tokens.unsqueeze(-1)], dim=-1)
+    values, columns, ent = _StudentColumns.apply(hidden, head.weight, head.bias, extra, k, chunk,
+                                                 compute_dtype(hidden, head))
+    teacher_at_student = logprobs_at(teacher.head, teacher.hidden, columns[:, :k], teacher.top.log_normaliser, chunk)
+    teacher_values = torch.cat([teacher_at_student, teacher.top.values, teacher.top.token.unsqueeze(-1)], dim=-1)
+    distinct = first_occurrences(columns)
+
+    def unflatten(flat: Tensor) -> Tensor:
+        out = flat.new_zeros(*mask.shape, *flat.shape[1:])
+        return out.index_put(mask.nonzero(as_tuple=True), flat)
+
+    return KeptLogprobs(
+        student=unflatten(restricted(values, distinct)), teacher=unflatten(restricted(teacher_values, distinct)),
+        columns=unflatten(columns), token=unflatten(token_column(columns, tokens)), entropy=unflatten(ent), top_k=k,
+    )
+
+
+@torch.no_grad()
+def token_scores(model: PreTrainedModel, batch: ResponseBatch, k: int, chunk: int) -> tuple[Tensor, Tensor]:
+    """The model's log-prob of each response token and its K-th largest log-prob there, `[B, R]` each (0 at
+    padding): what the top-K and log-prob alignment scores read."""
+    head, hidden = OutputHead.of(model), response_hidden(model, batch)
+    mask = batch.mask.to(hidden.device)
+    top = top_tokens(head, hidden, batch.tokens.to(hidden.device)[mask], k, chunk)
+    token, kth = (torch.zeros(mask.shape, device=hidden.device) for _ in range(2))
+    token[mask], kth[mask] = top.token, top.values[:, -1]
+    return token, kth
