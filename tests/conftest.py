@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from brts.spec.catalog import PACKAGED_DIR
 from brts.models.recipe import BuildSettings, BuiltModels, build_default_models
+from brts.spec.catalog import PACKAGED_DIR
 
 
 @pytest.fixture(scope="session")

@@ -218,8 +218,8 @@ def throughput(teacher_dir: str, prompts: list[list[int]], say: Say, batches: Se
                reps: int = 2, models: Sequence[str] = MODELS) -> dict[str, Any]:
     """Tokens/s of `generate` and the keyed loop per model and batch size (`brts.bench.generation`), and of vLLM
     on `prompts` (batch = len(prompts)) at temperature 0.7, top-p 0.95."""
-    from brts.rollout.base import SamplingSettings
     from brts.models.recipe import default_cache_root
+    from brts.rollout.base import SamplingSettings
 
     rates, notes = generation_rates(Path(teacher_dir), models, batches, reps, default_cache_root(), say)
     result: dict[str, Any] = {"rates": [asdict(r) for r in rates], "notes": notes, "batch": len(prompts)}

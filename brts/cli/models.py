@@ -26,9 +26,9 @@ def models_build(
 ) -> None:
     """Build the tokenizer, teacher and student from the recipe (cached) and compare them with the shipped ones."""
     from brts import progress
+    from brts.errors import ModelLoadError
     from brts.models.builtin import compare_with_shipped, property_violations, read_manifest, shipped_seed
     from brts.models.builtin import ship as ship_build
-    from brts.errors import ModelLoadError
     from brts.models.recipe import build_default_models, default_cache_root
 
     progress.configure(quiet, json_progress)

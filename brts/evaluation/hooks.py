@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from brts.evaluation.metrics import problem_metrics
-from brts.tasks.grading import Grader, IntegerGrader, MathGrader, extract_boxed
 from brts.spec.catalog import REQUIRED_FIELDS, SOURCES, HubDataset
+from brts.tasks.grading import Grader, IntegerGrader, MathGrader, extract_boxed
 from brts.tasks.sources import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.tasks.synthetic import format_prompt
 

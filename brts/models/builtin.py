@@ -238,8 +238,8 @@ def measure_shipped(problems: int, samples: int, folder: Path = SHIPPED_DIR) -> 
     build measured 100 x 2)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from brts.tasks.synthetic import SyntheticTask
     from brts.models.recipe import measure
+    from brts.tasks.synthetic import SyntheticTask
 
     built = shipped_models(folder)
     settings = dataclasses.replace(_settings(read_manifest(folder)["settings"]), eval_problems=problems,

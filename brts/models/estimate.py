@@ -80,8 +80,8 @@ def architecture(name: str) -> Architecture | None:
     if name in KNOWN_MODELS:
         return KNOWN_MODELS[name]
     if name in BUILTIN_MODELS:
-        from brts.models.tokenizer import CHARACTERS, SPECIAL_TOKENS
         from brts.models.recipe import BuildSettings
+        from brts.models.tokenizer import CHARACTERS, SPECIAL_TOKENS
 
         s = BuildSettings()
         vocab = len(SPECIAL_TOKENS) + len(CHARACTERS)

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from brts.models.builtin import builtin_models, cached_builtin_models
 from brts.errors import ModelLoadError, UserError
+from brts.models.builtin import builtin_models, cached_builtin_models
 from brts.spec import BUILTIN_MODELS, ModelsSpec, RunConfig
 
 

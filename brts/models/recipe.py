@@ -34,8 +34,9 @@ import torch
 from filelock import FileLock
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from brts.models.build_threads import BuildPace
 from brts.cpu import float_environment
+from brts.models.build_threads import BuildPace
+from brts.models.tokenizer import build_char_tokenizer
 from brts.rollout.base import SamplingSettings
 from brts.rollout.hf import HFGenerator
 from brts.spec import DEFAULT_BUILD_SEED
@@ -52,7 +53,6 @@ from brts.tasks.synthetic import (
     unknown_facts,
     written_values,
 )
-from brts.models.tokenizer import build_char_tokenizer
 
 RECIPE_VERSION = "11"  # bump whenever the recipe changes in a way the settings do not show
 

@@ -133,8 +133,8 @@ def check_store(store: Path) -> Check:
 
 
 def check_builtin_models() -> Check:
-    from brts.models.builtin import read_manifest, shipped_digest, shipped_models
     from brts.errors import ModelLoadError
+    from brts.models.builtin import read_manifest, shipped_digest, shipped_models
 
     try:
         built = shipped_models()

@@ -24,9 +24,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from brts import timing
-from brts.tasks.grading import Grader
 from brts.rollout.base import Completion, KeyedGenerator, Request, SamplingSettings
 from brts.rollout.pool import PooledSample, SampleKey, SamplePool, prompt_sha
+from brts.tasks.grading import Grader
 
 Tier = str  # "tier1" or "tier2"
 _FULL_HASH_ELEMENTS = 1 << 22  # tensors up to this size are hashed whole, larger ones by a strided sample

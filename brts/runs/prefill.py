@@ -26,7 +26,13 @@ from brts.runs.plan import PlannedRun
 from brts.spec import RunConfig
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.tasks.registry import make_task
-from brts.training.teacher_branch import Encode, retry_prompts, teacher_settings, tier1_requests, tier2_requests
+from brts.training.teacher_branch import (
+    Encode,
+    retry_prompts,
+    teacher_settings,
+    tier1_requests,
+    tier2_requests,
+)
 from brts.training.trainer import step_epoch, step_problems
 
 ProgressFn = Callable[[int, int], None]  # (steps done, steps in all)

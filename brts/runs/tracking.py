@@ -19,11 +19,11 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from brts.training.distributed import Ranks
 from brts.runs.plan import PlannedRun
 from brts.store import RunFolder
 from brts.store.files import sqlite_setup_lock
 from brts.terminal import safe
+from brts.training.distributed import Ranks
 
 Warn = Callable[[str], None]
 RECORD_KEY = "tracking"  # record.json: {backend: {"id": its run id or None, "step": the last step sent}}

@@ -187,7 +187,9 @@ def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
 
 
 def _check_objectives(sweep: Sweep, where: Any) -> None:
-    from brts.training.trainer import metric_names  # torch: only where a spec is resolved, not in every worker import
+    from brts.training.trainer import (
+        metric_names,  # torch: only where a spec is resolved, not in every worker import
+    )
 
     config = sweep.base_config()
     final = [f"eval/{task}" for task in (*config.eval.splits, *config.eval.tasks)]

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 import brts
-from brts.models.builtin import builtin_identity
 from brts.method.config import MethodConfig, arm_config
+from brts.models.builtin import builtin_identity
 from brts.runs.plan import RUN_FORMAT, PlannedRun, plan
 from brts.spec import (
     ArmSpec,

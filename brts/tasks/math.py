@@ -15,11 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from brts.tasks.grading import MathGrader
 from brts.spec import HOLDOUT_SPLIT, DatasetSpec, TaskSpec
 from brts.spec.catalog import PACKAGED_PREFIX, packaged_file
 from brts.tasks.base import Problem
 from brts.tasks.bounds import check_problem_file
+from brts.tasks.grading import MathGrader
 from brts.tasks.sources import TaskDataError, answer_text, load_hub, read_jsonl
 
 # The silent validation key of the Tier-2 (recovery) samples; KEY_MARKER in a response means it leaked.

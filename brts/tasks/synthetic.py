@@ -22,8 +22,8 @@ import itertools
 import random
 from functools import cache
 
-from brts.tasks.grading import IntegerGrader
 from brts.tasks.base import Problem
+from brts.tasks.grading import IntegerGrader
 
 OPS = "+-*"
 KEY_MARKER = "key"

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel
 
-from brts.training.logprobs import OutputHead, logprobs_at, response_hidden, token_scores, top_tokens
 from brts.method import alignment as align
 from brts.method.config import MethodConfig
 from brts.method.selection import Candidate, Selection, contested, needs_recovery, select
 from brts.rollout.base import Completion, SamplingSettings
 from brts.rollout.teacher import DrawRequest, DrawStats, TeacherSampler
-from brts.training.scoring import build_batch
 from brts.tasks.base import Problem, Task
+from brts.training.logprobs import OutputHead, logprobs_at, response_hidden, token_scores, top_tokens
+from brts.training.scoring import build_batch
 
 Encode = Callable[[str], list[int]]
 

@@ -22,11 +22,6 @@ from typing import Any
 import torch
 
 from brts import timing
-
-from brts.store import checkpoint
-from brts.training.distributed import Ranks
-from brts.tasks.grading import extract_boxed
-from brts.training.logprobs import OutputHead, kept_logprobs, teacher_pass
 from brts.method import alignment as align
 from brts.method.losses import forward_kl, opd_loss, reverse_kl, teacher_context_loss, token_mean
 from brts.method.support import support_top_k
@@ -36,10 +31,13 @@ from brts.rollout.base import Request, SamplingSettings
 from brts.rollout.keyed import row_seed
 from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawStats, TeacherSampler, model_identity, stream_name
-from brts.training.scoring import ResponseBatch, build_batch
 from brts.spec import RunConfig
-from brts.store import RunFolder
+from brts.store import RunFolder, checkpoint
 from brts.tasks.base import Problem, Task, prompt_ids
+from brts.tasks.grading import extract_boxed
+from brts.training.distributed import Ranks
+from brts.training.logprobs import OutputHead, kept_logprobs, teacher_pass
+from brts.training.scoring import ResponseBatch, build_batch
 from brts.training.teacher_branch import BranchResult, run_branch
 from brts.training.validation import sample_accuracy
 

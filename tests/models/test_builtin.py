@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import brts.models.builtin as builtin
+from brts.errors import ModelLoadError, UserError
 from brts.models.builtin import (
     PROPERTIES,
     SHIPPED_DIR,
@@ -28,11 +29,10 @@ from brts.models.builtin import (
     shipped_models,
     verify,
 )
-from brts.errors import ModelLoadError, UserError
 from brts.models.load import preflight, resolve_model
+from brts.models.recipe import BuildSettings, BuiltModels
 from brts.runs.target import resolve_target
 from brts.spec import DEFAULT_BUILD_SEED, ModelsSpec
-from brts.models.recipe import BuildSettings, BuiltModels
 
 RESHIP = ("re-ship the built-in models: `brts models build --ship` (about 3 min on 2 cores), check PROPERTIES in "
           "brts/models/builtin.py against the accuracies it prints, and commit brts/models/shipped/")

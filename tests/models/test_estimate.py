@@ -9,7 +9,15 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from typer.testing import CliRunner
 
 from brts.cli import app
-from brts.models.estimate import GPUS, KNOWN_MODELS, architecture, estimate, fits, memory_estimate, teacher_tokens
+from brts.models.estimate import (
+    GPUS,
+    KNOWN_MODELS,
+    architecture,
+    estimate,
+    fits,
+    memory_estimate,
+    teacher_tokens,
+)
 from brts.runs.plan import plan
 from brts.spec import load_spec
 
@@ -105,8 +113,8 @@ def test_sampling_follows_the_keyed_sampler(tmp_path):
 
 def test_the_chunk_sizes_are_the_codes():
     from brts.models import estimate
-    from brts.training import logprobs
     from brts.rollout import nucleus
+    from brts.training import logprobs
 
     assert estimate.SAMPLER_CHUNK == nucleus._CHUNK
     assert estimate.CPU_CHUNK_VALUES == logprobs.CPU_CHUNK_VALUES

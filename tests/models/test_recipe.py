@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from brts.models.load import check_compatible, load_model
-from brts.tasks.synthetic import BuildingSampler
 from brts.models.recipe import BuildSettings, BuiltModels, build_default_models, default_cache_root
+from brts.tasks.synthetic import BuildingSampler
 
 TINY = BuildSettings(
     hidden_size=32, layers=1, heads=2, intermediate_size=64, base_steps=4, teacher_steps=6, student_steps=4,
@@ -94,8 +94,8 @@ def _expression(prompt: str) -> str:
 
 
 def test_base_examples_are_gold_solutions_of_every_length() -> None:
-    from brts.tasks.synthetic import gold_solution
     from brts.models.recipe import _base_example
+    from brts.tasks.synthetic import gold_solution
 
     sampler, lengths = BuildingSampler(0), set()
     for _ in range(200):
@@ -107,8 +107,8 @@ def test_base_examples_are_gold_solutions_of_every_length() -> None:
 
 
 def test_student_examples_guess_exactly_the_unknown_facts_and_carry_their_guesses_on() -> None:
-    from brts.tasks.synthetic import apply, unknown_facts
     from brts.models.recipe import _student_example
+    from brts.tasks.synthetic import apply, unknown_facts
 
     settings = BuildSettings()
     unknown = unknown_facts(settings.student_unknown_fraction, settings.seed)

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from brts.rollout.pool import SamplePool
 from brts.ops.store_check import check_store
+from brts.rollout.pool import SamplePool
 from tests.rollout.test_sample_pool import _key, _sample
 
 

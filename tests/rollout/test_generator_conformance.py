@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from brts.models.load import load_model
+from brts.models.recipe import build_default_models
 from brts.rollout.base import Completion, Request, SamplingSettings
 from brts.rollout.keyed import row_seed
 from brts.tasks.synthetic import SyntheticTask
-from brts.models.recipe import build_default_models
 from tests.conftest import TINY
 
 SETTINGS = SamplingSettings(n=3, temperature=1.0, top_p=0.95, max_new_tokens=24, seed=5)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brts.tasks.grading import IntegerGrader
 from brts.models.load import load_model
 from brts.rollout.base import SamplingSettings
 from brts.rollout.keyed import KeyedHFGenerator
 from brts.rollout.pool import SamplePool
 from brts.rollout.teacher import DrawRequest, TeacherSampler, model_identity
+from brts.tasks.grading import IntegerGrader
 from brts.tasks.synthetic import SyntheticTask
 
 SETTINGS = SamplingSettings(temperature=1.0, top_p=0.95, max_new_tokens=24)

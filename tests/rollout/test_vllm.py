@@ -13,11 +13,11 @@ pytest.importorskip("vllm")
 import dataclasses  # noqa: E402
 
 from brts.models.load import load_model  # noqa: E402
+from brts.models.recipe import build_default_models  # noqa: E402
 from brts.rollout.base import Request, SamplingSettings  # noqa: E402
 from brts.rollout.keyed import row_seed  # noqa: E402
 from brts.rollout.vllm import VLLMGenerator  # noqa: E402
 from brts.tasks.synthetic import SyntheticTask  # noqa: E402
-from brts.models.recipe import build_default_models  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
 pytestmark = pytest.mark.vllm

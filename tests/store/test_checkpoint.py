@@ -3,6 +3,8 @@ import random
 import torch
 
 from brts.store import checkpoint
+
+
 def test_save_load_restores_weights_optimizer_rng_and_prunes(tmp_path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)

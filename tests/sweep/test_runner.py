@@ -10,11 +10,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from brts.training import trainer as train_mod
 from brts.cli import app
 from brts.runs.run import execute_run
 from brts.sweep.load import load_sweep
 from brts.sweep.study import create_or_load, open_storage, storage_url
+from brts.training import trainer as train_mod
 from tests.sweep.conftest import plain_study
 
 runner = CliRunner()

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from brts.tasks.grading import Grader, GraderTimeoutStorm, IntegerGrader, MathGrader, _VerifyWorker, extract_boxed
+from brts.tasks.grading import (
+    Grader,
+    GraderTimeoutStorm,
+    IntegerGrader,
+    MathGrader,
+    _VerifyWorker,
+    extract_boxed,
+)
 
 
 @pytest.mark.parametrize(

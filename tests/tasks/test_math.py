@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from brts.models.tokenizer import build_char_tokenizer
 from brts.runs.plan import plan
 from brts.spec import DatasetSpec, SpecError, TaskSpec, load_spec
 from brts.spec.catalog import PACKAGED_DIR
 from brts.tasks.base import prompt_ids
 from brts.tasks.math import KEY_MARKER, MathTask, TaskDataError
 from brts.tasks.registry import make_task
-from brts.models.tokenizer import build_char_tokenizer
 
 BENCHMARKS = PACKAGED_DIR
 SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."

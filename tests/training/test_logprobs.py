@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from torch.utils._pytree import tree_flatten
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from brts.method import MethodConfig, kth_largest, opd_loss, support_top_k, teacher_context_loss
 from brts.training.logprobs import (
     OutputHead,
     UnsupportedHeadError,
@@ -16,7 +17,6 @@ from brts.training.logprobs import (
     teacher_pass,
     token_scores,
 )
-from brts.method import MethodConfig, kth_largest, opd_loss, support_top_k, teacher_context_loss
 from brts.training.scoring import build_batch
 
 PROMPTS = [[1, 5, 6], [1, 7], [1, 9, 9, 4]]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from brts.method.config import arm_config
+from brts.models.tokenizer import build_char_tokenizer
 from brts.rollout.base import Completion, SamplingSettings
 from brts.rollout.teacher import TeacherSampler
 from brts.tasks.synthetic import SyntheticTask
 from brts.training.teacher_branch import run_branch
-from brts.models.tokenizer import build_char_tokenizer
 
 
 class ScriptedGenerator:

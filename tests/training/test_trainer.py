@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from brts.training import trainer as train_mod
 from brts.models.load import load_pair
 from brts.runs.plan import plan
 from brts.runs.run import execute_run
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
+from brts.training import trainer as train_mod
 from brts.training.trainer import Trainer
 
 SECTION_6 = [
