@@ -8,6 +8,23 @@ import pytest
 
 from brts.models.recipe import BuildSettings, BuiltModels, build_default_models
 from brts.spec.catalog import PACKAGED_DIR
+from tests import worktree
+
+ROOT = Path(__file__).resolve().parents[1]
+_STATUS_BEFORE: set[str] | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _STATUS_BEFORE
+    _STATUS_BEFORE = worktree.status(ROOT)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session fails when a test left a file in the working tree (tests write under temporary folders)."""
+    left = worktree.left_behind(_STATUS_BEFORE, worktree.status(ROOT))
+    if left:
+        print(f"\ntests left these in the working tree (write under tmp_path instead): {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

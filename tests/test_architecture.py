@@ -162,3 +162,9 @@ def test_the_package_root_holds_few_modules_each_named_in_the_architecture() -> 
 def test_every_layer_but_the_core_is_a_folder() -> None:
     files = sorted(unit for unit, layer in LAYERS.items() if layer > 1 and not (ROOT / unit.replace(".", "/")).is_dir())
     assert not files, f"layers above the core are packages: {files}"
+
+
+def test_one_function_sets_up_a_trainer() -> None:
+    """A run, a rank of a multi-process launch, the bench and the measurement scripts all call `build_trainer`."""
+    assert {(str(path)) for path, _ in _calls("Trainer")} == {"brts/training/trainer.py"}
+    assert len(list(_calls("Trainer"))) == 1

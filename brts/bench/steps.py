@@ -146,22 +146,20 @@ def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: in
     import torch
 
     from brts import timing
-    from brts.models.load import load_pair
     from brts.rollout.pool import SamplePool
     from brts.runs.plan import plan
-    from brts.tasks.registry import make_task
-    from brts.training.trainer import Trainer
+    from brts.training.trainer import build_trainer
 
     planned = next(p for p in plan(spec) if p.arm == arm)
     torch.set_num_threads(planned.config.train.threads)
     # On CPU, CPU time: other processes on a shared machine do not inflate it (equal to wall time when idle).
     timing.use_cpu_time(not torch.cuda.is_available())
     pool = SamplePool(Path(pool_path)) if pool_path else None
-    pair = load_pair(planned.config)
-    initial = {k: v.clone() for k, v in pair.student.state_dict().items()}
     records = []
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(planned.config, pair, make_task(planned.config.task), Path(run_dir), pool)
+        trainer = build_trainer(planned.config, Path(run_dir), pool)
+        pair = trainer.models
+        initial = {k: v.clone() for k, v in pair.student.state_dict().items()}
         for step in range(1, steps + 2):
             pair.student.load_state_dict(initial)
             trainer._sync_student()

@@ -78,15 +78,13 @@ def launch_training(
 
 def main(run: RunFolder, pool_spec: PoolSpec) -> None:
     """One rank's work (see the module docstring)."""
-    from brts.models.load import load_pair
     from brts.rollout.pool import open_pool
-    from brts.tasks.registry import make_task
-    from brts.training.trainer import Trainer
+    from brts.training.trainer import build_trainer
 
     cfg = run.config()
-    pair = load_pair(cfg)
     pool = open_pool(pool_spec, Path(pool_spec.path)) if pool_spec.path else None
-    trainer = Trainer(cfg, pair, make_task(cfg.task), run, pool=pool)
+    trainer = build_trainer(cfg, run, pool)
+    pair = trainer.models
     main_rank = trainer.ranks.is_main
     try:
         trainer.run(lambda step, _record: print(f"{PROGRESS} {step} {cfg.train.steps}", flush=True)

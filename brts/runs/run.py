@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from brts.evaluation.evaluate import Evaluation, evaluate_model, settings_digest
-from brts.models.load import load_pair
 from brts.rollout.pool import open_pool
 from brts.runs import integrity
 from brts.runs.launch import launch_training
@@ -20,8 +19,7 @@ from brts.runs.plan import PlannedRun
 from brts.runs.tracking import RunTracking
 from brts.spec import RunConfig
 from brts.store import RunFolder, RunStore, environment, now
-from brts.tasks.registry import make_task
-from brts.training.trainer import Trainer
+from brts.training.trainer import build_trainer
 
 ProgressFn = Callable[[str, int, int, dict[str, Any]], None]
 StageFn = Callable[[str, str], None]  # (run id, stage): "train", then "eval"
@@ -133,9 +131,9 @@ def _train(planned: PlannedRun, run: RunFolder, store: RunStore, progress: Progr
                         lambda step, total: progress(planned.run_id, step, total, {}) if progress else None)
         metrics = run.metrics()
     else:
-        pair = load_pair(cfg)
         pool = open_pool(planned.pool, store.pool_file(planned.pool))
-        trainer = Trainer(cfg, pair, make_task(cfg.task), run, pool=pool)
+        trainer = build_trainer(cfg, run, pool)
+        pair = trainer.models
 
         def on_step(step: int, record: dict[str, Any]) -> None:
             if progress is not None:

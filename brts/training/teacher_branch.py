@@ -1,7 +1,12 @@
-"""The teacher-context branch of one step: draw, grade and score teacher samples, then select by tier.
+"""The teacher-context branch of one step, as four stages with typed hand-offs, read top to bottom:
 
-This is the I/O-facing half of the tiered teacher selection; the decisions themselves are the pure functions of
-`brts.method.selection` and `brts.method.alignment`.
+1. `draw_candidates` -> `Draws`: N keyed teacher samples per prompt, graded; M hinted ones where recovery is
+   needed, graded and checked for leaks;
+2. `score_candidates` -> `Scores`: the student scores only the candidates whose alignment can change the choice;
+3. `choose` -> `Choice`s: the tiered selection per prompt (or per own response);
+4. `training_rows` -> `BranchResult`: the rows L_aux trains on and the step's counts.
+
+The decisions themselves are the pure functions of `brts.method.selection` and `brts.method.alignment`.
 """
 
 from __future__ import annotations
@@ -129,6 +134,185 @@ def _positional(
     return lambda view: align.positional_from(cand_logp[view, :length], kth[view], mask[view], cand_mask).tolist()
 
 
+# --- the stages: draw and grade -> score the contested candidates -> select -> the rows that train -------------
+
+Key = tuple[int, str, int]  # (prompt, "unhinted" | "hinted", candidate)
+
+
+@dataclass(frozen=True)
+class PromptCandidates:
+    """One prompt's graded teacher samples: N unhinted, and M hinted ones when it was retried."""
+
+    unhinted: list[Completion]
+    correct: list[bool]
+    hinted: list[Completion] = field(default_factory=list)
+    hinted_correct: list[bool] = field(default_factory=list)
+    leaked: list[bool] = field(default_factory=list)  # per hinted sample: it reveals the key
+    retried: bool = False
+
+    def source(self, name: str) -> list[Completion]:
+        return self.unhinted if name == "unhinted" else self.hinted
+
+    def ranked(self, alignment: dict[str, list[float]], logprob: dict[str, list[float]]
+               ) -> tuple[list[Candidate], list[Candidate] | None]:
+        """The candidates as selection sees them, under the given per-source alignments and log-probs."""
+        unhinted = [Candidate(c, a, lp) for c, a, lp in
+                    zip(self.correct, alignment["unhinted"], logprob["unhinted"], strict=True)]
+        if not self.retried:
+            return unhinted, None
+        return unhinted, [Candidate(c, a, lp, leak) for c, a, lp, leak in
+                          zip(self.hinted_correct, alignment["hinted"], logprob["hinted"], self.leaked, strict=True)]
+
+    def unscored(self) -> tuple[list[Candidate], list[Candidate] | None]:
+        nan = {"unhinted": [math.nan] * len(self.unhinted), "hinted": [math.nan] * len(self.hinted)}
+        return self.ranked(nan, nan)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Stage 1's hand-off: every prompt's graded candidates and what drawing them cost."""
+
+    prompts: list[PromptCandidates]
+    stats: DrawStats
+    retries: int
+
+
+def draw_candidates(problems: Sequence[Problem], prompt_ids: Sequence[Sequence[int]], teacher: TeacherSampler,
+                    task: Task, encode: Encode, cfg: MethodConfig, max_new_tokens: int, stream: str) -> Draws:
+    """Stage 1: N keyed teacher samples of each prompt, graded; M hinted ones of each prompt whose Tier-1 grades
+    call for recovery (correctness alone decides, so every retry of the step is one batch), graded and checked
+    for leaks."""
+    stats = DrawStats()
+    settings = teacher_settings(cfg, max_new_tokens)
+    tier1, drawn = teacher.draw(tier1_requests(problems, prompt_ids, cfg, stream), settings)
+    stats.add(drawn)
+    graded = [[d.correct for d in row] for row in tier1]
+    retry = retry_prompts(graded, cfg)
+    hinted = {}
+    if retry:
+        rows, drawn = teacher.draw(tier2_requests([problems[i] for i in retry], task, encode, cfg, stream), settings)
+        stats.add(drawn)
+        hinted = dict(zip(retry, rows, strict=True))
+    prompts = []
+    for i, row in enumerate(tier1):
+        unhinted = [d.completion for d in row]
+        if i not in hinted:
+            prompts.append(PromptCandidates(unhinted, graded[i]))
+            continue
+        completions = [d.completion for d in hinted[i]]
+        prompts.append(PromptCandidates(unhinted, graded[i], completions, [d.correct for d in hinted[i]],
+                                        [task.leaks(c.text, problems[i].answer) for c in completions], True))
+    return Draws(prompts, stats, len(retry))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Stage 2's hand-off: (alignment, log-prob) of each candidate the student scored, and per prompt the
+    `positional` alignment as a function of which own responses form the view."""
+
+    pairwise: dict[Key, tuple[float, float]]
+    positional: dict[int, Callable[[slice], list[float]]]
+
+    def of(self, i: int, candidates: PromptCandidates, pick: int) -> dict[str, list[float]]:
+        """Per source, element `pick` (0 alignment, 1 log-prob) of each candidate's scores (NaN where unscored)."""
+        return {src: [self.pairwise.get((i, src, j), (math.nan, math.nan))[pick] for j in range(len(rows))]
+                for src, rows in (("unhinted", candidates.unhinted), ("hinted", candidates.hinted))}
+
+
+def scored_keys(draws: Draws, cfg: MethodConfig) -> list[Key]:
+    """The candidates the student must score: those whose alignment can change the choice, and with truncation
+    (whose training forward sees a cut trajectory) an unranked choice."""
+    keys: list[Key] = []
+    for i, prompt in enumerate(draws.prompts):
+        ranked_u, ranked_h = contested(*prompt.unscored(), cfg)
+        keys += [(i, "unhinted", j) for j in ranked_u] + [(i, "hinted", j) for j in ranked_h]
+        if cfg.alignment != "positional" and cfg.truncate_to_student_length and not (ranked_u or ranked_h):
+            chosen = select(*prompt.unscored(), cfg)
+            if chosen.index is not None:
+                keys.append((i, chosen.source or "unhinted", chosen.index))
+    return keys
+
+
+def score_candidates(draws: Draws, prompt_ids: Sequence[Sequence[int]], own_responses: Sequence[Sequence[Sequence[int]]],
+                     student: PreTrainedModel, cfg: MethodConfig, pad_id: int, chunk: int,
+                     micro_batch: int | None) -> Scores:
+    """Stage 2: the student scores, under the unhinted prompt it is trained under, the candidates `scored_keys`
+    names (no-grad forwards of `micro_batch` rows); for `positional`, every candidate against its own responses.
+    Alignments that ignore the student (`first`, `random`) score nothing."""
+    if cfg.alignment not in ("teacher_forced", "logprob", "positional"):
+        return Scores({}, {})
+    keys = scored_keys(draws, cfg)
+    trajectories = [draws.prompts[i].source(src)[j].token_ids for i, src, j in keys]
+    scores = _student_scores(student, [prompt_ids[i] for i, _, _ in keys], trajectories, cfg, pad_id, chunk,
+                             micro_batch) if keys else []
+    positional = {}
+    if cfg.alignment == "positional":
+        for i, prompt in enumerate(draws.prompts):
+            candidates = [c.token_ids for c in (*prompt.unhinted, *prompt.hinted)]
+            positional[i] = _positional(student, prompt_ids[i], own_responses[i], candidates, cfg, pad_id, chunk)
+    return Scores(dict(zip(keys, scores, strict=True)), positional)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Stage 3's hand-off: one selection, for prompt `prompt` and the own responses `view` it serves."""
+
+    prompt: int
+    view: slice
+    selection: Selection
+
+
+def choose(draws: Draws, scores: Scores, own_responses: Sequence[Sequence[Sequence[int]]], cfg: MethodConfig,
+           seed: int) -> list[Choice]:
+    """Stage 3: the tiered selection (`brts.method.selection.select`) for every prompt, or for every own response
+    with `selection_scope: response`; `seed` drives the `random` alignment only."""
+    rng = torch.Generator().manual_seed(seed + 2)
+    choices = []
+    for i, prompt in enumerate(draws.prompts):
+        own = own_responses[i]
+        views = ([slice(j, j + 1) for j in range(len(own))] if cfg.selection_scope == "response"
+                 else [slice(0, len(own))])
+        for view in views:
+            if cfg.alignment in ("first", "random"):  # ranks that ignore the student
+                ranks = {src: (align.first_alignment(len(rows)) if cfg.alignment == "first"
+                               else align.random_alignment(len(rows), rng)).tolist() if rows else []
+                         for src, rows in (("unhinted", prompt.unhinted), ("hinted", prompt.hinted))}
+                candidates = prompt.ranked(ranks, {src: [0.0] * len(r) for src, r in ranks.items()})
+            elif i in scores.positional:
+                both, split = scores.positional[i](view), len(prompt.unhinted)
+                candidates = prompt.ranked({"unhinted": both[:split], "hinted": both[split:]}, scores.of(i, prompt, 1))
+            else:
+                alignment = scores.of(i, prompt, 0 if cfg.alignment == "teacher_forced" else 1)
+                candidates = prompt.ranked(alignment, scores.of(i, prompt, 1))
+            choices.append(Choice(i, view, select(*candidates, cfg)))
+    return choices
+
+
+def training_rows(draws: Draws, choices: Sequence[Choice], prompt_ids: Sequence[Sequence[int]],
+                  own_responses: Sequence[Sequence[Sequence[int]]], cfg: MethodConfig) -> BranchResult:
+    """Stage 4: the (prompt, trajectory) rows L_aux trains on, one per selection that is not skipped (cut to the
+    student's longest own response of its view with `truncate_to_student_length`), and the step's counts."""
+    result = BranchResult(selections=[], stats=draws.stats, retries=draws.retries)
+    result.tier1_any_correct = sum(any(p.correct) for p in draws.prompts)
+    result.teacher_tokens = draws.stats.generated_tokens + draws.stats.pool_tokens
+    result.leaks_dropped = sum(sum(p.leaked) for p in draws.prompts)
+    result.recovered = len({c.prompt for c in choices if c.selection.tier == 2})
+    for choice in choices:
+        chosen = choice.selection
+        if chosen.tier == 0 or chosen.index is None:
+            result.selections.append(chosen)
+            continue
+        if chosen.alignment is not None and math.isnan(chosen.alignment):
+            result.pending.append((len(result.selections), len(result.aux_trajectories)))
+        result.selections.append(chosen)
+        trajectory = list(draws.prompts[choice.prompt].source(chosen.source or "unhinted")[chosen.index].token_ids)
+        if cfg.truncate_to_student_length:
+            trajectory = trajectory[: max(len(r) for r in own_responses[choice.prompt][choice.view])]
+        result.aux_prompts.append(list(prompt_ids[choice.prompt]))
+        result.aux_trajectories.append(trajectory)
+    return result
+
+
 def run_branch(
     *,
     problems: Sequence[Problem],
@@ -146,111 +330,16 @@ def run_branch(
     chunk: int = 256,
     micro_batch: int | None = None,
 ) -> BranchResult:
-    """Tiered selection for every prompt of the step (or for every student response, per `selection_scope`).
+    """Tiered selection for every prompt of the step (or for every student response, per `selection_scope`):
+    the four stages above, in order.
 
     Teacher samples are the keyed samples of `stream` (see `brts.rollout.teacher`); `seed` drives the
     `random` alignment only. `own_responses[i]` are the student's own sampled responses to prompt i (read by
-    the `positional` alignment and by `truncate_to_student_length`). The student scores only the candidates
-    whose alignment can change a choice (`brts.method.selection.contested`), in no-grad forwards of
-    `micro_batch` rows (all at once when None) with log-probs streamed `chunk` positions at a time; a chosen
-    trajectory that nothing ranked is left `pending`: the student's training forward over it gives its
-    alignment (`BranchResult.with_alignments`).
+    the `positional` alignment and by `truncate_to_student_length`). Log-probs stream `chunk` positions at a
+    time; a chosen trajectory that nothing ranked is left `pending`: the student's training forward over it
+    gives its alignment (`BranchResult.with_alignments`).
     """
-    result = BranchResult()
-    settings = teacher_settings(cfg, max_new_tokens)
-    tier1_draws, stats = teacher.draw(tier1_requests(problems, prompt_ids, cfg, stream), settings)
-    result.stats.add(stats)
-    tier1 = [[d.completion for d in row] for row in tier1_draws]
-    graded = [[d.correct for d in row] for row in tier1_draws]
-    result.tier1_any_correct = sum(any(row) for row in graded)
-
-    # Tier 2 depends on correctness alone, so every hinted retry of the step is drawn in one batch.
-    retry = retry_prompts(graded, cfg)
-    hinted: dict[int, list[Completion]] = {}
-    hinted_graded: dict[int, list[bool]] = {}
-    if retry:
-        drawn, stats = teacher.draw(tier2_requests([problems[i] for i in retry], task, encode, cfg, stream), settings)
-        result.stats.add(stats)
-        hinted = {i: [d.completion for d in row] for i, row in zip(retry, drawn, strict=True)}
-        hinted_graded = {i: [d.correct for d in row] for i, row in zip(retry, drawn, strict=True)}
-        result.retries = len(retry)
-    result.teacher_tokens = result.stats.generated_tokens + result.stats.pool_tokens
-    leaked = {i: [task.leaks(c.text, problems[i].answer) for c in row] for i, row in hinted.items()}
-    sources = [{"unhinted": tier1[i], "hinted": hinted.get(i, [])} for i in range(len(problems))]
-
-    def candidates(i: int, alignment: dict[str, list[float]], logprob: dict[str, list[float]]
-                   ) -> tuple[list[Candidate], list[Candidate] | None]:
-        unhinted = [Candidate(c, a, lp) for c, a, lp in
-                    zip(graded[i], alignment["unhinted"], logprob["unhinted"], strict=True)]
-        if i not in hinted:
-            return unhinted, None
-        return unhinted, [Candidate(c, a, lp, leak) for c, a, lp, leak in
-                          zip(hinted_graded[i], alignment["hinted"], logprob["hinted"], leaked[i], strict=True)]
-
-    def unscored(i: int) -> tuple[list[Candidate], list[Candidate] | None]:
-        nan = {src: [math.nan] * len(rows) for src, rows in sources[i].items()}
-        return candidates(i, nan, nan)
-
-    # The student scores, under the unhinted prompt they are trained under, the candidates whose alignment can
-    # change the choice, and with truncation (whose training forward sees a cut trajectory) an unranked choice.
-    student_scored = cfg.alignment in ("teacher_forced", "logprob", "positional")
-    keys: list[tuple[int, str, int]] = []
-    for i in range(len(problems)) if student_scored else ():
-        ranked_u, ranked_h = contested(*unscored(i), cfg)
-        keys += [(i, "unhinted", j) for j in ranked_u] + [(i, "hinted", j) for j in ranked_h]
-        if cfg.alignment != "positional" and cfg.truncate_to_student_length and not (ranked_u or ranked_h):
-            chosen = select(*unscored(i), cfg)
-            if chosen.index is not None:
-                keys.append((i, chosen.source or "unhinted", chosen.index))
-
-    def completion(key: tuple[int, str, int]) -> Completion:
-        i, source, j = key
-        return sources[i][source][j]
-
-    scores = _student_scores(student, [prompt_ids[i] for i, _, _ in keys], [completion(k).token_ids for k in keys],
-                             cfg, pad_id, chunk, micro_batch) if keys else []
-    scored = dict(zip(keys, scores, strict=True))
-
-    def from_scores(i: int, pick: int) -> dict[str, list[float]]:
-        return {src: [scored.get((i, src, j), (math.nan, math.nan))[pick] for j in range(len(rows))]
-                for src, rows in sources[i].items()}
-
-    rng = torch.Generator().manual_seed(seed + 2)
-    per_response = cfg.selection_scope == "response"
-    for i in range(len(problems)):
-        own = own_responses[i]
-        views = [slice(j, j + 1) for j in range(len(own))] if per_response else [slice(0, len(own))]
-        result.leaks_dropped += sum(leaked.get(i, []))
-        positional = None
-        if cfg.alignment == "positional":
-            trajectories = [c.token_ids for src in ("unhinted", "hinted") for c in sources[i][src]]
-            positional = _positional(student, prompt_ids[i], own, trajectories, cfg, pad_id, chunk)
-        recovered = False
-        for view in views:
-            if not student_scored:  # `first` or `random`: ranks that ignore the student
-                ranks = {src: (align.first_alignment(len(rows)) if cfg.alignment == "first"
-                               else align.random_alignment(len(rows), rng)).tolist() if rows else []
-                         for src, rows in sources[i].items()}
-                unhinted, hinted_cands = candidates(i, ranks, {src: [0.0] * len(r) for src, r in ranks.items()})
-            elif positional is not None:
-                both, split = positional(view), len(sources[i]["unhinted"])
-                unhinted, hinted_cands = candidates(i, {"unhinted": both[:split], "hinted": both[split:]},
-                                                    from_scores(i, 1))
-            else:
-                unhinted, hinted_cands = candidates(i, from_scores(i, 0 if cfg.alignment == "teacher_forced" else 1),
-                                                    from_scores(i, 1))
-            chosen = select(unhinted, hinted_cands, cfg)
-            recovered |= chosen.tier == 2
-            if chosen.tier == 0 or chosen.index is None:
-                result.selections.append(chosen)
-                continue
-            if chosen.alignment is not None and math.isnan(chosen.alignment):
-                result.pending.append((len(result.selections), len(result.aux_trajectories)))
-            result.selections.append(chosen)
-            trajectory = list(completion((i, chosen.source or "unhinted", chosen.index)).token_ids)
-            if cfg.truncate_to_student_length:
-                trajectory = trajectory[: max(len(r) for r in own[view])]
-            result.aux_prompts.append(list(prompt_ids[i]))
-            result.aux_trajectories.append(trajectory)
-        result.recovered += int(recovered)
-    return result
+    draws = draw_candidates(problems, prompt_ids, teacher, task, encode, cfg, max_new_tokens, stream)
+    scores = score_candidates(draws, prompt_ids, own_responses, student, cfg, pad_id, chunk, micro_batch)
+    choices = choose(draws, scores, own_responses, cfg, seed)
+    return training_rows(draws, choices, prompt_ids, own_responses, cfg)

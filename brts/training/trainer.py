@@ -157,6 +157,56 @@ def selection_metrics(branch: BranchResult | None, num_prompts: int) -> dict[str
     return out
 
 
+@dataclass(frozen=True)
+class OwnSamples:
+    """A step's prompts on this rank and the student's own samples of them (`n` each, prompt-major), graded."""
+
+    everyone: list[Problem]  # the whole step's prompts, every rank's block
+    epoch: int
+    problems: list[Problem]
+    prompt_ids: list[list[int]]
+    responses: list[list[int]]
+    n: int
+    reward: list[bool]
+
+    def per_prompt(self) -> list[list[list[int]]]:
+        return [self.responses[i * self.n : (i + 1) * self.n] for i in range(len(self.problems))]
+
+
+@dataclass(frozen=True)
+class StepTokens:
+    """The step's token counts over all ranks: the student's own samples, the aux rows, and how many aux rows."""
+
+    opd: float
+    aux: float
+    aux_rows: float
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    """The whole step's token means (the `aux` ones None without aux rows)."""
+
+    opd: float
+    aux: float | None
+    total: float
+    entropy: float
+    kl_opd: float
+    kl_aux: float | None
+
+
+def step_losses(parts: Sequence[RankShare], tokens: StepTokens, aux_weight: float, step: int) -> StepLosses:
+    """The step's losses from every rank's token-weighted sums; a non-finite loss stops the run."""
+    opd_total, entropy_total, aux_total, kl_opd_total, kl_aux_total = (
+        sum(getattr(part, f) for part in parts) for f in ("opd_sum", "entropy_sum", "aux_sum", "kl_opd_sum", "kl_aux_sum"))
+    loss_opd = opd_total / max(tokens.opd, 1.0)
+    loss_aux = aux_total / max(tokens.aux, 1.0) if tokens.aux_rows else None
+    loss = loss_opd if loss_aux is None else loss_opd + aux_weight * loss_aux
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"non-finite loss at step {step}: surrogate/opd={loss_opd}, surrogate/aux={loss_aux}")
+    return StepLosses(loss_opd, loss_aux, loss, entropy_total / max(tokens.opd, 1.0),
+                      kl_opd_total / max(tokens.opd, 1.0), kl_aux_total / max(tokens.aux, 1.0) if tokens.aux_rows else None)
+
+
 class Trainer:
     """One run's training: owns the optimiser, the generators and the logs and checkpoints of its run folder.
 
@@ -321,16 +371,28 @@ class Trainer:
         return opd_sum, entropy_sum, aux_sum, kl_opd_sum, kl_aux_sum, aux_alignment
 
     def step(self, step: int) -> dict[str, Any]:
-        """One optimiser step over this rank's block of the step's prompts; returns the whole step's metrics."""
-        cfg, tc, method = self.cfg, self.cfg.train, self.cfg.method
-        student, ranks = self.models.student, self.ranks
+        """One optimiser step over this rank's block of the step's prompts; returns the whole step's metrics.
+
+        Read top to bottom: the student samples its prompts; the teacher-context branch picks the trajectories
+        L_aux trains on; both go through the models for the gradients; every rank's share is gathered; the
+        optimiser steps; the metrics are the whole step's."""
         timer = Timer()
+        own = self._own_samples(step, timer)
+        branch = self._teacher_branch(step, own, timer) if self.cfg.method.teacher_context else None
+        share, tokens = self._gradients(own, branch, timer)
+        parts = self.ranks.gather(share)  # the whole step's numbers (the identity in one process)
+        losses = step_losses(parts, tokens, self.cfg.method.aux_weight, step)
+        grad_norm = self._apply_update(timer)
+        return self._metrics(step, len(own.everyone), parts, tokens, losses, grad_norm, timer)
+
+    def _own_samples(self, step: int, timer: Timer) -> OwnSamples:
+        """This rank's block of the step's prompts, `samples_per_prompt` student samples of each, graded."""
+        cfg, tc = self.cfg, self.cfg.train
         everyone = step_problems(self.train_pool, cfg.seed, step, tc.prompts_per_step)
         epoch, _ = step_epoch(len(self.train_pool), step, tc.prompts_per_step)
-        first, last = ranks.block(len(everyone))
+        first, last = self.ranks.block(len(everyone))
         problems = everyone[first:last]
         prompt_ids = [self.encode(self.task.prompt(p)) for p in problems]
-
         n = tc.samples_per_prompt
         settings = SamplingSettings(n=n, temperature=tc.student_temperature, top_p=1.0,
                                     max_new_tokens=tc.max_new_tokens, seed=stream_seed(cfg.seed, step, "student"))
@@ -340,60 +402,59 @@ class Trainer:
                     for i, ids in enumerate(prompt_ids) for j in range(n)]
         with timer("student_sample"), self.amp():
             flat = self.student_gen.sample(requests, settings)
-        rows = [flat[i * n : (i + 1) * n] for i in range(len(problems))]
-        opd_prompts = [ids for ids in prompt_ids for _ in range(n)]
-        opd_responses = [c.token_ids for row in rows for c in row]
-        reward = [self.task.grader.grade(c.text, p.answer) for p, row in zip(problems, rows, strict=True) for c in row]
+        reward = [self.task.grader.grade(c.text, problems[k // n].answer) for k, c in enumerate(flat)]
+        return OwnSamples(everyone, epoch, problems, prompt_ids, [list(c.token_ids) for c in flat], n, reward)
 
-        branch = None
-        if method.teacher_context:
-            with timer("select"), self.amp():
-                branch = run_branch(
-                    problems=problems, prompt_ids=prompt_ids, own_responses=[opd_responses[i * n : (i + 1) * n]
-                                                                             for i in range(len(problems))],
-                    student=student, teacher=self.teacher, task=self.task, encode=self.encode, cfg=method,
-                    max_new_tokens=tc.max_new_tokens, stream=stream_name(cfg.seed, epoch),
-                    seed=stream_seed(cfg.seed, step, "teacher"), pad_id=self.pad_id, chunk=tc.logprob_chunk,
-                    micro_batch=tc.micro_batch_size,
-                )
-            timer.seconds["teacher_sample"] = branch.stats.seconds
+    def _teacher_branch(self, step: int, own: OwnSamples, timer: Timer) -> BranchResult:
+        """The trajectories L_aux trains on (`brts.training.teacher_branch`); its teacher sampling timed apart."""
+        tc = self.cfg.train
+        with timer("select"), self.amp():
+            branch = run_branch(
+                problems=own.problems, prompt_ids=own.prompt_ids, own_responses=own.per_prompt(),
+                student=self.models.student, teacher=self.teacher, task=self.task, encode=self.encode,
+                cfg=self.cfg.method, max_new_tokens=tc.max_new_tokens, stream=stream_name(self.cfg.seed, own.epoch),
+                seed=stream_seed(self.cfg.seed, step, "teacher"), pad_id=self.pad_id, chunk=tc.logprob_chunk,
+                micro_batch=tc.micro_batch_size,
+            )
+        timer.seconds["teacher_sample"] = branch.stats.seconds
+        return branch
 
-        # The student's own samples and the selected teacher trajectories go through each model together.
+    def _gradients(self, own: OwnSamples, branch: BranchResult | None, timer: Timer) -> tuple[RankShare, StepTokens]:
+        """The student's own samples and the chosen teacher trajectories through each model together, gradients
+        accumulated; this rank's share of the step's numbers and the step's token counts over all ranks."""
         aux_prompts, aux_trajectories = (branch.aux_prompts, branch.aux_trajectories) if branch else ([], [])
-        batch = build_batch(opd_prompts + aux_prompts, opd_responses + aux_trajectories, self.pad_id)
-        own_tokens = int(batch.mask[: len(opd_responses)].sum())
-        opd_tokens, aux_tokens, aux_rows = ranks.sum([own_tokens, batch.num_tokens - own_tokens, len(aux_trajectories)])
+        opd_prompts = [ids for ids in own.prompt_ids for _ in range(own.n)]
+        batch = build_batch(opd_prompts + aux_prompts, own.responses + aux_trajectories, self.pad_id)
+        own_tokens = int(batch.mask[: len(own.responses)].sum())
+        tokens = StepTokens(*self.ranks.sum([own_tokens, batch.num_tokens - own_tokens, len(aux_trajectories)]))
         self.optimizer.zero_grad(set_to_none=True)
-        *sums, aux_alignment = self._backprop(batch, len(opd_responses), opd_tokens, aux_tokens, timer)
+        *sums, aux_alignment = self._backprop(batch, len(own.responses), tokens.opd, tokens.aux, timer)
         if branch is not None:  # chosen trajectories that nothing ranked: their alignment from the update's forward
             branch = branch.with_alignments(aux_alignment)
-
-        # The whole step's numbers, from every rank's share (the identity in one process).
-        parts = ranks.gather(RankShare(
-            *sums, reward, dict(timer.seconds),
+        return RankShare(
+            *sums, own.reward, dict(timer.seconds),
             None if branch is None else dataclasses.replace(branch, aux_prompts=[], aux_trajectories=[]),
-        ))
-        opd_total, entropy_total, aux_total, kl_opd_total, kl_aux_total = (
-            sum(getattr(part, f) for part in parts)
-            for f in ("opd_sum", "entropy_sum", "aux_sum", "kl_opd_sum", "kl_aux_sum"))
-        loss_opd = opd_total / max(opd_tokens, 1.0)
-        loss_aux = aux_total / max(aux_tokens, 1.0) if aux_rows else None
-        loss = loss_opd if loss_aux is None else loss_opd + method.aux_weight * loss_aux
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite loss at step {step}: surrogate/opd={loss_opd}, "
-                                     f"surrogate/aux={loss_aux}")
+        ), tokens
 
+    def _apply_update(self, timer: Timer) -> float:
+        """All-reduce, clip and apply the gradients; returns the gradient norm before clipping."""
+        student = self.models.student
         with timer("update"):
-            ranks.all_reduce_gradients(student.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), tc.grad_clip)
+            self.ranks.all_reduce_gradients(student.parameters())
+            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), self.cfg.train.grad_clip)
             self.optimizer.step()
             self._sync_student()
-        metrics: dict[str, Any] = selection_metrics(None, len(everyone))
-        if branch is not None:
+        return float(grad_norm)
+
+    def _metrics(self, step: int, num_prompts: int, parts: Sequence[RankShare], tokens: StepTokens,
+                 losses: StepLosses, grad_norm: float, timer: Timer) -> dict[str, Any]:
+        """The step's `metrics.jsonl` line from every rank's share (non-finite numbers as None)."""
+        metrics: dict[str, Any] = selection_metrics(None, num_prompts)
+        if self.cfg.method.teacher_context:
             merged = merge_branches([part.branch for part in parts if part.branch is not None])
             self.counters["teacher/tokens_generated"] += merged.stats.generated_tokens
             self.counters["teacher/tokens_from_pool"] += merged.stats.pool_tokens
-            metrics.update(selection_metrics(merged, len(everyone)))
+            metrics.update(selection_metrics(merged, num_prompts))
         rewards = [r for part in parts for r in part.reward]
         seconds = {k: max(part.seconds.get(k, 0.0) for part in parts) for k in TIME_KEYS}
         seconds["update"] = max(seconds["update"], timer.seconds.get("update", 0.0))
@@ -401,19 +462,28 @@ class Trainer:
         seconds["select"] = max(
             part.seconds.get("select", 0.0) - part.seconds.get("teacher_sample", 0.0) for part in parts
         )
-
         metrics.update({
             "step": step,
-            "kl/opd": kl_opd_total / max(opd_tokens, 1.0),
-            "kl/aux": kl_aux_total / max(aux_tokens, 1.0) if aux_rows else None,
-            "surrogate/opd": loss_opd,
-            "surrogate/aux": loss_aux,
-            "surrogate/total": loss,
-            "grad_norm": float(grad_norm),
-            "student/entropy": entropy_total / max(opd_tokens, 1.0),
+            "kl/opd": losses.kl_opd,
+            "kl/aux": losses.kl_aux,
+            "surrogate/opd": losses.opd,
+            "surrogate/aux": losses.aux,
+            "surrogate/total": losses.total,
+            "grad_norm": grad_norm,
+            "student/entropy": losses.entropy,
             "student/reward": sum(rewards) / len(rewards),
-            "student/response_tokens": opd_tokens / len(rewards),
+            "student/response_tokens": tokens.opd / len(rewards),
             **self.counters,
             **{f"time/{k}": round(v, 4) for k, v in seconds.items()},
         })
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path | RunFolder, pool: SamplePool | None = None,
+                  models: ModelPair | None = None, ranks: Ranks | None = None) -> Trainer:
+    """The one set-up of a trainer (a run, each rank of a multi-process launch, the bench): the run's model pair
+    (loaded from `cfg` unless given), its task, its folder and the shared teacher sample pool."""
+    from brts.models.load import load_pair
+    from brts.tasks.registry import make_task
+
+    return Trainer(cfg, models if models is not None else load_pair(cfg), make_task(cfg.task), run_dir, pool, ranks)

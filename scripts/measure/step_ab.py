@@ -34,7 +34,7 @@ from brts.runs.plan import plan
 from brts.models.load import load_pair
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
-from brts.training.trainer import Trainer
+from brts.training.trainer import build_trainer
 
 arm, steps, overrides, spec, pool = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
 planned = next(p for p in plan(load_spec(spec, ["seeds=[0]", *overrides])) if p.arm == arm)
@@ -46,8 +46,7 @@ records = []
 with tempfile.TemporaryDirectory() as run_dir:
     from brts.rollout.pool import SamplePool
 
-    trainer = Trainer(planned.config, pair, make_task(planned.config.task), Path(run_dir),
-                      SamplePool(Path(pool)) if pool else None)
+    trainer = build_trainer(planned.config, Path(run_dir), SamplePool(Path(pool)) if pool else None, pair)
     for step in range(1, steps + 2):
         pair.student.load_state_dict(initial)
         records.append(trainer.step(step))
