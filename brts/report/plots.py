@@ -139,7 +139,7 @@ KL_PANELS = {"kl/opd": "kl/opd: reverse KL, student's own samples", "kl/aux": "k
 
 def divergences(metrics: pd.DataFrame, colours: dict) -> Figure | None:
     """The true per-token KL estimates over training (kl/opd, kl/aux): mean over seeds, band from the lowest to
-    the highest seed, rolling SMOOTH_STEPS steps; None when the runs logged neither (runs before 2026-12)."""
+    the highest seed, rolling SMOOTH_STEPS steps; None when the runs logged neither."""
     keys = [k for k in KL_PANELS if not metrics.empty and k in metrics.columns and metrics[k].notna().any()]
     if not keys:
         return None

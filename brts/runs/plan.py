@@ -16,8 +16,8 @@ from brts.models.builtin import builtin_identity
 from brts.spec import ExperimentSpec, PoolSpec, ResourcesSpec, RunConfig, TrackingSpec
 
 # Bump when the meaning of a resolved config changes without its fields changing, so old run folders are not reused.
-RUN_FORMAT = 5  # 3: keyed teacher and student sampling (brts.rollout.keyed); 4: the released L_aux sign, kl/ metrics;
-# 5: the keyed sampler v2 (hashed uniforms, exact top-p without a sort: other draws)
+# What each format meant: docs/LOG.md ("Run formats").
+RUN_FORMAT = 5
 
 # Where a run's folder lives in the store: an experiment's runs, or a sweep's trials (brts.store knows the paths).
 Kind = Literal["experiment", "sweep"]
