@@ -112,6 +112,7 @@ def _resolved_fields(spec: Any, arm: Any) -> str:
 def _print_power_plan(spec: Any, folder: Path) -> None:
     """Per comparison of a previous report of this experiment: what the planned seeds x problems could detect."""
     from brts.report.aggregate import display_task
+    from brts.report.display import detectable_text
     from brts.report.power import planned_power, read_previous
     from brts.report.tables import signed
 
@@ -126,7 +127,7 @@ def _print_power_plan(spec: Any, folder: Path) -> None:
                   title=f"power of this design, from the variance in {folder / 'table.csv'}")
     for r in plan.itertuples():
         table.add_row(r.arm, display_task(r.task), signed(r.observed), f"{r.seeds} x {r.problems}",
-                      "–" if r.detectable != r.detectable else f"±{r.detectable:.1f}",
+                      detectable_text(r.detectable),
                       "more than 1000" if r.seeds_needed != r.seeds_needed else str(int(r.seeds_needed)))
     out.print(table)
     out.print("Detectable Δ: the smallest true difference the report's test (5% level, before the Holm "

@@ -157,6 +157,12 @@ def test_exp_show_marks_fields_off_the_preset_and_plans_power_from_a_previous_re
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if line.startswith("│ brts") and "hard" in line)
     assert "6 x 100" in line and "+3.8" in line and "±" in line, result.output
+    report.joinpath("table.csv").write_text(  # seeds that disagree wildly: no difference on 0-100 is detectable
+        "kind,arm,task,seeds,problems,diff,var_seed,var_problem,var_residual\n"
+        "arm,brts,brts_synthetic_hard,3,100,3.8,90000.0,20.0,900.0\n")
+    result = invoke("exp", "show", str(spec))
+    text = "".join(result.output.split())
+    assert result.exit_code == 0 and "notdetectable" in text, result.output
 
 
 def test_non_utf8_and_cyclic_extends(tmp_path):
