@@ -10,8 +10,12 @@ from brts.spec import RolloutSpec
 
 
 def teacher_generator(spec: RolloutSpec, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> KeyedGenerator:
-    """The teacher's keyed generator: `hf` samples from the model in memory; `vllm` loads its folder into an
-    engine (frozen, so never synced)."""
+    """The teacher's keyed generator: the servers of `teacher_server` when given; else `hf` samples from the model
+    in memory and `vllm` loads its folder into an engine (frozen, so never synced)."""
+    if spec.teacher_server:
+        from brts.rollout.served import ServedGenerator
+
+        return ServedGenerator(spec.teacher_server, tokenizer)
     if spec.backend == "vllm":
         from brts.rollout.vllm import VLLMGenerator
 

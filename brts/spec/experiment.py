@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -225,12 +226,19 @@ def _sbatch_value(value: str, key: str | None) -> None:
             {"got": show(value), **({"field": key} if key else {})})
 
 
+ServerUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=500)]
+
+
 class RolloutSpec(_Spec):
     """How samples are generated: `hf` (transformers, the keyed decode loop of brts.rollout.keyed) or `vllm`
     (`pip install -e .[vllm]`; its samples differ from `hf`'s, so the backend is part of the run id)."""
 
     backend: Literal["hf", "vllm"] = "hf"
     vllm_memory_fraction: Real = Field(0.3, gt=0, le=1, description="GPU memory share of each vLLM engine")
+    teacher_server: list[ServerUrl] = Field(
+        default_factory=list, max_length=64,
+        description="OpenAI-compatible vLLM servers of the teacher (replicas, taken in turn) that draw its samples "
+                    "instead of `backend`; the teacher is still loaded here for its scoring forward")
 
 
 class PoolSpec(_Spec):
@@ -377,6 +385,8 @@ class RunConfig(_Spec):
         data = self.model_dump(mode="json")
         for name in MEMORY_ONLY_TRAIN_FIELDS:
             data["train"].pop(name)
+        if not data["rollout"]["teacher_server"]:  # absent unless set: run ids of local teachers stay as they were
+            data["rollout"].pop("teacher_server")
         return data
 
     @property
