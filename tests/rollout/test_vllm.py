@@ -98,3 +98,85 @@ def test_a_run_trains_with_vllm_rollouts(tmp_path, vllm_models):
     log = trainer.run()
     assert [m["step"] for m in log] == [0, 1, 2]
     assert log[-1]["teacher/tokens_generated"] > 0 and log[-1]["surrogate/aux"] is not None
+
+
+@pytest.fixture(scope="module")
+def teacher_server(vllm_models, tmp_path_factory):
+    """`python -m vllm.entrypoints.openai.api_server` of the tiny teacher on a free local port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_models.teacher_dir),
+             "--served-model-name", "teacher", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+             "--max-model-len", "128", "--enforce-eager", "--seed", "0"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the vLLM server did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_a_served_teacher_samples_keyed_rows_as_token_ids(teacher_server, vllm_models):
+    from brts.rollout.served import ServedGenerator
+
+    _, tok = load_model(str(vllm_models.teacher_dir))
+    served = ServedGenerator([teacher_server], tok)
+    assert served.sampler.startswith("served:teacher:vllm-")
+    prompts = _prompts(tok, 3)
+    requests = [Request(tuple(p), row_seed(5, i, 0)) for i, p in enumerate(prompts)]
+    batch = served.sample(requests, SETTINGS)
+    assert [c.text for c in served.sample(requests[1:2], SETTINGS)] == [batch[1].text]  # alone = in the batch
+    assert served.sample(requests, SETTINGS) == batch  # the same seed, the same sample
+    for c in batch:
+        assert 0 < len(c.token_ids) <= SETTINGS.max_new_tokens
+        assert c.text == tok.decode(list(c.token_ids), skip_special_tokens=True)
+        assert (c.finish_reason == "stop") == (c.token_ids[-1] == tok.eos_token_id)
+    greedy = served.sample(requests[:1], GREEDY)[0]
+    local = VLLMGenerator(str(vllm_models.teacher_dir), tok, max_model_len=128).sample(requests[:1], GREEDY)[0]
+    assert greedy.token_ids == local.token_ids  # the server runs the same model
+
+
+def test_a_run_trains_with_a_served_teacher_and_keeps_its_samples_apart_in_the_pool(tmp_path, teacher_server,
+                                                                                      vllm_models):
+    from brts.rollout.pool import SamplePool
+    from brts.runs.plan import plan
+    from brts.spec import load_spec
+    from brts.training.trainer import build_trainer
+    from tests.conftest import tiny_spec_text
+
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(tiny_spec_text(vllm_models, rollout=f"{{teacher_server: [{teacher_server}]}}"))
+    spec_file.with_name("local.yaml").write_text(tiny_spec_text(vllm_models))
+    planned = next(p for p in plan(load_spec(str(spec_file), ["train.steps=2"])) if p.arm == "brts")
+    pool = SamplePool(tmp_path / "pool.sqlite")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "local").mkdir()
+    trainer = build_trainer(planned.config, tmp_path / "run", pool)
+    assert trainer.teacher.generator.sampler.startswith("served:")
+    log = trainer.run()
+    assert [m["step"] for m in log] == [0, 1, 2]
+    assert log[-1]["teacher/tokens_generated"] > 0 and log[-1]["surrogate/aux"] is not None
+    local = next(p for p in plan(load_spec(str(spec_file.with_name("local.yaml")), ["train.steps=1"])) if p.arm == "brts")
+    assert local.config.train == planned.config.train.model_copy(update={"steps": 1})
+    step = build_trainer(local.config, tmp_path / "local", pool).step(1)
+    assert step["teacher/tokens_from_pool"] == 0 and step["teacher/tokens_generated"] > 0  # nothing served is reused
