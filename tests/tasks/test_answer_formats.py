@@ -86,3 +86,22 @@ def test_a_bad_format_is_one_line_naming_the_field(tmp_path, fmt, message):
         load_spec(str(path))
     text = str(caught.value)
     assert "\n" not in text and message in text and "answer_format" in text, text
+
+
+def test_run_ids_change_with_the_format_and_stay_for_specs_that_do_not_set_it(tmp_path):
+    from brts.runs.plan import plan
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\narms: [opd]\nseeds: [0]\n")
+    config = plan(load_spec(str(path)))[0].config
+    assert "answer_format" not in config.results_dump()["task"] and "max_operand" not in config.results_dump()["task"]
+    other = plan(load_spec(str(path), ["task.answer_format=last_number"]))[0]
+    assert other.config.results_dump()["task"]["answer_format"]["kind"] == "last_number"
+    assert other.run_id != plan(load_spec(str(path)))[0].run_id
+
+
+def test_a_generated_task_of_another_task_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntask: {name: sums}\narms: [opd]\nseeds: [0]\n")  # eval.tasks: the synthetic splits
+    with pytest.raises(SpecError, match="evaluate the synthetic task, not the sums task"):
+        load_spec(str(path))
