@@ -1,0 +1,50 @@
+"""The teacher-context branch's selection per arm, over every training step and seed: the share of prompts each
+tier took, how many Tier-2 retries recovered an answer, the hinted samples dropped for leaking the key, and the
+alignment score of the chosen trajectories (METHOD.md sections 2 and 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+SELECTION_COLUMNS = ["arm", "steps", "tier 1 (%)", "tier 2 (%)", "tier 3 (%)", "skipped (%)",
+                     "tier-2 recovered / retries", "leaks dropped", "alignment tier 1", "alignment tier 2",
+                     "alignment tier 3"]
+_TIER = "selection/frac_tier{}"
+
+
+def selection_table(metrics: pd.DataFrame, arms: Sequence[str], prompts_per_step: int | None = None) -> pd.DataFrame:
+    """One row per arm with the branch on: tier shares of all its prompts (every step has as many), retries (prompts
+    no Tier-1 sample solved) and those Tier 2 recovered, in prompts when `prompts_per_step` is known (else as a
+    fraction), leaks dropped (hinted samples, summed), and the mean alignment of the chosen trajectory per tier."""
+    rows = []
+    if metrics.empty or _TIER.format(1) not in metrics.columns:
+        return pd.DataFrame(columns=SELECTION_COLUMNS)
+    for arm in arms:
+        steps = metrics[(metrics["arm"] == arm) & metrics[_TIER.format(1)].notna()]
+        if steps.empty:
+            continue
+        shares = {t: 100 * float(steps[_TIER.format(t)].mean()) for t in (1, 2, 3, 0)}
+        retries = float((1 - steps["selection/tier1_any_correct"]).sum())
+        recovered = float(steps[_TIER.format(2)].sum())
+        if prompts_per_step:
+            recovery = f"{round(recovered * prompts_per_step)} / {round(retries * prompts_per_step)}"
+        else:
+            recovery = f"{recovered / retries:.2f}" if retries else "–"
+        rows.append({"arm": arm, "steps": len(steps), "tier 1 (%)": shares[1], "tier 2 (%)": shares[2],
+                     "tier 3 (%)": shares[3], "skipped (%)": shares[0], "tier-2 recovered / retries": recovery,
+                     "leaks dropped": int(steps["selection/leaks_dropped"].sum()),
+                     **{f"alignment tier {t}": steps[f"selection/alignment_tier{t}"].mean() for t in (1, 2, 3)}})
+    return pd.DataFrame(rows, columns=SELECTION_COLUMNS)
+
+
+def selection_display(metrics: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
+    """`selection_table` as the report prints it: shares to one decimal, alignment to two, blanks as dashes."""
+    table = selection_table(metrics, arms)
+    for column in SELECTION_COLUMNS:
+        if column.endswith("(%)"):
+            table[column] = table[column].map(lambda x: f"{x:.1f}")
+        elif column.startswith("alignment"):
+            table[column] = table[column].map(lambda x: "–" if pd.isna(x) else f"{x:.2f}")
+    return table.astype(str)
