@@ -25,18 +25,24 @@ def selection_table(metrics: pd.DataFrame, arms: Sequence[str], prompts_per_step
         steps = metrics[(metrics["arm"] == arm) & metrics[_TIER.format(1)].notna()]
         if steps.empty:
             continue
-        shares = {t: 100 * float(steps[_TIER.format(t)].mean()) for t in (1, 2, 3, 0)}
-        retries = float((1 - steps["selection/tier1_any_correct"]).sum())
-        recovered = float(steps[_TIER.format(2)].sum())
+        shares = {t: 100 * float(_column(steps, _TIER.format(t)).mean()) for t in (1, 2, 3, 0)}
+        retries = float((1 - _column(steps, "selection/tier1_any_correct")).sum())
+        recovered = float(_column(steps, _TIER.format(2)).sum())
         if prompts_per_step:
             recovery = f"{round(recovered * prompts_per_step)} / {round(retries * prompts_per_step)}"
         else:
             recovery = f"{recovered / retries:.2f}" if retries else "–"
         rows.append({"arm": arm, "steps": len(steps), "tier 1 (%)": shares[1], "tier 2 (%)": shares[2],
                      "tier 3 (%)": shares[3], "skipped (%)": shares[0], "tier-2 recovered / retries": recovery,
-                     "leaks dropped": int(steps["selection/leaks_dropped"].sum()),
-                     **{f"alignment tier {t}": steps[f"selection/alignment_tier{t}"].mean() for t in (1, 2, 3)}})
+                     "leaks dropped": int(_column(steps, "selection/leaks_dropped").fillna(0).sum()),
+                     **{f"alignment tier {t}": _column(steps, f"selection/alignment_tier{t}").mean() for t in (1, 2, 3)}})
     return pd.DataFrame(rows, columns=SELECTION_COLUMNS)
+
+
+def _column(steps: pd.DataFrame, name: str) -> pd.Series:
+    """A metric's values over the steps; NaN where a run's log lacks it (logs written before it existed)."""
+    return pd.to_numeric(steps[name], errors="coerce") if name in steps.columns else pd.Series(float("nan"),
+                                                                                                index=steps.index)
 
 
 def selection_display(metrics: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
