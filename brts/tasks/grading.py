@@ -101,6 +101,8 @@ class IntegerGrader:
     """Exact integer comparison of the extracted answer (the synthetic and sums tasks' grader)."""
 
     name = "integer"
+    version = "1"
+    answer_format = BOXED
 
     def __init__(self, answer_format: AnswerFormat = BOXED) -> None:
         self.answer_format = answer_format
