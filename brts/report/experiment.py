@@ -261,7 +261,7 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
                    f"which a true difference of the observed size is found with {cfg.power:.0%} probability. The "
                    "observed Δ is itself noisy: read the seed count as an order of magnitude.", left=2)]
     blocks += _grader_blocks(graded, data, int(table["k"].max()), cfg)
-    selection = selection_display(data.metrics, list(usable["arm"].drop_duplicates()))
+    selection = selection_display(data.metrics, list(usable["arm"].drop_duplicates()), _scored_arms(usable))
     if not selection.empty:
         blocks += [Heading("Selection"), Table(selection, SELECTION_NOTE, left=1)]
     if not speed.empty:
@@ -330,7 +330,7 @@ SELECTION_NOTE = ("per arm with the teacher-context branch, over every training 
                   "whose teacher trajectory came from each tier (skipped: no L_aux); tier-2 recovered / retries: "
                   "the share of prompts without a correct Tier-1 sample that a hinted sample recovered; leaks "
                   "dropped: hinted samples discarded for mentioning the key; alignment: mean score of the chosen "
-                  "trajectory per tier")
+                  "trajectory per tier (– for arms that do not rank by one)")
 
 
 def _grader_blocks(graded: pd.DataFrame, data: RunData, k: int, cfg: StatsSettings) -> list[Block]:

@@ -28,7 +28,9 @@ def selection_table(metrics: pd.DataFrame, arms: Sequence[str], prompts_per_step
         shares = {t: 100 * float(_column(steps, _TIER.format(t)).mean()) for t in (1, 2, 3, 0)}
         retries = float((1 - _column(steps, "selection/tier1_any_correct")).sum())
         recovered = float(_column(steps, _TIER.format(2)).sum())
-        if prompts_per_step:
+        if _column(steps, "selection/tier2_recovered_of_retries").isna().all():  # no retry ever made: Tier 2 off
+            recovery = "–"
+        elif prompts_per_step:
             recovery = f"{round(recovered * prompts_per_step)} / {round(retries * prompts_per_step)}"
         else:
             recovery = f"{recovered / retries:.2f}" if retries else "–"
@@ -45,9 +47,13 @@ def _column(steps: pd.DataFrame, name: str) -> pd.Series:
                                                                                                 index=steps.index)
 
 
-def selection_display(metrics: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
-    """`selection_table` as the report prints it: shares to one decimal, alignment to two, blanks as dashes."""
+def selection_display(metrics: pd.DataFrame, arms: Sequence[str], scored: Sequence[str] | None = None) -> pd.DataFrame:
+    """`selection_table` as the report prints it: shares to one decimal, alignment to two, blanks as dashes; an arm
+    not in `scored` (it ranks by no alignment score: `first`, `random`) shows none (its log holds placeholders)."""
     table = selection_table(metrics, arms)
+    if scored is not None:
+        for t in (1, 2, 3):
+            table.loc[~table["arm"].isin(scored), f"alignment tier {t}"] = float("nan")
     for column in SELECTION_COLUMNS:
         if column.endswith("(%)"):
             table[column] = table[column].map(lambda x: f"{x:.1f}")

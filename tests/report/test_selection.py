@@ -12,7 +12,7 @@ def _step(arm, t1, t2, t3, any_correct, leaks, a1=None, a2=None):
     return {"arm": arm, "selection/frac_tier1": t1, "selection/frac_tier2": t2, "selection/frac_tier3": t3,
             "selection/frac_tier0": 1 - t1 - t2 - t3, "selection/tier1_any_correct": any_correct,
             "selection/leaks_dropped": leaks, "selection/alignment_tier1": a1, "selection/alignment_tier2": a2,
-            "selection/alignment_tier3": None}
+            "selection/alignment_tier3": None, "selection/tier2_recovered_of_retries": t2 / (1 - any_correct)}
 
 
 def test_shares_recoveries_leaks_and_alignment_per_arm():
@@ -31,4 +31,7 @@ def test_shares_recoveries_leaks_and_alignment_per_arm():
     shown = selection_display(metrics, ["brts"]).iloc[0]
     assert shown["tier 1 (%)"] == "37.5" and shown["alignment tier 3"] == "–"
     assert shown["tier-2 recovered / retries"] == "0.60"
+    assert selection_display(metrics, ["brts"], scored=[]).iloc[0]["alignment tier 1"] == "–"
+    off = metrics.assign(**{"selection/tier2_recovered_of_retries": None})
+    assert selection_table(off, ["brts"]).iloc[0]["tier-2 recovered / retries"] == "–"
     assert selection_table(pd.DataFrame(), ["brts"]).empty
