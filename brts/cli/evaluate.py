@@ -61,15 +61,15 @@ def eval_command(
             error = exc.errors()[0]
             option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "options"
             fail(f"{option}: {error['msg'].removeprefix('Value error, ')}")
-        check_settings(spec, found.task_seed)
+        check_settings(spec, found.task)
         folder = out_dir or Path("evals") / found.name
         if progress.resolve(progress.mode()) == "bars":  # a terminal: our lines and lm-eval's own bars
-            evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+            evaluation = evaluate_model(found.model, spec, folder, task_spec=found.task,
                                         log=lambda line: err.print(line, highlight=False))
         else:  # each stage a line, and one every 30 s within it (or nothing, --quiet)
             with progress.current() as shown:
                 shown.start("eval", f"evaluating {found.name}")
-                evaluation = evaluate_model(found.model, spec, folder, task_seed=found.task_seed,
+                evaluation = evaluate_model(found.model, spec, folder, task_spec=found.task,
                                             log=lambda line: shown.update("eval", stage=line), quiet=True)
                 shown.finish("eval")
     table = Table("task", title=f"{found.name}: percent")

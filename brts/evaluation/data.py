@@ -12,12 +12,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from brts.evaluation.hooks import DATA_DIR_ENV, read_rows
-from brts.spec.catalog import PACKAGED_DIR, SOURCES, is_ours, synthetic_split
+from brts.evaluation.hooks import DATA_DIR_ENV, FORMAT_FILE, read_rows
+from brts.spec.catalog import PACKAGED_DIR, SOURCES, generated_task, is_ours
 from brts.spec.evaluation import EvalSpec
+from brts.spec.task import BOXED, AnswerFormat, TaskSpec
 from brts.tasks.bounds import check_problem_file
+from brts.tasks.registry import make_task
 from brts.tasks.sources import TaskDataError
-from brts.tasks.synthetic import SyntheticTask
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"  # our lm-eval task YAMLs (an --include_path folder)
 
@@ -30,6 +31,7 @@ class TaskData:
     source: str  # "synthetic:seed=0", "package:<set>", a local file path, "hf:<dataset id>", or "lm-eval" (built in)
     digest: str
     rows: tuple[str, ...] | None = None  # JSONL lines to freeze into the task folder; None: read elsewhere
+    answer_format: AnswerFormat = BOXED  # how the task's hooks read an answer (written beside the task YAMLs)
 
 
 def benchmark_dir(spec: EvalSpec) -> Path | None:
@@ -44,7 +46,7 @@ def benchmark_dir(spec: EvalSpec) -> Path | None:
 def data_label(spec: EvalSpec) -> str | None:
     """Where the spec's benchmark tasks read their problems, for the evaluation settings' digest: a folder, the
     packaged manifest's digest, `hub`, or None when the spec has no benchmark task (the synthetic splits)."""
-    if not any(is_ours(t) and synthetic_split(t) is None for t in spec.tasks):
+    if not any(is_ours(t) and generated_task(t) is None for t in spec.tasks):
         return None
     folder = benchmark_dir(spec)
     if folder == PACKAGED_DIR:
@@ -52,16 +54,17 @@ def data_label(spec: EvalSpec) -> str | None:
     return str(folder) if folder else "hub"
 
 
-def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
-    """The data of one task; local rows are read and checked here (raises TaskDataError)."""
+def task_data(task: str, spec: EvalSpec, task_spec: TaskSpec) -> TaskData:
+    """The data of one task; local rows are read and checked here (raises TaskDataError). A generated task's rows
+    come from `task_spec`'s generator, each with the exact prompt training uses (`prompt`) when the task has one
+    of its own; every task of ours reads answers in `task_spec.answer_format`."""
     if not is_ours(task):
         return TaskData(task, "lm-eval", "lm-eval")
+    answer_format = task_spec.answer_format
     name = SOURCES[task].name
-    split = synthetic_split(task)
-    if split is not None:
-        problems = SyntheticTask(seed=task_seed).eval_problems(split)
-        lines = tuple(json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer}) for p in problems)
-        return TaskData(task, f"synthetic:seed={task_seed}", _digest(lines), lines)
+    generated = generated_task(task)
+    if generated is not None:
+        return _generated_data(task, task_spec, generated[1])
     folder = benchmark_dir(spec)
     if folder is None:
         hub = SOURCES[task].hub
@@ -71,7 +74,21 @@ def task_data(task: str, spec: EvalSpec, task_seed: int) -> TaskData:
     if path.is_file():
         check_problem_file(path, task)  # a row a tokenizer could not take is refused before anything runs
     lines = tuple(json.dumps(row) for row in read_rows(path, task))
-    return TaskData(task, f"package:{name}" if folder == PACKAGED_DIR else str(path), _digest(lines), lines)
+    return TaskData(task, f"package:{name}" if folder == PACKAGED_DIR else str(path), _digest(lines), lines,
+                    answer_format)
+
+
+def _generated_data(task: str, task_spec: TaskSpec, split: str) -> TaskData:
+    """A generated task's evaluation problems (the synthetic splits, the sums task's test pool)."""
+    made = make_task(task_spec)
+    problems = made.eval_problems(split)
+    if task_spec.name == "synthetic":  # its hook builds the prompt; rows as they always were (so are cache keys)
+        lines = tuple(json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer}) for p in problems)
+        return TaskData(task, f"synthetic:seed={task_spec.seed}", _digest(lines), lines, task_spec.answer_format)
+    lines = tuple(json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer, "prompt": made.prompt(p)})
+                  for p in problems)
+    source = f"{task_spec.name}:seed={task_spec.seed},max_operand={task_spec.max_operand}"
+    return TaskData(task, source, _digest(lines), lines, task_spec.answer_format)
 
 
 def _digest(lines: tuple[str, ...]) -> str:
@@ -79,8 +96,11 @@ def _digest(lines: tuple[str, ...]) -> str:
 
 
 def write_task_folder(folder: Path, data: TaskData, k: int) -> None:
-    """A copy of our lm-eval task folder with `repeats: k`, plus `data/<task>.jsonl` when the rows are local."""
+    """A copy of our lm-eval task folder with `repeats: k`, plus `data/<task>.jsonl` when the rows are local and
+    the answer format (FORMAT_FILE) when it is not `boxed`."""
     shutil.copytree(TASKS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if data.answer_format != BOXED:
+        (folder / FORMAT_FILE).write_text(data.answer_format.model_dump_json() + "\n")
     for template in folder.glob("_brts_*_yaml"):
         template.write_text(re.sub(r"(?m)^repeats: \d+$", f"repeats: {k}", template.read_text()))
     if data.rows is not None:
@@ -92,8 +112,8 @@ def tasks_version() -> str:
     """A digest of our task YAMLs and hooks: part of every cache key, so editing them re-evaluates."""
     hasher = hashlib.sha256()
     package = TASKS_DIR.parent.parent
-    extra = [TASKS_DIR.parent / "hooks.py", TASKS_DIR.parent / "metrics.py", package / "grading.py",
-             package / "tasks" / "synthetic.py", package / "tasks" / "sources.py"]
+    extra = [TASKS_DIR.parent / "hooks.py", TASKS_DIR.parent / "metrics.py", package / "tasks" / "grading.py",
+             package / "tasks" / "synthetic.py", package / "tasks" / "sources.py", package / "tasks" / "sums.py"]
     for path in sorted([*TASKS_DIR.iterdir(), *extra]):
         if path.is_file() and path.suffix != ".pyc":
             hasher.update(path.name.encode() + b"\0" + path.read_bytes())

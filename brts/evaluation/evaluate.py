@@ -37,7 +37,7 @@ from typing import Any
 
 import brts
 from brts.evaluation.data import TaskData, data_label, task_data, tasks_version, write_task_folder
-from brts.evaluation.hooks import DATA_DIR_ENV
+from brts.evaluation.hooks import DATA_DIR_ENV, answer_format_beside
 from brts.evaluation.parse import (
     COMMANDS_FILE,
     GRADER_COLUMNS,
@@ -63,6 +63,7 @@ from brts.evaluation.runner import (
 )
 from brts.spec.catalog import SOURCES, display_name, is_ours, known_lm_eval_task
 from brts.spec.evaluation import EvalSpec
+from brts.spec.task import TaskSpec
 from brts.tasks.sources import TaskDataError
 
 EVAL_FORMAT = 1  # bump when the meaning of cached results changes without their key changing
@@ -117,27 +118,29 @@ def model_fingerprint(model: str) -> str:
     return hasher.hexdigest()[:16]
 
 
-def check_settings(spec: EvalSpec, task_seed: int = 0, backend: bool = True) -> None:
+def check_settings(spec: EvalSpec, task_spec: TaskSpec | None = None, backend: bool = True) -> None:
     """Refuse, before anything runs, what would fail every evaluation: an unknown lm-eval task name, an
     unavailable backend (unless `backend` is off: a dry run on another machine than the one that will run it),
     a missing data file or rows without the expected fields (raises with one line)."""
     if backend:
         resolve_backend(spec)
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-    for task in spec.tasks:
-        data = task_data(task, spec, task_seed)
+    for name in spec.tasks:
+        data = task_data(name, spec, task_spec or TaskSpec())
         if offline and data.source.startswith("hf:"):
-            raise TaskDataError(f"{task}: reads {data.source[3:]} from the HF hub, but the hub is switched off "
+            raise TaskDataError(f"{name}: reads {data.source[3:]} from the HF hub, but the hub is switched off "
                                 f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE); give a local folder with "
-                                f"{SOURCES[task].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}, or "
+                                f"{SOURCES[name].name}.jsonl through eval.data_dir or ${DATA_DIR_ENV}, or "
                                 f"eval.data_source: package (the copies packaged with brts)")
-        if not is_ours(task) and (problem := known_lm_eval_task(task)) is not None:
+        if not is_ours(name) and (problem := known_lm_eval_task(name)) is not None:
             raise EvaluationError(f"eval.tasks: {problem}")
 
 
-def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0, log: Log | None = None,
-                   quiet: bool = False) -> Evaluation:
+def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_spec: TaskSpec | None = None,
+                   log: Log | None = None, quiet: bool = False) -> Evaluation:
     """Evaluate `model` (a local folder or HF id) on every task of `spec` into `out_dir`, reusing cached tasks.
+    `task_spec` (default: the synthetic task) gives the generated tasks' problems and the answer format every task
+    of ours reads.
 
     `quiet` hides lm-eval's progress bars (for callers that show their own).
 
@@ -150,7 +153,7 @@ def evaluate_model(model: str, spec: EvalSpec, out_dir: Path, task_seed: int = 0
     tasks_dir.mkdir(parents=True, exist_ok=True)
     backend = resolve_backend(spec)
     fingerprint = model_fingerprint(model)
-    data = {task: task_data(task, spec, task_seed) for task in spec.tasks}
+    data = {name: task_data(name, spec, task_spec or TaskSpec()) for name in spec.tasks}
     keys = {task: _task_key(fingerprint, data[task], spec, backend) for task in spec.tasks}
     todo = [task for task in spec.tasks if not _cached(tasks_dir / task, keys[task])]
     for task in todo:
@@ -179,12 +182,12 @@ def _evaluate_task(lm: Any, model: str, task: str, data: TaskData, key: str, tas
         samples = results.pop("samples")[task]
         entry = {**summary_entry(task, results), "data": data.source, "k": _samples_per_problem(samples)}
         rows = problem_rows(task, samples, entry["metric"], _token_counter(lm))
-        entry.update(statistics_entry(task, samples, rows))
+        entry.update(statistics_entry(task, samples, rows, data.answer_format), answer_format=data.answer_format.label)
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable, ensure_ascii=False))
         (tmp / "samples.jsonl").write_text(
             "".join(json.dumps(s, default=_jsonable, ensure_ascii=False) + "\n" for s in samples))
         (tmp / "problems.csv").write_text(_csv(rows))
-        (tmp / "grader.csv").write_text(_csv(grader_rows(task, samples, rows), GRADER_COLUMNS))
+        (tmp / "grader.csv").write_text(_csv(grader_rows(task, samples, rows, data.answer_format), GRADER_COLUMNS))
         (tmp / "summary.json").write_text(json.dumps(entry, indent=2))
         (tmp / "key.json").write_text(json.dumps({"key": key}))
         shutil.rmtree(final, ignore_errors=True)
@@ -204,8 +207,9 @@ def _task_summary(folder: Path) -> dict[str, Any]:
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
     with open(folder / PROBLEMS_FILE, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    write_text_atomic(folder / GRADER_FILE, _csv(grader_rows(folder.name, samples, rows), GRADER_COLUMNS))
-    entry.update(statistics_entry(folder.name, samples, rows))
+    answer_format = answer_format_beside(folder / "include")
+    write_text_atomic(folder / GRADER_FILE, _csv(grader_rows(folder.name, samples, rows, answer_format), GRADER_COLUMNS))
+    entry.update(statistics_entry(folder.name, samples, rows, answer_format))
     write_json_atomic(folder / SUMMARY_FILE, entry)
     return entry
 
@@ -263,9 +267,12 @@ def _replay_model(model: str, out_dir: Path) -> str:
 
 def _task_key(fingerprint: str, data: TaskData, spec: EvalSpec, backend: Backend) -> str:
     settings = spec.model_dump(mode="json", exclude={"tasks", "backend", "data_dir", "data_source"})
-    return _hash({"format": EVAL_FORMAT, "model": fingerprint, "task": data.task, "data": data.digest,
-                  "settings": settings, "backend": backend.name, "tasks": tasks_version(),
-                  "lm_eval": _version("lm_eval"), "math_verify": _version("math-verify")})
+    payload = {"format": EVAL_FORMAT, "model": fingerprint, "task": data.task, "data": data.digest,
+               "settings": settings, "backend": backend.name, "tasks": tasks_version(),
+               "lm_eval": _version("lm_eval"), "math_verify": _version("math-verify")}
+    if data.answer_format.kind != "boxed" or data.answer_format.instruction:
+        payload["answer_format"] = data.answer_format.model_dump(mode="json")
+    return _hash(payload)
 
 
 def _cached(folder: Path, key: str) -> bool:

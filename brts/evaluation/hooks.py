@@ -4,17 +4,28 @@ extraction and scoring. They run inside lm-eval, from `brts` or from the plain `
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from brts.evaluation.metrics import problem_metrics
 from brts.spec.catalog import REQUIRED_FIELDS, SOURCES, HubDataset
-from brts.tasks.grading import Grader, IntegerGrader, MathGrader, extract_boxed
+from brts.spec.task import BOXED, BOXED_INSTRUCTION, AnswerFormat
+from brts.tasks.grading import Grader, IntegerGrader, MathGrader, extract_answer
 from brts.tasks.sources import TaskDataError, answer_text, load_hub, read_jsonl
 from brts.tasks.synthetic import format_prompt
 
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+MATH_INSTRUCTION = BOXED_INSTRUCTION
 DATA_DIR_ENV = "BRTS_DATA_DIR"
+# Beside the task YAMLs of an evaluation: the task's answer format as JSON (absent: `boxed`).
+FORMAT_FILE = "answer_format.json"
+
+
+@lru_cache(maxsize=8)
+def answer_format_beside(folder: Path) -> AnswerFormat:
+    """The answer format an evaluation's task folder was written with (FORMAT_FILE), `boxed` when it has none."""
+    path = folder / FORMAT_FILE
+    return AnswerFormat.model_validate_json(path.read_text()) if path.is_file() else BOXED
 
 
 def resolve_data_dir(task: str, data_dir: str | None, beside: Path | None) -> Path | None:
@@ -43,7 +54,8 @@ def read_rows(path: Path, task: str) -> list[dict[str, str]]:
         if missing_fields:
             raise TaskDataError(f"{task}: {path}: line {number} lacks field(s) {', '.join(missing_fields)}; "
                                 f"every row needs {', '.join(REQUIRED_FIELDS)}")
-        rows.append({"id": str(row["id"]), "problem": str(row["problem"]), "answer": answer_text(row["answer"])})
+        rows.append({"id": str(row["id"]), "problem": str(row["problem"]), "answer": answer_text(row["answer"]),
+                     **({"prompt": str(row["prompt"])} if "prompt" in row else {})})
     if not rows:
         raise TaskDataError(f"{task}: {path} holds no problems")
     return rows
@@ -92,17 +104,24 @@ def synthetic_prompt(doc: dict[str, str]) -> str:
     return format_prompt(doc["problem"])
 
 
-def math_prompt(doc: dict[str, str]) -> str:
-    """The paper's evaluation prompt: `<problem> Please reason step by step, and put your final answer within \\boxed{}.`"""
-    return f"{doc['problem']} {MATH_INSTRUCTION}"
+def math_prompt(doc: dict[str, str], answer_format: AnswerFormat = BOXED) -> str:
+    """The paper's evaluation prompt, `<problem> <the format's instruction>` (for `boxed`: `Please reason step by
+    step, and put your final answer within \\boxed{}.`)."""
+    return f"{doc['problem']} {answer_format.prompt_instruction}"
 
 
-def extract_answers(resps: list[list[str]], docs: list[dict[str, str]]) -> list[list[str | None]]:
-    """lm-eval filter: each sample's last `\\boxed{}` content (None when it has none)."""
-    return [[extract_boxed(r) for r in samples] for samples in resps]
+def task_prompt(doc: dict[str, str]) -> str:
+    """A generated task's prompt, frozen with its row exactly as training builds it."""
+    return doc["prompt"]
 
 
-_GRADERS: dict[str, Grader] = {}
+def extract_answers(resps: list[list[str]], docs: list[dict[str, str]],
+                    answer_format: AnswerFormat = BOXED) -> list[list[str | None]]:
+    """lm-eval filter: each sample's answer in the task's format (None when it has none)."""
+    return [[extract_answer(r, answer_format) for r in samples] for samples in resps]
+
+
+_GRADERS: dict[tuple[str, AnswerFormat], Grader] = {}
 
 
 def reset_graders() -> None:
@@ -110,31 +129,28 @@ def reset_graders() -> None:
     _GRADERS.clear()
 
 
-def _grader(name: str) -> Grader:
-    if name not in _GRADERS:
-        _GRADERS[name] = IntegerGrader() if name == "integer" else MathGrader()
-    return _GRADERS[name]
+def _grader(name: str, answer_format: AnswerFormat) -> Grader:
+    if (name, answer_format) not in _GRADERS:
+        made = IntegerGrader(answer_format) if name == "integer" else MathGrader(answer_format=answer_format)
+        _GRADERS[(name, answer_format)] = made
+    return _GRADERS[(name, answer_format)]
 
 
 def _process(doc: dict[str, str], extracted: list[str | None], grader: Grader) -> dict[str, Any]:
-    correct = [answer is not None and _grade_extracted(grader, answer, doc["answer"]) for answer in extracted]
+    correct = [answer is not None and grader.equivalent(answer, doc["answer"]) for answer in extracted]
     return {**problem_metrics(extracted, correct), "correct": [int(c) for c in correct]}
 
 
-def _grade_extracted(grader: Grader, extracted: str, answer: str) -> bool:
-    if isinstance(grader, MathGrader):
-        return grader.equivalent(extracted, answer)
-    return grader.grade(f"\\boxed{{{extracted}}}", answer)
+def process_synthetic(doc: dict[str, str], results: list[list[str | None]],
+                      answer_format: AnswerFormat = BOXED) -> dict[str, Any]:
+    """lm-eval `process_results` of the generated tasks (the synthetic splits, sums): exact integer match."""
+    return _process(doc, results[0], _grader("integer", answer_format))
 
 
-def process_synthetic(doc: dict[str, str], results: list[list[str | None]]) -> dict[str, Any]:
-    """lm-eval `process_results` of the synthetic splits: exact integer match."""
-    return _process(doc, results[0], _grader("integer"))
-
-
-def process_math(doc: dict[str, str], results: list[list[str | None]]) -> dict[str, Any]:
+def process_math(doc: dict[str, str], results: list[list[str | None]],
+                 answer_format: AnswerFormat = BOXED) -> dict[str, Any]:
     """lm-eval `process_results` of the math benchmarks: math-verify under a time limit."""
-    return _process(doc, results[0], _grader("math_verify"))
+    return _process(doc, results[0], _grader("math_verify", answer_format))
 
 
 def sample_mean(items: list[list[int]]) -> float:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import comb
 
+from brts.spec.task import BOXED, AnswerFormat
+from brts.tasks.grading import extract_answer
+
 
 def avg_at_k(correct: Sequence[bool]) -> float:
     """The fraction of the samples graded correct."""
@@ -64,13 +67,16 @@ def distinct_ngram_ratio(responses: Sequence[str], n: int = 4) -> float:
     return len(distinct) / total if total else 0.0
 
 
-def has_format_error(response: str) -> bool:
-    """A response that does not contain `boxed` anywhere (grade.py:137)."""
-    return FORMAT_MARKER not in response
+def has_format_error(response: str, answer_format: AnswerFormat = BOXED) -> bool:
+    """`boxed`: a response that does not contain `boxed` anywhere (grade.py:137); another format: a response its
+    extraction finds no answer in (no number, no match of the pattern)."""
+    if answer_format.kind == "boxed":
+        return FORMAT_MARKER not in response
+    return extract_answer(response, answer_format) is None
 
 
-def problem_grader_statistics(correct: Sequence[bool], responses: Sequence[str],
-                              response_tokens: Sequence[int]) -> dict[str, float]:
+def problem_grader_statistics(correct: Sequence[bool], responses: Sequence[str], response_tokens: Sequence[int],
+                              answer_format: AnswerFormat = BOXED) -> dict[str, float]:
     """One problem's share of `grader_statistics` from its k samples (fractions): solved by none and by all
     (1.0 or 0.0), its share of samples with a format error, their mean length in tokens, and the distinct-4-gram
     ratio of its samples pooled. With the same k for every problem, `grader_statistics` is their mean."""
@@ -79,14 +85,14 @@ def problem_grader_statistics(correct: Sequence[bool], responses: Sequence[str],
     return {
         "solved_none": float(not any(correct)),
         "solved_all": float(all(correct)),
-        "format_errors": sum(map(has_format_error, responses)) / len(responses),
+        "format_errors": sum(has_format_error(r, answer_format) for r in responses) / len(responses),
         "response_tokens": sum(response_tokens) / len(response_tokens),
         "distinct_4gram": distinct_ngram_ratio(responses),
     }
 
 
 def grader_statistics(correct: Sequence[Sequence[bool]], responses: Sequence[Sequence[str]],
-                      response_tokens: Sequence[Sequence[int]]) -> dict[str, float]:
+                      response_tokens: Sequence[Sequence[int]], answer_format: AnswerFormat = BOXED) -> dict[str, float]:
     """Over problems, each given as its k samples' grades, texts and token counts: the share of problems no
     sample solved and all samples solved, the share of samples with a format error, the mean response length
     in tokens over samples, and the mean over problems of each problem's distinct-4-gram ratio (fractions)."""
@@ -97,7 +103,7 @@ def grader_statistics(correct: Sequence[Sequence[bool]], responses: Sequence[Seq
     return {
         "solved_none": sum(not any(c) for c in correct) / len(correct),
         "solved_all": sum(bool(c) and all(c) for c in correct) / len(correct),
-        "format_errors": sum(map(has_format_error, samples)) / len(samples),
+        "format_errors": sum(has_format_error(s, answer_format) for s in samples) / len(samples),
         "response_tokens": sum(lengths) / len(lengths),
         "distinct_4gram": sum(distinct_ngram_ratio(texts) for texts in responses) / len(responses),
     }

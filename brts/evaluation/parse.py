@@ -7,12 +7,13 @@ from typing import Any
 
 from brts.evaluation.metrics import grader_statistics, problem_grader_statistics
 from brts.spec.catalog import is_ours
+from brts.spec.task import BOXED, AnswerFormat
 
 # The files of an evaluation folder that readers (reports, `brts eval`) open; brts.evaluation.evaluate writes them.
 SUMMARY_FILE, PROBLEMS_FILE, COMMANDS_FILE = "summary.json", "problems.csv", "lm_eval_command.txt"
 GRADER_FILE = "grader.csv"  # per task and problem, the grader statistics of its k samples
 PROBLEM_COLUMNS = ("task", "problem_id", "sample", "correct", "extracted", "response_tokens")
-OUR_FILTER = "boxed"
+OUR_FILTER = "boxed"  # the filter's name in our task YAMLs, whatever the answer format it reads
 _NOT_METRICS = {"alias", "name", "sample_len", "samples"}
 
 
@@ -94,7 +95,8 @@ def _in_units(task: str, stats: dict[str, float]) -> dict[str, Any]:
     return out
 
 
-def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]],
+                     answer_format: AnswerFormat = BOXED) -> dict[str, Any]:
     """The authors' grader statistics of one task (brts.evaluation.metrics.grader_statistics), shares in percent,
     the mean response length in tokens: from lm-eval's sample log (texts) and the task's per-sample rows (grades
     and token counts) in the order `problem_rows` writes them. A built-in task has no format errors (it asks
@@ -102,13 +104,16 @@ def statistics_entry(task: str, samples: list[dict[str, Any]], rows: list[dict[s
     if not samples:
         return dict.fromkeys(STATISTICS)
     problems = _by_problem(samples, rows)
-    stats = grader_statistics([p[1] for p in problems], [p[2] for p in problems], [p[3] for p in problems])
+    stats = grader_statistics([p[1] for p in problems], [p[2] for p in problems], [p[3] for p in problems],
+                              answer_format)
     return _in_units(task, stats)
 
 
-def grader_rows(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def grader_rows(task: str, samples: list[dict[str, Any]], rows: list[dict[str, Any]],
+                answer_format: AnswerFormat = BOXED) -> list[dict[str, Any]]:
     """One row per problem with the columns of GRADER_COLUMNS: its share of the task's grader statistics
     (brts.evaluation.metrics.problem_grader_statistics) in the units of `statistics_entry`, whose values are
     these rows' means (every problem has k samples)."""
-    return [{"task": task, "problem_id": pid, **_in_units(task, problem_grader_statistics(correct, texts, tokens))}
+    return [{"task": task, "problem_id": pid,
+             **_in_units(task, problem_grader_statistics(correct, texts, tokens, answer_format))}
             for pid, correct, texts, tokens in _by_problem(samples, rows)]

@@ -21,6 +21,7 @@ from brts.report.aggregate import (
 from brts.report.display import cost_display, formatted_table, grader_display, power_display, speed_display
 from brts.report.grader import grader_table
 from brts.report.render import Block, Bullets, Figure, Heading, Para, Table
+from brts.report.selection import selection_display
 from brts.report.speed import DEFAULT_THRESHOLD, speed_sentences, speed_table
 from brts.report.tables import (
     StatsSettings,
@@ -260,6 +261,9 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
                    f"which a true difference of the observed size is found with {cfg.power:.0%} probability. The "
                    "observed Δ is itself noisy: read the seed count as an order of magnitude.", left=2)]
     blocks += _grader_blocks(graded, data, int(table["k"].max()), cfg)
+    selection = selection_display(data.metrics, list(usable["arm"].drop_duplicates()), _scored_arms(usable))
+    if not selection.empty:
+        blocks += [Heading("Selection"), Table(selection, SELECTION_NOTE, left=1)]
     if not speed.empty:
         blocks += [Heading("Learning speed"), Table(
             speed_display(speed, baseline, cfg.level, threshold),
@@ -315,10 +319,18 @@ def _blocks(name, store, data, table, speed, threshold, costs, gaps, sentences, 
 
 
 GRADER_NOTE = ("The authors' grader statistics (their grade.py): solved by none / by all: the share of problems "
-               "none / all of whose k samples were correct; format errors: the share of samples without `boxed`; "
+               "none / all of whose k samples were correct; format errors: the share of samples in which the "
+               "task's answer format finds no answer (for `boxed`: without `boxed`); "
                "response tokens: the mean response length in tokens (the evaluated model's tokenizer); distinct "
                "4-grams: the mean over problems of the share of distinct word 4-grams among each problem's k "
                "samples pooled (low: repetitive)")
+
+
+SELECTION_NOTE = ("per arm with the teacher-context branch, over every training step and seed: the share of prompts "
+                  "whose teacher trajectory came from each tier (skipped: no L_aux); tier-2 recovered / retries: "
+                  "the share of prompts without a correct Tier-1 sample that a hinted sample recovered; leaks "
+                  "dropped: hinted samples discarded for mentioning the key; alignment: mean score of the chosen "
+                  "trajectory per tier (– for arms that do not rank by one)")
 
 
 def _grader_blocks(graded: pd.DataFrame, data: RunData, k: int, cfg: StatsSettings) -> list[Block]:

@@ -86,7 +86,7 @@ def check_ready(spec: ExperimentSpec, store: RunStore, *, dry: bool = False) -> 
     download (a hub model, built-in models not built yet) is checked by the real run only."""
     store.check_writable()
     check_files(spec.task)  # a problem row too large to use stops here, not in the tokenizer mid-run
-    check_settings(spec.eval, task_seed=spec.task.seed, backend=not dry)  # vLLM may be on the GPU machine only
+    check_settings(spec.eval, task_spec=spec.task, backend=not dry)  # vLLM may be on the GPU machine only
     preflight(spec.models, build=not dry)
 
 

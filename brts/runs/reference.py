@@ -15,7 +15,7 @@ from typing import Any
 from brts.evaluation.evaluate import evaluate_model, model_fingerprint, settings_digest
 from brts.models.load import resolve_model
 from brts.runs import integrity
-from brts.spec import ExperimentSpec
+from brts.spec import BOXED, ExperimentSpec
 from brts.store import REFERENCE_ROLES, RunFolder, RunLocked, RunStore, now
 
 ROLES = dict(zip(REFERENCE_ROLES, ("teacher", "student"), strict=True))  # role -> the spec's models field
@@ -48,7 +48,7 @@ def _evaluate_locked(spec: ExperimentSpec, folder: RunFolder, role: str, log: Lo
     folder.path.mkdir(parents=True, exist_ok=True)
     name = getattr(spec.models, ROLES[role])
     model = resolve_model(name, spec.models)
-    key = f"{settings_digest(spec.eval)}:{model_fingerprint(model)}:{spec.task.seed}"
+    key = f"{settings_digest(spec.eval)}:{model_fingerprint(model)}:{spec.task.seed}{_task_part(spec)}"
     with folder.lock():
         record = folder.record()
         damages = integrity.untrusted(folder)
@@ -60,11 +60,18 @@ def _evaluate_locked(spec: ExperimentSpec, folder: RunFolder, role: str, log: Lo
         return _evaluate(spec, folder, role, name, model, key)
 
 
+def _task_part(spec: ExperimentSpec) -> str:
+    """What else of the task the evaluation reads (absent for the synthetic task in `boxed`: keys stay as they were)."""
+    task = spec.task
+    part = "" if task.answer_format == BOXED else f":{task.answer_format.model_dump_json()}"
+    return part + (f":max_operand={task.max_operand}" if task.name == "sums" else "")
+
+
 def _evaluate(spec: ExperimentSpec, folder: RunFolder, role: str, name: str, model: str, key: str) -> dict[str, Any]:
     folder.update_record(role=role, model=name, model_path=model, status="running", error=None, started=now())
     started = time.perf_counter()
     try:
-        evaluation = evaluate_model(model, spec.eval, folder.eval_dir, task_seed=spec.task.seed, quiet=True)
+        evaluation = evaluate_model(model, spec.eval, folder.eval_dir, task_spec=spec.task, quiet=True)
         folder.seal("eval")
     except Exception as exc:  # recorded and shown; the experiment's table goes on without this row
         line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

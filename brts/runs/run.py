@@ -35,7 +35,7 @@ class RunStopped(Exception):
 
 def evaluate_checkpoint(cfg: RunConfig, run: RunFolder) -> Evaluation:
     """The final evaluation of a run's saved checkpoint through lm-eval, cached in `eval/` (see brts.evaluation)."""
-    return evaluate_model(str(run.final), cfg.eval, run.eval_dir, task_seed=cfg.task.seed, quiet=True)
+    return evaluate_model(str(run.final), cfg.eval, run.eval_dir, task_spec=cfg.task, quiet=True)
 
 
 def execute_run(planned: PlannedRun, store_root: Path, progress: ProgressFn | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 
 from brts.evaluation.runner import EvaluationError
 from brts.models.load import resolve_model
-from brts.spec import BUILTIN_MODELS, ModelsSpec
+from brts.spec import BUILTIN_MODELS, ModelsSpec, TaskSpec
 from brts.spec.evaluation import EvalSpec
 from brts.store import DamagedFile, RunFolder, RunStore
 
@@ -23,7 +23,7 @@ class Target:
     model: str
     name: str
     base: dict[str, Any]  # EvalSpec fields: a run's own, else the defaults
-    task_seed: int = 0
+    task: TaskSpec | None = None  # a run's own task (its generated problems, its answer format)
 
 
 def resolve_target(target: str, store_root: Path) -> Target:
@@ -67,4 +67,4 @@ def _run_target(run: RunFolder) -> Target:
     config = run.config_data()
     base = dict(config.get("eval") or {})
     EvalSpec.model_validate(base)  # a run's own settings are valid, unless written by another version
-    return Target(str(run.final.resolve()), run.path.resolve().name, base, int((config.get("task") or {}).get("seed", 0)))
+    return Target(str(run.final.resolve()), run.path.resolve().name, base, TaskSpec.model_validate(config.get("task") or {}))

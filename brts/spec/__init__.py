@@ -13,11 +13,9 @@ from brts.spec.evaluation import EvalSpec
 from brts.spec.experiment import (
     BUILTIN_MODELS,
     DEFAULT_BUILD_SEED,
-    HOLDOUT_SPLIT,
     MEMORY_ONLY_TRAIN_FIELDS,
     STORE_FOLDERS,
     ArmSpec,
-    DatasetSpec,
     ExperimentSpec,
     ModelsSpec,
     Name,
@@ -25,16 +23,16 @@ from brts.spec.experiment import (
     ResourcesSpec,
     RolloutSpec,
     RunConfig,
-    TaskSpec,
     TrainSpec,
     resolved_yaml,
 )
 from brts.spec.load import default_search_dirs, list_specs, load_spec
+from brts.spec.task import BOXED, HOLDOUT_SPLIT, AnswerFormat, DatasetSpec, TaskSpec
 from brts.spec.tracking import TrackingSpec
 from brts.spec.warnings import spec_warnings
 
 __all__ = [
-    "BUILTIN_MODELS", "DEFAULT_BUILD_SEED", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
+    "BOXED", "AnswerFormat", "BUILTIN_MODELS", "DEFAULT_BUILD_SEED", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
     "ModelsSpec", "Name", "PoolSpec", "STORE_FOLDERS", "ResourcesSpec", "RolloutSpec", "RunConfig", "SpecError", "TaskSpec",
     "TrackingSpec", "TrainSpec", "default_search_dirs", "list_specs", "load_spec", "resolved_yaml", "spec_warnings",
 ]

@@ -40,6 +40,7 @@ class TaskSource:
     name: str
     hub: HubDataset | None = None
     grader: str = "math_verify"
+    generated_by: tuple[str, str] | None = None  # (task, split): rows written from that brts task's generator
 
 
 SOURCES: dict[str, TaskSource] = {
@@ -51,9 +52,11 @@ SOURCES: dict[str, TaskSource] = {
     ),
     "brts_math500": TaskSource("math500", HubDataset("HuggingFaceH4/MATH-500", "test", "problem", "answer", "unique_id")),
     **{
-        f"{SYNTHETIC_PREFIX}{split}": TaskSource(f"synthetic_{split}", None, grader="integer")
+        f"{SYNTHETIC_PREFIX}{split}": TaskSource(f"synthetic_{split}", None, grader="integer",
+                                                 generated_by=("synthetic", split))
         for split in ("easy", "medium", "hard")
     },
+    "brts_sums": TaskSource("sums", None, grader="integer", generated_by=("sums", "sums")),
 }
 OUR_TASKS = tuple(SOURCES)
 DEFAULT_TASKS = tuple(name for name in OUR_TASKS if name.startswith(SYNTHETIC_PREFIX))
@@ -75,6 +78,13 @@ def is_ours(task: str) -> bool:
 def synthetic_split(task: str) -> str | None:
     """`easy` for `brts_synthetic_easy`; None for any other task."""
     return task.removeprefix(SYNTHETIC_PREFIX) if task.startswith(SYNTHETIC_PREFIX) else None
+
+
+def generated_task(task: str) -> tuple[str, str] | None:
+    """(the brts task, its split) whose generator writes an evaluation task's problems (`brts_synthetic_easy`:
+    synthetic, easy; `brts_sums`: sums, sums); None for a benchmark or an lm-eval task."""
+    source = SOURCES.get(task)
+    return source.generated_by if source is not None else None
 
 
 def display_name(task: str) -> str:

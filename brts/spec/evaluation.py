@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from brts.spec.catalog import DEFAULT_TASKS, OUR_TASKS, SOURCES, SYNTHETIC_PREFIX, is_ours, synthetic_split
+from brts.spec.catalog import DEFAULT_TASKS, OUR_TASKS, SOURCES, SYNTHETIC_PREFIX, generated_task, is_ours
 from brts.values import Int, Real, Seed
 
 LEGACY_SPLITS = ("easy", "medium", "hard")
@@ -82,8 +82,9 @@ class EvalSpec(BaseModel):
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """The synthetic splits among the tasks (what the training loop validates on)."""
-        return tuple(s for s in map(synthetic_split, self.tasks) if s is not None)
+        """The splits of generated tasks among the tasks (the synthetic splits, `sums`): what the training loop
+        validates on."""
+        return tuple(g[1] for g in map(generated_task, self.tasks) if g is not None)
 
     def training_view(self) -> dict[str, Any]:
         """The fields training reads (validation splits and sampling): the part of `eval` in a run's id."""
@@ -99,6 +100,6 @@ def missing_benchmark_file(spec: EvalSpec) -> str | None:
     if not folder.is_dir():
         return f"data folder {spec.data_dir!r} does not exist; give a folder of <task>.jsonl files or leave it unset"
     for task in spec.tasks:
-        if is_ours(task) and synthetic_split(task) is None and not (folder / f"{SOURCES[task].name}.jsonl").is_file():
+        if is_ours(task) and generated_task(task) is None and not (folder / f"{SOURCES[task].name}.jsonl").is_file():
             return f"{task} needs {SOURCES[task].name}.jsonl in {spec.data_dir!r}, which has no such file"
     return None

@@ -23,9 +23,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from brts.method.config import ARM_PRESETS, MethodConfig, arm_config, preset_conflicts
-from brts.spec.catalog import PACKAGED_PREFIX, PACKAGED_SETS, synthetic_split
+from brts.spec.catalog import generated_task
 from brts.spec.errors import arm_method_error, show
 from brts.spec.evaluation import EvalSpec
+from brts.spec.task import BOXED, HOLDOUT_SPLIT, TaskSpec
 from brts.spec.tracking import TrackingSpec
 from brts.values import Int, Real, Seed
 
@@ -61,63 +62,6 @@ Name = Annotated[str, AfterValidator(_check_name)]
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class DatasetSpec(_Spec):
-    """A set of problems: a JSONL file (one object a line), a Hugging Face dataset id, or `brts:<set>`, a copy
-    packaged with brts (aime24, aime25, amc23, math500). A bare string is `path`."""
-
-    path: str = Field(min_length=1)
-    split: str = Field("train", description="HF dataset split (ignored for JSONL)")
-    subset: str | None = Field(None, description="HF dataset config name")
-    problem_field: str = "problem"
-    answer_field: str = "answer"
-    id_field: str = Field("id", description="row id field; the row index where a row has none")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        return {"path": data} if isinstance(data, str) else data
-
-    @field_validator("path")
-    @classmethod
-    def _known_packaged_set(cls, path: str) -> str:
-        if path.startswith(PACKAGED_PREFIX) and path.removeprefix(PACKAGED_PREFIX) not in PACKAGED_SETS:
-            raise PydanticCustomError("packaged_set", "{got} is not a set packaged with brts; the packaged sets are "
-                                      "{known}", {"got": repr(path),
-                                                  "known": ", ".join(PACKAGED_PREFIX + n for n in PACKAGED_SETS)})
-        return path
-
-
-HOLDOUT_SPLIT = "heldout"
-
-
-class TaskSpec(_Spec):
-    """`synthetic` (the embedded default) or `math`: prompts from `train`, validation benchmarks from `eval_sets`
-    (the final evaluation reads `eval.tasks`)."""
-
-    name: Literal["synthetic", "math"] = "synthetic"
-    seed: Seed = 0
-    train: DatasetSpec | None = Field(None, description="math: training prompts")
-    eval_sets: dict[str, DatasetSpec] = Field(default_factory=dict,
-                                              description="math: split name -> problems training validates on")
-    validation_holdout: Int = Field(0, ge=0, description="math: hold this many training problems out (a seeded "
-                                                         "draw) as the validation split `heldout`")
-    prompt_suffix: str = Field("", description="math: appended to every problem, after one space")
-    chat_template: bool = Field(True, description="math: wrap the prompt in the tokenizer's chat template")
-
-    @model_validator(mode="after")
-    def _fields_fit_the_task(self) -> TaskSpec:
-        if self.name == "math" and self.train is None:
-            raise PydanticCustomError("task_train", "the math task needs training prompts: a JSONL path or an HF "
-                                      "dataset id", {"field": "train"})
-        if self.name == "synthetic" and (self.train is not None or self.eval_sets or self.validation_holdout):
-            raise PydanticCustomError("task_train", "train, eval_sets and validation_holdout are for the math task; "
-                                      "remove them or set task.name: math", {"field": "train"})
-        if self.validation_holdout and HOLDOUT_SPLIT in self.eval_sets:
-            raise PydanticCustomError("task_train", f"{HOLDOUT_SPLIT!r} is the split validation_holdout makes; "
-                                      "rename that eval_sets entry", {"field": f"eval_sets.{HOLDOUT_SPLIT}"})
-        return self
 
 
 class ModelsSpec(_Spec):
@@ -331,12 +275,19 @@ class ExperimentSpec(_Spec):
 
     @model_validator(mode="after")
     def _eval_tasks_fit_the_task(self) -> ExperimentSpec:
-        # The default eval.tasks are the synthetic splits: in a math spec that can only be a forgotten field.
-        synthetic = [t for t in self.eval.tasks if synthetic_split(t) is not None]
-        if self.task.name == "math" and synthetic:
+        # A generated task's evaluation split (the synthetic splits, brts_sums) evaluates that task only: in a
+        # spec of another task it can only be a forgotten field (the default eval.tasks are the synthetic splits).
+        foreign = {t: g[0] for t in self.eval.tasks if (g := generated_task(t)) is not None and g[0] != self.task.name}
+        if foreign and self.task.name == "math":
             raise PydanticCustomError(
                 "eval_task", "{got} evaluate the synthetic task, not the math task; list benchmarks, e.g. "
-                "tasks: [brts_aime24, brts_aime25, brts_amc23]", {"got": ", ".join(synthetic), "field": "eval.tasks"})
+                "tasks: [brts_aime24, brts_aime25, brts_amc23]", {"got": ", ".join(foreign), "field": "eval.tasks"})
+        if foreign:
+            owners = " and ".join(sorted(set(foreign.values())))
+            raise PydanticCustomError(
+                "eval_task", "{got} evaluate the {owners} task, not the {name} task; list the evaluation tasks of "
+                "task.name", {"got": ", ".join(foreign), "owners": owners, "name": self.task.name,
+                              "field": "eval.tasks"})
         return self
 
     @model_validator(mode="after")
@@ -385,6 +336,11 @@ class RunConfig(_Spec):
         data = self.model_dump(mode="json")
         for name in MEMORY_ONLY_TRAIN_FIELDS:
             data["train"].pop(name)
+        # Task fields at their defaults that a task does not read are left out: run ids from before they existed stay.
+        if self.task.answer_format == BOXED:
+            data["task"].pop("answer_format")
+        if self.task.name != "sums":
+            data["task"].pop("max_operand")
         if not data["rollout"]["teacher_server"]:  # absent unless set: run ids of local teachers stay as they were
             data["rollout"].pop("teacher_server")
         return data

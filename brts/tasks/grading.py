@@ -1,9 +1,11 @@
-"""Grading: the answer is the last `\\boxed{...}`; one grader serves every stage."""
+"""Grading: the answer is read in the task's answer format (the last `\\boxed{...}`, the last number, or a regex's
+capture group) and compared with the gold answer; one grader serves every stage."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from brts.errors import UserError
+from brts.spec.task import BOXED, AnswerFormat
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
@@ -43,6 +46,33 @@ def _find_all(text: str, needle: str) -> list[int]:
     return found
 
 
+# A number as lm-eval's flexible-extract reads one: an optional sign, digits with optional thousands commas and an
+# optional decimal part (a sentence's final period is not part of it).
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number in `text`, thousands commas removed; None if it has none."""
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def extract_regex(text: str, pattern: str) -> str | None:
+    """The capture group of the last match of `pattern` in `text` (stripped); None if it does not match."""
+    matches = list(re.finditer(pattern, text))
+    return matches[-1].group(1).strip() if matches and matches[-1].group(1) is not None else None
+
+
+def extract_answer(text: str, answer_format: AnswerFormat = BOXED) -> str | None:
+    """A response's final answer in `answer_format`; None when the response has none (a format error)."""
+    if answer_format.kind == "last_number":
+        return extract_last_number(text)
+    if answer_format.kind == "regex":
+        assert answer_format.pattern is not None  # AnswerFormat checks it
+        return extract_regex(text, answer_format.pattern)
+    return extract_boxed(text)
+
+
 @runtime_checkable
 class Grader(Protocol):
     """Decides whether a response's final answer equals the gold answer; `name` and `version` are recorded
@@ -50,22 +80,44 @@ class Grader(Protocol):
 
     name: str
     version: str
+    answer_format: AnswerFormat
 
     def grade(self, response: str, answer: str) -> bool: ...
 
+    def extract(self, response: str) -> str | None:
+        """The response's final answer in the grader's answer format; None when it has none."""
+        ...
+
+    def equivalent(self, extracted: str, answer: str) -> bool:
+        """Whether an extracted answer equals the gold answer."""
+        ...
+
+
+def _version(base: str, answer_format: AnswerFormat) -> str:
+    return base if answer_format == BOXED else f"{base}+{answer_format.label}"
+
 
 class IntegerGrader:
-    """Exact integer comparison of the boxed content (the synthetic task's grader)."""
+    """Exact integer comparison of the extracted answer (the synthetic and sums tasks' grader)."""
 
     name = "integer"
     version = "1"
+    answer_format = BOXED
+
+    def __init__(self, answer_format: AnswerFormat = BOXED) -> None:
+        self.answer_format = answer_format
+        self.version = _version("1", answer_format)
+
+    def extract(self, response: str) -> str | None:
+        return extract_answer(response, self.answer_format)
 
     def grade(self, response: str, answer: str) -> bool:
-        boxed = extract_boxed(response)
-        if boxed is None:
-            return False
+        extracted = self.extract(response)
+        return extracted is not None and self.equivalent(extracted, answer)
+
+    def equivalent(self, extracted: str, answer: str) -> bool:
         try:
-            return int(boxed.strip()) == int(answer.strip())
+            return int(extracted.strip()) == int(answer.strip())
         except ValueError:
             return False
 
@@ -86,18 +138,23 @@ class MathGrader:
 
     name = "math_verify"
 
-    def __init__(self, timeout_s: float = 5.0, storm_min: int = 10, storm_fraction: float = 0.2) -> None:
+    def __init__(self, timeout_s: float = 5.0, storm_min: int = 10, storm_fraction: float = 0.2,
+                 answer_format: AnswerFormat = BOXED) -> None:
         import importlib.metadata
 
-        self.version = importlib.metadata.version("math-verify")
+        self.answer_format = answer_format
+        self.version = _version(importlib.metadata.version("math-verify"), answer_format)
         self.timeout_s = timeout_s
         self.storm_min, self.storm_fraction = storm_min, storm_fraction
         self.timeouts = 0
         self.graded = 0
 
+    def extract(self, response: str) -> str | None:
+        return extract_answer(response, self.answer_format)
+
     def grade(self, response: str, answer: str) -> bool:
-        boxed = extract_boxed(response)
-        return False if boxed is None else self.equivalent(boxed, answer)
+        extracted = self.extract(response)
+        return False if extracted is None else self.equivalent(extracted, answer)
 
     def equivalent(self, extracted: str, answer: str) -> bool:
         """Whether an extracted answer equals the gold answer (a timeout counts as not equal)."""

@@ -111,7 +111,7 @@ class MathTask:
         if spec.train is None:
             raise TaskDataError("task.train: the math task needs training prompts")
         self.spec = spec
-        self.grader = MathGrader()
+        self.grader = MathGrader(answer_format=spec.answer_format)
         self.splits = (*spec.eval_sets, *((HOLDOUT_SPLIT,) if spec.validation_holdout else ()))
         self.chat_template = spec.chat_template
 

@@ -22,6 +22,7 @@ import itertools
 import random
 from functools import cache
 
+from brts.spec.task import BOXED, AnswerFormat
 from brts.tasks.base import Problem
 from brts.tasks.grading import IntegerGrader
 
@@ -197,12 +198,13 @@ class SyntheticTask:
     splits = tuple(SPLIT_OPS)
 
     def __init__(
-        self, seed: int = 0, train_size: int = 4000, eval_size: int = 200, validation_size: int = 100
+        self, seed: int = 0, train_size: int = 4000, eval_size: int = 200, validation_size: int = 100,
+        answer_format: AnswerFormat = BOXED,
     ) -> None:
         self.seed = seed
         self.train_size = train_size
         self.eval_size = eval_size
-        self.grader = IntegerGrader()
+        self.grader = IntegerGrader(answer_format)
         self._train: list[Problem] | None = None
         self.validation_size = validation_size
         self._held: dict[tuple[str, str], list[Problem]] = {}

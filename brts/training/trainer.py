@@ -34,7 +34,6 @@ from brts.rollout.teacher import DrawStats, TeacherSampler, model_identity, stre
 from brts.spec import RunConfig
 from brts.store import RunFolder, checkpoint
 from brts.tasks.base import Problem, Task, prompt_ids
-from brts.tasks.grading import extract_boxed
 from brts.training.distributed import Ranks
 from brts.training.logprobs import OutputHead, kept_logprobs, teacher_pass
 from brts.training.scoring import ResponseBatch, build_batch
@@ -270,7 +269,8 @@ class Trainer:
                 n=tc.validation_k, temperature=ec.temperature, top_p=ec.top_p,
                 max_new_tokens=ec.max_new_tokens, seed=stream_seed(self.cfg.seed, step, f"val/{split}"),
             )
-            acc, samples = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings, extract_boxed)
+            acc, samples = sample_accuracy(self.student_gen, self.encode, self.task, problems, settings,
+                                           self.task.grader.extract)
             out[f"val/{split}"] = 100 * acc  # percent, like every accuracy brts writes
             per_problem[split] = {p.id: sum(s.correct for s in samples if s.problem_id == p.id) / tc.validation_k
                                   for p in problems}

@@ -12,6 +12,7 @@ from brts.evaluation.evaluate import settings_digest
 from brts.evaluation.hooks import read_rows
 from brts.spec.catalog import PACKAGED_DIR, PACKAGED_SETS, SOURCES
 from brts.spec.evaluation import EvalSpec
+from brts.spec.task import TaskSpec
 
 MANIFEST = json.loads((PACKAGED_DIR / "manifest.json").read_text())
 
@@ -34,10 +35,10 @@ def test_the_package_is_the_default_source_and_the_hub_an_option(monkeypatch: py
     monkeypatch.delenv("BRTS_DATA_DIR", raising=False)
     spec = EvalSpec(tasks=("brts_aime24",))
     assert spec.data_source == "package" and benchmark_dir(spec) == PACKAGED_DIR
-    data = task_data("brts_aime24", spec, 0)
+    data = task_data("brts_aime24", spec, TaskSpec())
     assert data.source == "package:aime24" and data.rows is not None and len(data.rows) == 30
     hub = EvalSpec(tasks=("brts_aime24",), data_source="hub")
-    assert benchmark_dir(hub) is None and task_data("brts_aime24", hub, 0).source == "hf:Maxwell-Jia/AIME_2024"
+    assert benchmark_dir(hub) is None and task_data("brts_aime24", hub, TaskSpec()).source == "hf:Maxwell-Jia/AIME_2024"
     monkeypatch.setenv("BRTS_DATA_DIR", str(tmp_path))
     assert benchmark_dir(spec) == tmp_path  # a data folder, given, wins over the default
     with pytest.raises(ValueError, match="data_dir and data_source: hub name two sources"):

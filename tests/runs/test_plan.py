@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from brts.runs import plan as plan_module
 from brts.runs.plan import PlannedRun, plan, run_id
-from brts.spec import MEMORY_ONLY_TRAIN_FIELDS, ArmSpec, ExperimentSpec, RunConfig
+from brts.spec import MEMORY_ONLY_TRAIN_FIELDS, AnswerFormat, ArmSpec, ExperimentSpec, RunConfig, TaskSpec
 
 
 def make_spec(**fields: Any) -> ExperimentSpec:
@@ -73,9 +73,14 @@ def bumped(value: Any) -> Any:
         return 1
     if isinstance(value, dict):
         return {**value, "x": "y"}
+    if isinstance(value, list):
+        return [*value, "http://replica:8000"]
+    if isinstance(value, AnswerFormat):
+        return AnswerFormat(kind="last_number" if value.kind == "boxed" else "boxed")
     raise TypeError(value)
 
 
+SUMS_ONLY = ("max_operand",)  # read by the sums task only; other tasks' run ids leave it out
 EVAL_ONLY = {"problems", "k", "seed", "backend", "batch_size", "chat_template", "data_dir", "data_source", "final"}
 
 
@@ -90,6 +95,8 @@ def every_field_change(config: RunConfig) -> list[tuple[str, RunConfig]]:
         for field in type(part).model_fields:
             if section == "train" and field in MEMORY_ONLY_TRAIN_FIELDS:
                 continue
+            if section == "task" and field in SUMS_ONLY and config.task.name != "sums":
+                continue
             changed = part.model_copy(update={field: bumped(getattr(part, field))})
             changes.append((f"{section}.{field}", config.model_copy(update={section: changed})))
     return changes
@@ -103,6 +110,14 @@ def test_changing_any_field_changes_run_id() -> None:
     original = run_id(config)
     for where, changed in changes:
         assert run_id(changed) != original, where
+
+
+def test_the_sums_task_settings_change_the_run_id_of_sums_runs_only() -> None:
+    config = base_config()
+    sums = config.model_copy(update={"task": TaskSpec(name="sums")})
+    for field in SUMS_ONLY:
+        assert run_id(config.model_copy(update={"task": config.task.model_copy(update={field: 4})})) == run_id(config)
+        assert run_id(sums.model_copy(update={"task": sums.task.model_copy(update={field: 4})})) != run_id(sums)
 
 
 def test_memory_only_settings_leave_the_run_id_alone() -> None:
