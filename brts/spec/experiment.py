@@ -233,6 +233,14 @@ class RolloutSpec(_Spec):
     vllm_memory_fraction: Real = Field(0.3, gt=0, le=1, description="GPU memory share of each vLLM engine")
 
 
+class ProducerSpec(_Spec):
+    """A teacher producer ahead of the trainers (brts.runs.producer): one process per teacher draws the teacher
+    samples of the steps to come into the pool while the runs train. It changes no result."""
+
+    threads: Int = Field(1, ge=1, description="torch threads of each producer process (the cores it is given)")
+    lookahead_steps: Int = Field(4, ge=1, description="how many steps ahead of each run's trainer it draws")
+
+
 class PoolSpec(_Spec):
     """The shared teacher sample pool (brts.rollout.pool). It changes no result, so it is not in run ids."""
 
@@ -240,6 +248,16 @@ class PoolSpec(_Spec):
     path: str | None = Field(None, description="pool file; default <store>/.pool/teacher-samples.sqlite")
     max_gb: Real = Field(4.0, gt=0, description="size cap; the oldest samples are evicted past it")
     prefill: bool = Field(False, description="draw every teacher sample of the experiment before training")
+    producer: ProducerSpec | None = Field(None, description="a teacher producer ahead of the trainers, e.g. "
+                                          "{threads: 1, lookahead_steps: 4}; null: none")
+
+    @model_validator(mode="after")
+    def _producer_needs_the_pool(self) -> PoolSpec:
+        if self.producer is not None and not self.enabled:
+            raise PydanticCustomError(
+                "pool_producer", "a teacher producer draws into the pool; set pool.enabled: true, or producer: null",
+                {"field": "producer"})
+        return self
 
 
 class ArmSpec(_Spec):
