@@ -7,8 +7,8 @@ can draw the samples of steps s+1 .. s+L into the pool (`brts.runs.prefill.draw_
 trainer's sampler takes what is in the pool and draws only what is missing. Its results are identical with or without
 a producer, and whatever the producer managed to draw before the trainer got there.
 
-- Schedule (`ahead`, pure): per run, the steps after the one its trainer is on, up to `lookahead_steps` ahead of it
-  (from step 1 for a run that has not started), nearest first across runs; at most `batch_steps` steps per draw.
+- Schedule (`ahead`, pure): per run, the `lookahead_steps` steps after the one its trainer is on (steps 1 ..
+  `lookahead_steps` for a run that has not started), nearest first across runs; at most `batch_steps` per draw.
 - Backpressure: nothing more than `lookahead_steps` ahead of any trainer; with nothing to do it waits (polls).
 - Several runs of one experiment share one producer per teacher (runs that share models, task, rollout backend and
   compute dtype, `brts.runs.prefill.shared_key`): runs with the same seed ask for the same samples, drawn once.
@@ -46,13 +46,13 @@ def ahead(totals: Mapping[str, int], at: Mapping[str, At], produced: Mapping[str
     """The (run, step) pairs to draw next, nearest to their trainer first (then by run name), at most `limit`.
 
     `totals`: each run's steps; `at`: its trainer's last finished step (it is on the next one, which the producer
-    leaves to it), None when it has not started (then from step 1); `produced`: the last step drawn for it."""
+    leaves to it), None when it has not started (then steps 1 .. `lookahead`); `produced`: the last step drawn for
+    it. Backpressure: never a step more than `lookahead` past the one its trainer is on."""
     candidates: list[tuple[int, str, int]] = []
     for name, total in totals.items():
         done = at.get(name)
-        current = 1 if done is None else done + 1
-        first = max(produced.get(name, 0) + 1, current if done is None else current + 1)
-        for step in range(first, min(total, current + lookahead) + 1):
+        current = 0 if done is None else done + 1  # the step its trainer is on (0: none yet)
+        for step in range(max(produced.get(name, 0), current) + 1, min(total, current + lookahead) + 1):
             candidates.append((step - current, name, step))
     candidates.sort()
     return [(name, step) for _, name, step in candidates[:limit]]
@@ -173,7 +173,7 @@ def produce(runs: Sequence[PlannedRun], side: Any, progress: Progress, lookahead
         status.tokens += total.generated_tokens - before[1]
         status.found += total.pool_samples - before[2]
         status.seconds += timing.now() - started
-        status.ahead = max((step - ((at.get(name) or 0) + 1) for name, step in work), default=0)
+        status.ahead = max((step - (0 if at.get(name) is None else at[name] + 1) for name, step in work), default=0)
         report(status)
     status.done = True
     report(status)
@@ -181,16 +181,18 @@ def produce(runs: Sequence[PlannedRun], side: Any, progress: Progress, lookahead
 
 
 def producer_main(runs: Sequence[PlannedRun], pool: PoolSpec, pool_path: Path, progress: Progress, stop: Any,
-                  statuses: Any, threads: int, lookahead: int) -> None:
-    """A producer process: its threads, the pool, the teacher; produces until stopped, its parent gone or the runs
-    done. Interrupted (Ctrl-C reaches the whole process group), it exits quietly: nothing it wrote is partial."""
+                  statuses: Any, threads: int, lookahead: int, parent: int) -> None:
+    """A producer process: its threads, the pool, the teacher; produces until stopped, its parent (pid `parent`,
+    which may be gone before this process has started) gone or the runs done. Interrupted (Ctrl-C reaches the whole
+    process group), it exits quietly: nothing it wrote is partial."""
     import torch
 
     from brts.rollout.pool import open_pool
     from brts.runs.prefill import load_teacher_side
 
-    parent = os.getppid()
     statuses.cancel_join_thread()  # exiting never waits on a reader that may be gone
+    if os.getppid() != parent:
+        return
     try:
         torch.set_num_threads(threads)
         store = open_pool(pool, pool_path)
@@ -210,11 +212,17 @@ def producer_groups(runs: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
     """The runs that want a producer (teacher branch on, pool on with `pool.producer` set), one group per teacher."""
     from brts.runs.prefill import shared_key
 
-    groups: dict[tuple[Any, ...], list[PlannedRun]] = {}
+    groups: list[list[PlannedRun]] = []
     for p in runs:
-        if p.config.method.teacher_context and p.pool.enabled and p.pool.producer is not None:
-            groups.setdefault((shared_key(p.config), p.pool.path), []).append(p)
-    return list(groups.values())
+        if not (p.config.method.teacher_context and p.pool.enabled and p.pool.producer is not None):
+            continue
+        group = next((g for g in groups if (shared_key(g[0].config), g[0].pool.path) == (shared_key(p.config),
+                                                                                        p.pool.path)), None)
+        if group is None:
+            groups.append([p])
+        else:
+            group.append(p)
+    return groups
 
 
 @contextmanager
@@ -242,7 +250,7 @@ def producers(runs: Sequence[PlannedRun], store_root: Path, on_status: Callable[
         source = progress(group) if progress is not None else FolderProgress(Path(store_root), tuple(group))
         child = ctx.Process(target=producer_main, name="brts-teacher-producer", args=(
             group, spec, store.pool_file(spec), source, stop, statuses, spec.producer.threads,
-            spec.producer.lookahead_steps))
+            spec.producer.lookahead_steps, os.getpid()))
         child.start()
         children.append(child)
     relay_done = threading.Event()
@@ -298,7 +306,7 @@ def one_run_producer(planned: PlannedRun, pool_path: Path, spec: ProducerSpec) -
     pool = PoolSpec(path=str(pool_path), producer=spec)
     child = ctx.Process(target=producer_main, name="brts-teacher-producer", args=(
         [planned], pool, pool_path, SharedProgress(planned.run_id, at), stop, statuses, spec.threads,
-        spec.lookahead_steps))
+        spec.lookahead_steps, os.getpid()))
     child.start()
 
     def stopped() -> int:
