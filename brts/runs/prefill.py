@@ -162,16 +162,16 @@ def shared_key(cfg: RunConfig) -> tuple[Any, ...]:
     return cfg.models, cfg.task, cfg.rollout, cfg.train.compute_dtype
 
 
-def load_teacher_side(cfg: RunConfig, pool: SamplePool | None) -> TeacherSide:
+def load_teacher_side(cfg: RunConfig, pool: SamplePool | None, claims: bool = False) -> TeacherSide:
     """The teacher of `cfg` loaded as its trainer holds it (so its sample keys are the trainer's), its task and
-    sampler."""
+    sampler (`claims`: one that claims what it draws, as a producer's does; brts.rollout.claims)."""
     teacher, tokenizer = load_model(resolve_model(cfg.models.teacher, cfg.models))
     bf16 = cfg.train.compute_dtype == "bfloat16"
     if bf16:  # as the trainer holds it: the teacher's identity, and so its sample keys, include the dtype
         teacher.to(torch.bfloat16)
     task = make_task(cfg.task)
     generator = teacher_generator(cfg.rollout, teacher, tokenizer)
-    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool)
+    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool, claims=claims)
 
     def encode(text: str) -> list[int]:
         return prompt_ids(tokenizer, task, text)  # the trainer's prompts (a chat template where the task asks)

@@ -16,6 +16,8 @@ a producer, and whatever the producer managed to draw before the trainer got the
   done. Each pool write is one SQLite transaction of whole samples (`INSERT OR IGNORE`: a key written by the trainer
   and the producer at once is stored once, and both wrote the same sample), so a killed producer loses at most the
   samples it was drawing, which the trainer (or a later producer) draws again, identically.
+- Claims: what it draws it claims in the pool (brts.rollout.claims) until stored, so a trainer that reaches those
+  samples first waits for them instead of drawing them too; a killed producer's claims stop holding at once.
 - Progress: a `ProducerStatus` after each draw (steps drawn ahead, samples drawn and found), shown by the
   experiment's observer as one line.
 """
@@ -200,7 +202,7 @@ def producer_main(runs: Sequence[PlannedRun], pool: PoolSpec, pool_path: Path, p
             return
         try:
             branch = [p for p in runs if p.config.method.teacher_context]
-            side = load_teacher_side(branch[0].config, store)
+            side = load_teacher_side(branch[0].config, store, claims=True)
             produce(runs, side, progress, lookahead, stop, statuses.put, alive=lambda: os.getppid() == parent)
         finally:
             store.close()

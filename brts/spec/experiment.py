@@ -3,6 +3,8 @@ Reading a spec file into them is `brts.spec.load`; the files themselves (`extend
 `brts.spec.files`, shared with sweep specs.
 """
 
+# Over 400 lines: one typed model per section a user writes (task, models, train, resources, rollout, pool, arms),
+# read together: their cross-field checks name each other.
 from __future__ import annotations
 
 import re
