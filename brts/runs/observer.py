@@ -150,7 +150,7 @@ class ProgressObserver(RunObserver):
     def producer_progress(self, status: ProducerStatus) -> None:
         key = f"producer-{status.teacher}"
         if key not in self.shown.tasks:
-            self.shown.start(key, "teacher producer", None, stage=status.line(), keep=True)
+            self.shown.start(key, f"teacher producer {status.teacher}", None, stage=status.line(), keep=True)
         self.shown.update(key, status.steps, stage=status.line())
         if status.done:
             self.shown.finish(key)

@@ -8,7 +8,7 @@ trainer's sampler takes what is in the pool and draws only what is missing. Its 
 a producer, and whatever the producer managed to draw before the trainer got there.
 
 - Schedule (`ahead`, pure): per run, the `lookahead_steps` steps after the one its trainer is on (steps 1 ..
-  `lookahead_steps` for a run that has not started), nearest first across runs; at most `batch_steps` per draw.
+  `lookahead_steps` for a run that has not started), nearest first across runs, one step a draw by default (each lands in the pool as soon as it is drawn).
 - Backpressure: nothing more than `lookahead_steps` ahead of any trainer; with nothing to do it waits (polls).
 - Several runs of one experiment share one producer per teacher (runs that share models, task, rollout backend and
   compute dtype, `brts.runs.prefill.shared_key`): runs with the same seed ask for the same samples, drawn once.
@@ -75,9 +75,10 @@ class ProducerStatus:
     done: bool = False
 
     def line(self) -> str:
-        return (f"teacher producer ({self.runs} run{'s' * (self.runs != 1)}): {self.steps} step(s) drawn, up to "
-                f"{self.ahead} ahead; {self.samples} samples ({self.tokens} tokens) drawn in {self.seconds:.0f} s, "
-                f"{self.found} already in the pool")
+        """What it has done, for a progress line beside the runs' bars."""
+        return (f"{self.runs} run{'s' * (self.runs != 1)}, up to {self.ahead} step{'s' * (self.ahead != 1)} ahead; "
+                f"{self.samples} samples ({self.tokens} tokens) drawn in {self.seconds:.0f} s, {self.found} found "
+                "in the pool")
 
 
 class Progress(Protocol):
@@ -138,7 +139,7 @@ def last_logged_step(path: Path, tail: int = 1 << 16) -> At:
 
 
 def produce(runs: Sequence[PlannedRun], side: Any, progress: Progress, lookahead: int, stop: Any,
-            report: Callable[[ProducerStatus], None], *, batch_steps: int = 4, poll_s: float = POLL_S,
+            report: Callable[[ProducerStatus], None], *, batch_steps: int = 1, poll_s: float = POLL_S,
             alive: Callable[[], bool] = lambda: True) -> ProducerStatus:
     """Draw the samples of `runs`' coming steps through `side` (a `brts.runs.prefill.TeacherSide` over the pool)
     until every run is done, `stop` is set or `alive()` turns false; `report` sees the status after each draw."""

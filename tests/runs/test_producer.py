@@ -239,3 +239,22 @@ def test_a_trainer_killed_mid_run_resumes_to_the_results_of_an_uninterrupted_run
     assert strip(record.parent / "metrics.jsonl") == strip(twin / "metrics.jsonl")
     assert _weights(RunStore(killed_store), plan(load_spec(str(with_producer)))[0]) == \
         _weights(RunStore(clean_store), plan(load_spec(str(without)))[0]) != {}
+
+
+def test_the_producer_shows_as_one_line_beside_the_runs():
+    import io
+
+    from brts.progress import LinesReporter
+    from brts.runs.observer import ProgressObserver
+
+    out = io.StringIO()
+    with LinesReporter(out, heartbeat=False) as shown:
+        observer = ProgressObserver(shown)
+        observer.producer_progress(ProducerStatus("abc123", 2, steps=3, samples=48, tokens=2304, found=4, ahead=2,
+                                                  seconds=12.4))
+        observer.producer_progress(ProducerStatus("abc123", 2, steps=9, samples=144, tokens=6912, ahead=4,
+                                                  seconds=40.0, done=True))
+    lines = out.getvalue().splitlines()
+    assert "teacher producer abc123: 2 runs, up to 2 steps ahead; 48 samples (2304 tokens) drawn in 12 s, 4 found " \
+        "in the pool" in lines[0]
+    assert "144 samples (6912 tokens)" in lines[1] and "done" in lines[-1] and len(lines) == 3
