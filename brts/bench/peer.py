@@ -303,8 +303,8 @@ def render_peer(result: PeerResult) -> Any:
                   "off, fused AdamW (its default)", "", "")
     same = result.same_results("brts_producer", "brts_cold")
     if same is not None:
+        drawn = statistics.median(r.producer_tokens for r in result.of("brts_producer"))
         table.add_row("results", "producer vs pool cold", "identical" if same else "DIFFERENT", "", "", "",
-                      f"the producer drew {statistics.median(r.producer_tokens for r in result.of('brts_producer')):.0f}"
-                      " teacher tokens per run", "", "")
+                      f"the producer drew {drawn:.0f} teacher tokens per run", "", "")
     table.add_row("bench", "wall time", f"{result.wall_seconds:.0f} s", "", "", "", "", "", "")
     return table

@@ -33,6 +33,8 @@ def trl_steps(kind: str, setup: Any, texts: list[list[str]], answers: list[list[
     """In a child process: TRL's `kind` trainer (one of TRAINERS) over the given batches (one per step), each step from
     the initial student; puts per-step phase seconds, student tokens, the prompt ids it generated from, TRL's
     version and the peak memory."""
+    if kind not in TRAINERS:
+        raise ValueError(f"TRL trainer {kind!r}: expected one of {', '.join(TRAINERS)}")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import logging
     import warnings

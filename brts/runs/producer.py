@@ -8,7 +8,8 @@ trainer's sampler takes what is in the pool and draws only what is missing. Its 
 a producer, and whatever the producer managed to draw before the trainer got there.
 
 - Schedule (`ahead`, pure): per run, the `lookahead_steps` steps after the one its trainer is on (steps 1 ..
-  `lookahead_steps` for a run that has not started), nearest first across runs, one step a draw by default (each lands in the pool as soon as it is drawn).
+  `lookahead_steps` for a run that has not started), nearest first across runs, one step a draw by default (each
+  lands in the pool as soon as it is drawn).
 - Backpressure: nothing more than `lookahead_steps` ahead of any trainer; with nothing to do it waits (polls).
 - Several runs of one experiment share one producer per teacher (runs that share models, task, rollout backend and
   compute dtype, `brts.runs.prefill.shared_key`): runs with the same seed ask for the same samples, drawn once.

@@ -212,7 +212,8 @@ def test_a_trainer_killed_mid_run_resumes_to_the_results_of_an_uninterrupted_run
     proc = brts(with_producer, killed_store)
     deadline = time.time() + 240
     children: list[int] = []
-    while time.time() < deadline and not list(killed_store.glob("tiny/*/checkpoints/step_0000[1-3][0-9]/checkpoint.pt")):
+    past_step_ten = "tiny/*/checkpoints/step_0000[1-3][0-9]/checkpoint.pt"
+    while time.time() < deadline and not list(killed_store.glob(past_step_ten)):
         children = _children(proc.pid) or children
         time.sleep(0.05)
     assert children, "the producer process was not seen"
