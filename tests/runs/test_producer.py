@@ -187,6 +187,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_trainer_killed_mid_run_resumes_to_the_results_of_an_uninterrupted_run(tmp_path, tiny_models):
     """`brts exp run` with a producer, SIGKILLed past a checkpoint: its producer exits (its parent is gone), and
     the rerun (a new producer) finishes with the metrics of an uninterrupted run without a producer."""
