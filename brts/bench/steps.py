@@ -37,7 +37,7 @@ from typing import Any
 
 from brts.bench.generation import BATCHES, MODELS, generation_rates
 from brts.runs.observer import RunObserver
-from brts.spec import ArmSpec, ExperimentSpec, load_spec
+from brts.spec import ArmSpec, ExperimentSpec, ProducerSpec, load_spec
 from brts.store import RunStore
 
 PHASES = ("student_sample", "teacher_sample", "teacher_score", "select", "update")
@@ -56,6 +56,9 @@ class StepTiming:
     peak_rss_mib: float
     teacher_tokens_generated: int  # by this configuration's steps (0 when the pool is warm)
     student_tokens: float = 0.0  # sampled by the student per step (median over the timed steps)
+    wall: float = 0.0  # wall seconds per step (median over the timed steps)
+    producer_tokens: int = 0  # teacher tokens a producer process drew for these steps
+    results_digest: str = ""  # of every step's results: its metrics without times and pool counts
 
 
 @dataclass
@@ -140,50 +143,76 @@ def teacher_tokens(grid: ExperimentSpec, sweep: ExperimentSpec, store: RunStore,
 # --- 2. step times ---------------------------------------------------------------------------------------
 
 
-def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: int, out: Any) -> None:
+def _time_steps(spec: ExperimentSpec, arm: str, pool_path: str | None, steps: int, out: Any,
+                producer: ProducerSpec | None = None) -> None:
     """In a child process: steps 1..`steps`+1 of one arm, each from the same (initial) student, so every arm
-    times the same student samples; the median phase times of all but the first step (which warms up)."""
+    times the same student samples; the median phase times of all but the first step (which warms up), and their
+    median wall time. With `producer`, a teacher producer process (brts.runs.producer) draws into the pool ahead of
+    the steps while they run."""
     import torch
 
     from brts import timing
     from brts.rollout.pool import SamplePool
     from brts.runs.plan import plan
+    from brts.runs.producer import one_run_producer
     from brts.training.trainer import build_trainer
 
     planned = next(p for p in plan(spec) if p.arm == arm)
     torch.set_num_threads(planned.config.train.threads)
     # On CPU, CPU time: other processes on a shared machine do not inflate it (equal to wall time when idle).
     timing.use_cpu_time(not torch.cuda.is_available())
+    at, stop_producer = one_run_producer(planned, Path(pool_path), producer) if producer and pool_path else (None, None)
     pool = SamplePool(Path(pool_path)) if pool_path else None
-    records = []
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(planned.config, Path(run_dir), pool)
-        pair = trainer.models
-        initial = {k: v.clone() for k, v in pair.student.state_dict().items()}
-        for step in range(1, steps + 2):
-            pair.student.load_state_dict(initial)
-            trainer._sync_student()
-            records.append(trainer.step(step))
+    records, walls = [], []
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer = build_trainer(planned.config, Path(run_dir), pool)
+            pair = trainer.models
+            initial = {k: v.clone() for k, v in pair.student.state_dict().items()}
+            if at is not None:
+                at.value = 0  # on step 1: the producer leaves it to the trainer
+            for step in range(1, steps + 2):
+                pair.student.load_state_dict(initial)
+                trainer._sync_student()
+                begun = time.perf_counter()
+                records.append(trainer.step(step))
+                walls.append(time.perf_counter() - begun)
+                if at is not None:
+                    at.value = step
+    finally:
+        drawn = stop_producer() if stop_producer is not None else 0
     seconds = {k: statistics.median(r[f"time/{k}"] for r in records[1:]) for k in PHASES}
     rows = planned.config.train.prompts_per_step * planned.config.train.samples_per_prompt
     student_tokens = statistics.median(r["student/response_tokens"] * rows for r in records[1:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         peak = torch.cuda.max_memory_allocated() / 2**20
-    out.put((seconds, peak, int(records[-1]["teacher/tokens_generated"]), student_tokens))
+    out.put((seconds, peak, int(records[-1]["teacher/tokens_generated"]), student_tokens,
+             statistics.median(walls[1:]), drawn, results_digest(records)))
 
 
 def step_timing(spec: ExperimentSpec, arm: str, n: int | None, pool: str, pool_path: str | None,
-                steps: int) -> StepTiming:
+                steps: int, producer: ProducerSpec | None = None) -> StepTiming:
     """Time one configuration in a fresh (forked) process, so its peak memory is its own."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    child = ctx.Process(target=_time_steps, args=(spec, arm, pool_path, steps, out))
+    child = ctx.Process(target=_time_steps, args=(spec, arm, pool_path, steps, out, producer))
     child.start()
-    seconds, peak, generated, student_tokens = out.get()
+    seconds, peak, generated, student_tokens, wall, produced, digest = out.get()
     child.join()
     return StepTiming(arm, n, pool, {k: round(v, 4) for k, v in seconds.items()}, round(sum(seconds.values()), 4),
-                      round(peak, 1), generated, round(student_tokens, 1))
+                      round(peak, 1), generated, round(student_tokens, 1), round(wall, 4), produced, digest)
+
+
+COST_METRICS = ("teacher/tokens_generated", "teacher/tokens_from_pool")  # what the pool changes: not results
+
+
+def results_digest(records: Sequence[dict[str, Any]]) -> str:
+    """SHA-256 of the steps' metrics without their times and pool counts: equal exactly when the results are."""
+    import hashlib
+
+    kept = [{k: v for k, v in r.items() if not k.startswith("time/") and k not in COST_METRICS} for r in records]
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- 3. throughput ---------------------------------------------------------------------------------------

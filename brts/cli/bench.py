@@ -34,6 +34,9 @@ def bench(
     student: Annotated[Path | None, typer.Option(help="--peer: the student model folder (default: the teacher's "
                                                  "first 14 layers)")] = None,
     peer_reps: Annotated[int, typer.Option(min=1, help="--peer: alternated repetitions of every configuration")] = 3,
+    peer_configs: Annotated[str | None, typer.Option(help="--peer: only these configurations, comma-separated "
+                                                     "(trl, trl_gkd, opd_full, opd, brts_cold, brts_producer, "
+                                                     "brts_warm)")] = None,
 ) -> None:
     """Step times (opd, brts at N = 1, 2, 4, 8, pool cold and warm), teacher tokens of the default grid plus an
     N-sweep with and without the pool, and generation tokens/s per backend: one table. Teacher samples go to the
@@ -45,7 +48,7 @@ def bench(
     from brts.store import RunStore
 
     if peer is not None:
-        _peer(peer, teacher, student, steps or 6, peer_reps, json_out)
+        _peer(peer, teacher, student, steps or 6, peer_reps, json_out, peer_configs)
         return
     if teacher is not None or student is not None:
         fail("--teacher and --student choose the model pair of --peer; the other sections read models.* (--set)")
@@ -65,16 +68,24 @@ def bench(
         json_out.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
 
 
-def _peer(peer: str, teacher: Path | None, student: Path | None, steps: int, reps: int, json_out: Path | None) -> None:
+def _peer(peer: str, teacher: Path | None, student: Path | None, steps: int, reps: int, json_out: Path | None,
+          configs: str | None = None) -> None:
     """`brts bench --peer`: the peer comparison alone (brts.bench.peer)."""
     import dataclasses
 
     from brts.bench.generation import smollm2_pair
-    from brts.bench.peer import PEERS, PeerSetup, render_peer, run_peer
+    from brts.bench.peer import CONFIGS, PEERS, PeerSetup, render_peer, run_peer
     from brts.models.recipe import default_cache_root
 
     if peer not in PEERS:
         fail(f"--peer {peer!r}: the peers brts can run are {', '.join(PEERS)}")
+    known = [k for k, _ in CONFIGS]
+    chosen = None if configs is None else [c.strip() for c in configs.split(",") if c.strip()]
+    for config in chosen or ():
+        if config not in known:
+            fail(f"--peer-configs: {config!r} is not a configuration; choose from {', '.join(known)}")
+    if chosen is not None and not chosen:
+        fail(f"--peer-configs: name at least one of {', '.join(known)}")
     if (teacher is None) != (student is None):
         fail("--teacher and --student go together: give both model folders, or neither for the SmolLM2 pair")
     for name, folder in (("--teacher", teacher), ("--student", student)):
@@ -90,7 +101,7 @@ def _peer(peer: str, teacher: Path | None, student: Path | None, steps: int, rep
                 fail(f"{pair}; or give --teacher and --student model folders")
             teacher, student = pair
         result = run_peer(PeerSetup(teacher=teacher.resolve(), student=student.resolve()), steps=steps, reps=reps,
-                          say=say)
+                          say=say, configs=chosen)
     out.print(render_peer(result))
     if json_out is not None:
         json_out.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")

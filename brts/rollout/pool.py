@@ -13,6 +13,10 @@ Bounded: after each write, when the live pages exceed `max_bytes`, the oldest sa
 the pool is at 80% of the cap; SQLite reuses the freed pages, so the file stops growing near the cap.
 Eviction changes no result either, since an evicted sample is drawn again, identically, when next asked.
 
+Claimed: a process drawing samples for others (a teacher producer) claims their keys in the same file until it
+has stored them (`brts.rollout.claims`); a sampler that needs a claimed sample waits for it instead of drawing it
+a second time.
+
 Verified: each row carries a SHA-256 of its key and content (tokens, text, finish reason, grade), checked on
 every read. A row that fails it (edited, flipped bits, or stored before rows carried one) is never used: it is
 deleted and the sample drawn again, identically. A file that is not a readable SQLite database is moved aside
@@ -27,7 +31,7 @@ import json
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +39,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from brts.errors import warn
+from brts.rollout import claims
 from brts.rollout.base import Completion
+from brts.rollout.claims import CLAIMS_SCHEMA
 from brts.rollout.pool_file import PoolDamaged, connect_read_only, is_busy, is_damage, move_aside
 from brts.spec import PoolSpec
 
@@ -133,6 +139,7 @@ def _set_up(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute(_SCHEMA)
+        db.execute(CLAIMS_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
         if "digest" not in columns:  # a pool from before rows carried digests: its rows fail the check
             db.execute("ALTER TABLE samples ADD COLUMN digest TEXT")
@@ -279,6 +286,33 @@ class SamplePool:
             self._broken(exc)
             return 0
         return added
+
+    def claim(self, keys: Sequence[SampleKey], ttl_s: float = 600.0) -> None:
+        """Say that this process is drawing `keys` (brts.rollout.claims); `release` when they are stored."""
+        self._claims(lambda: claims.claim(self._db, [k.digest for k in keys], ttl_s))
+
+    def release(self, keys: Sequence[SampleKey]) -> None:
+        self._claims(lambda: claims.release(self._db, [k.digest for k in keys]))
+
+    def held(self, keys: Sequence[SampleKey]) -> list[SampleKey]:
+        """Those of `keys` another live process is drawing now."""
+        if self.damaged is not None or not keys:
+            return []
+        try:
+            taken = claims.held(self._db, [k.digest for k in keys])
+        except sqlite3.DatabaseError as exc:
+            self._broken(exc)
+            return []
+        return [k for k in keys if k.digest in taken]
+
+    def _claims(self, change: Callable[[], None]) -> None:
+        if self.damaged is not None:
+            return
+        try:
+            with self._write():
+                change()
+        except sqlite3.DatabaseError as exc:
+            self._broken(exc)
 
     def _live_bytes(self) -> int:
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]

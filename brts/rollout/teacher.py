@@ -17,6 +17,7 @@ The stream is `seed<training seed>/epoch<e>`, where `e` counts passes over the t
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from brts.rollout.pool import PooledSample, SampleKey, SamplePool, prompt_sha
 from brts.tasks.grading import Grader
 
 Tier = str  # "tier1" or "tier2"
+CLAIM_POLL_S = 0.05  # how often a sampler waiting for another process's samples looks for them
 _FULL_HASH_ELEMENTS = 1 << 22  # tensors up to this size are hashed whole, larger ones by a strided sample
 
 
@@ -88,13 +90,18 @@ class DrawStats:
 
 @dataclass
 class TeacherSampler:
-    """Draws keyed teacher samples through `generator`, reading and filling `pool` when it is given."""
+    """Draws keyed teacher samples through `generator`, reading and filling `pool` when it is given.
+
+    With a pool, a sample that another live process has claimed (a teacher producer drawing it now,
+    brts.rollout.claims) is waited for rather than drawn a second time; `claims` makes this sampler claim what it
+    draws (a producer's)."""
 
     generator: KeyedGenerator
     teacher_id: str
     grader: Grader
     pool: SamplePool | None = None
     total: DrawStats = field(default_factory=DrawStats)
+    claims: bool = False
 
     @property
     def grader_id(self) -> str:
@@ -117,13 +124,22 @@ class TeacherSampler:
         answer_of = {k: (r.prompt, r.answer) for r, keys in zip(requests, keyed, strict=True) for k in keys}
         found = self.pool.get_many(list(answer_of)) if self.pool is not None else {}
         missing = [k for k in answer_of if k not in found]
-        drawn = self.generator.sample([Request(answer_of[k][0], k.seed) for k in missing], settings)
-        fresh = {
-            k: PooledSample(c, self.grader_id, self.grader.grade(c.text, answer_of[k][1]))
-            for k, c in zip(missing, drawn, strict=True)
-        }
-        if self.pool is not None:
-            self.pool.put_many(list(fresh.items()))
+        if self.pool is not None and missing and not self.claims:
+            found.update(self._wait_for_claimed(self.pool, missing))
+            missing = [k for k in answer_of if k not in found]
+        if self.pool is not None and self.claims and missing:
+            self.pool.claim(missing)
+        try:
+            drawn = self.generator.sample([Request(answer_of[k][0], k.seed) for k in missing], settings)
+            fresh = {
+                k: PooledSample(c, self.grader_id, self.grader.grade(c.text, answer_of[k][1]))
+                for k, c in zip(missing, drawn, strict=True)
+            }
+            if self.pool is not None:
+                self.pool.put_many(list(fresh.items()))
+        finally:
+            if self.pool is not None and self.claims and missing:
+                self.pool.release(missing)
         samples = {**found, **fresh}
         stats = DrawStats(
             generated_samples=len(fresh), generated_tokens=sum(len(s.completion.token_ids) for s in fresh.values()),
@@ -133,6 +149,19 @@ class TeacherSampler:
         stats.seconds = timing.now() - started
         self.total.add(stats)
         return out, stats
+
+    @staticmethod
+    def _wait_for_claimed(pool: SamplePool, missing: Sequence[SampleKey]) -> dict[SampleKey, PooledSample]:
+        """The samples among `missing` that other processes are drawing now, once they are stored or their claims
+        stop holding (a claimer stores its samples before it releases them, so a last read finds them)."""
+        waiting, got = pool.held(missing), {}
+        asked = list(waiting)
+        while waiting:
+            time.sleep(CLAIM_POLL_S)
+            got.update(pool.get_many(waiting))
+            waiting = pool.held([k for k in waiting if k not in got])
+        got.update(pool.get_many([k for k in asked if k not in got]))
+        return got
 
     def _graded(self, sample: PooledSample, answer: str) -> TeacherDraw:
         if sample.grader == self.grader_id and sample.grade is not None:

@@ -21,6 +21,7 @@ from brts.runs.executor import execute, skipped
 from brts.runs.observer import RAN_ELSEWHERE, RUNNING_ELSEWHERE, Outcome, RunObserver
 from brts.runs.plan import Kind, PlannedRun, plan
 from brts.runs.prefill import RunDemand, TokenTotals, plan_demand, totals
+from brts.runs.producer import producers
 from brts.runs.reference import evaluate_references
 from brts.spec import ExperimentSpec
 from brts.store import RunStore
@@ -136,7 +137,8 @@ def run_experiment(
     submitit_cluster: str = "slurm",
     wait: bool = True,
 ) -> ExperimentResult:
-    """Plan `spec`, pre-fill the pool (when `pool.prefill`), execute every run that is not finished (resuming
+    """Plan `spec`, pre-fill the pool (when `pool.prefill`) or start a teacher producer per teacher (when
+    `pool.producer`) for the time the runs train, execute every run that is not finished (resuming
     interrupted ones; failed ones only with `retry_failed`) and evaluate the reference models.
 
     `workers`: parallel runs (default: the spec's). `executor`: local, slurm or ray (brts.runs.executor).
@@ -156,8 +158,10 @@ def run_experiment(
     todo = [p for p in pending(result.planned, store, retry_failed) if not store.run(p).trained]
     if spec.pool.enabled and spec.pool.prefill and todo:
         result.prefilled = totals(fill_pool(todo, store, observer))
-    result.outcomes = execute(result.planned, store, workers=workers or spec.workers, retry_failed=retry_failed,
-                              observer=observer, executor=executor, submitit_cluster=submitit_cluster, wait=wait)
+    # A producer draws ahead of the trainers only where nothing was pre-filled (brts.runs.producer).
+    with producers([] if result.prefilled else todo, store.root, observer.producer_progress):
+        result.outcomes = execute(result.planned, store, workers=workers or spec.workers, retry_failed=retry_failed,
+                                  observer=observer, executor=executor, submitit_cluster=submitit_cluster, wait=wait)
     if references and spec.eval.final:
         observer.references_started()
         try:

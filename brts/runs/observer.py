@@ -7,7 +7,8 @@ number of `step` and one `run_finished`, `runs_finished`, then `references_start
 reference models are evaluated, and `references_finished`. Every call happens in the caller's process: `step`
 directly when runs execute one at a time (where raising `brts.runs.run.RunStopped` from it stops that run on
 purpose), relayed from local worker processes otherwise, and not at all for cluster jobs (each job's own log
-shows its progress).
+shows its progress). `producer_progress` comes from a relay thread while runs execute with a teacher producer
+(`pool.producer`, brts.runs.producer), at most every few seconds and once when it stops.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from brts.progress import Reporter
 from brts.runs.plan import PlannedRun
+from brts.runs.producer import ProducerStatus
 
 # A run another process executed while this one waited for it; one that process still holds (not waited for).
 RAN_ELSEWHERE, RUNNING_ELSEWHERE = "ran-elsewhere", "running-elsewhere"
@@ -43,6 +45,9 @@ class RunObserver:
 
     def prefill_finished(self) -> None:
         """Every teacher sample of the pre-fill is drawn (or the pre-fill was interrupted)."""
+
+    def producer_progress(self, status: ProducerStatus) -> None:
+        """What a teacher producer has drawn ahead of the trainers so far (`status.done` when it stopped)."""
 
     def runs_started(self, todo: Sequence[PlannedRun], cached: Sequence[Outcome]) -> None:
         """Execution begins: the runs to execute, and those left alone (finished, or failed without retry)."""
@@ -80,6 +85,10 @@ class Observers(RunObserver):
     def prefill_progress(self, done: int, total: int | None) -> None:
         for o in self.observers:
             o.prefill_progress(done, total)
+
+    def producer_progress(self, status: ProducerStatus) -> None:
+        for o in self.observers:
+            o.producer_progress(status)
 
     def prefill_finished(self) -> None:
         for o in self.observers:
@@ -137,6 +146,14 @@ class ProgressObserver(RunObserver):
         if self._prefilling:
             self._prefilling = False
             self.shown.finish("prefill")
+
+    def producer_progress(self, status: ProducerStatus) -> None:
+        key = f"producer-{status.teacher}"
+        if key not in self.shown.tasks:
+            self.shown.start(key, f"teacher producer {status.teacher}", None, stage=status.line(), keep=True)
+        self.shown.update(key, status.steps, stage=status.line())
+        if status.done:
+            self.shown.finish(key)
 
     def runs_started(self, todo: Sequence[PlannedRun], cached: Sequence[Outcome]) -> None:
         self.shown.start("runs", f"runs ({len(cached)} cached)", len(todo) + len(cached), unit="runs",

@@ -12,6 +12,7 @@ without, each run draws every sample it uses; with, each distinct sample is draw
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,39 @@ def _draw_grouped(
     return out
 
 
+def draw_steps(
+    items: Sequence[tuple[RunDemand, int]], sampler: TeacherSampler, task: Task, encode: Encode,
+    problems: Sequence[Problem] | None = None,
+) -> None:
+    """Draw every teacher sample of the given (run, step) pairs, as the branch asks for them, into the sampler's
+    pool (a sample already there is only read), adding each use to its run's demand. Tier 1 for every pair in
+    one draw per sampling settings; then each pair's Tier-2 retries, which follow from its own Tier-1 grades."""
+    pool = list(problems) if problems is not None else task.train_problems()
+    tier1: list[tuple[RunDemand, SamplingSettings, list[Problem], list[DrawRequest]]] = []
+    for d, step in items:
+        cfg, tc = d.planned.config, d.planned.config.train
+        chosen = step_problems(pool, cfg.seed, step, tc.prompts_per_step)
+        stream = stream_name(cfg.seed, step_epoch(len(pool), step, tc.prompts_per_step)[0])
+        requests = tier1_requests(chosen, [encode(task.prompt(p)) for p in chosen], cfg.method, stream)
+        tier1.append((d, teacher_settings(cfg.method, tc.max_new_tokens), chosen, requests))
+    flat = [(s, r) for _, s, _, requests in tier1 for r in requests]
+    drawn = iter(_draw_grouped(sampler, flat))
+    tier2: list[tuple[RunDemand, SamplingSettings, DrawRequest]] = []
+    for d, settings, chosen, requests in tier1:
+        rows = [next(drawn) for _ in requests]
+        for row in rows:
+            d.keys += [k for k, _, _ in row]
+            d.tokens += [n for _, n, _ in row]
+        retry = retry_prompts([[c for _, _, c in row] for row in rows], d.planned.config.method)
+        retried = [chosen[i] for i in retry]
+        for r in tier2_requests(retried, task, encode, d.planned.config.method, requests[0].stream):
+            tier2.append((d, settings, r))
+    hinted = _draw_grouped(sampler, [(s, r) for _, s, r in tier2])
+    for (d, _, _), row in zip(tier2, hinted, strict=True):
+        d.keys += [k for k, _, _ in row]
+        d.tokens += [n for _, n, _ in row]
+
+
 def teacher_demand(
     runs: Sequence[PlannedRun],
     sampler: TeacherSampler,
@@ -101,37 +135,48 @@ def teacher_demand(
     total = max((d.planned.config.train.steps for d in branch), default=0)
     for start in range(1, total + 1, chunk_steps):
         steps = range(start, min(start + chunk_steps, total + 1))
-        # Tier 1 first, for every (run, step); each run's retries follow from its own N samples' grades.
-        tier1: list[tuple[RunDemand, SamplingSettings, list[Problem], list[DrawRequest]]] = []
-        for d in branch:
-            cfg, tc = d.planned.config, d.planned.config.train
-            for step in steps:
-                if step > tc.steps:
-                    continue
-                problems = step_problems(pool, cfg.seed, step, tc.prompts_per_step)
-                stream = stream_name(cfg.seed, step_epoch(len(pool), step, tc.prompts_per_step)[0])
-                requests = tier1_requests(problems, [encode(task.prompt(p)) for p in problems], cfg.method, stream)
-                tier1.append((d, teacher_settings(cfg.method, tc.max_new_tokens), problems, requests))
-        flat = [(s, r) for _, s, _, requests in tier1 for r in requests]
-        drawn = iter(_draw_grouped(sampler, flat))
-        tier2: list[tuple[RunDemand, SamplingSettings, DrawRequest]] = []
-        for d, settings, problems, requests in tier1:
-            rows = [next(drawn) for _ in requests]
-            for row in rows:
-                d.keys += [k for k, _, _ in row]
-                d.tokens += [n for _, n, _ in row]
-            retry = retry_prompts([[c for _, _, c in row] for row in rows], d.planned.config.method)
-            retried = [problems[i] for i in retry]
-            for r in tier2_requests(retried, task, encode, d.planned.config.method, requests[0].stream):
-                tier2.append((d, settings, r))
-        hinted = _draw_grouped(sampler, [(s, r) for _, s, r in tier2])
-        for (d, _, _), row in zip(tier2, hinted, strict=True):
-            d.keys += [k for k, _, _ in row]
-            d.tokens += [n for _, n, _ in row]
+        draw_steps([(d, step) for d in branch for step in steps if step <= d.planned.config.train.steps],
+                   sampler, task, encode, pool)
         if progress is not None:
             progress(steps.stop - 1, total)
     return demands
 
+
+@dataclass
+class TeacherSide:
+    """What drawing a group's teacher samples needs, loaded once: the sampler (over the pool), the task, the
+    trainer's prompt encoding and its autocast."""
+
+    sampler: TeacherSampler
+    task: Task
+    encode: Encode
+    bf16: bool
+    device_type: str
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return torch.autocast(self.device_type, torch.bfloat16, enabled=self.bf16)
+
+
+def shared_key(cfg: RunConfig) -> tuple[Any, ...]:
+    """What runs must share to draw their teacher samples together: models, task, rollout backend, compute dtype."""
+    return cfg.models, cfg.task, cfg.rollout, cfg.train.compute_dtype
+
+
+def load_teacher_side(cfg: RunConfig, pool: SamplePool | None, claims: bool = False) -> TeacherSide:
+    """The teacher of `cfg` loaded as its trainer holds it (so its sample keys are the trainer's), its task and
+    sampler (`claims`: one that claims what it draws, as a producer's does; brts.rollout.claims)."""
+    teacher, tokenizer = load_model(resolve_model(cfg.models.teacher, cfg.models))
+    bf16 = cfg.train.compute_dtype == "bfloat16"
+    if bf16:  # as the trainer holds it: the teacher's identity, and so its sample keys, include the dtype
+        teacher.to(torch.bfloat16)
+    task = make_task(cfg.task)
+    generator = teacher_generator(cfg.rollout, teacher, tokenizer)
+    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool, claims=claims)
+
+    def encode(text: str) -> list[int]:
+        return prompt_ids(tokenizer, task, text)  # the trainer's prompts (a chat template where the task asks)
+
+    return TeacherSide(sampler, task, encode, bf16, teacher.device.type)
 
 
 def plan_demand(
@@ -141,23 +186,8 @@ def plan_demand(
     branch = [p for p in runs if p.config.method.teacher_context]
     if not branch:
         return [RunDemand(p) for p in runs]
-    first = branch[0].config
-
-    def shared(cfg: RunConfig) -> tuple[Any, ...]:
-        return cfg.models, cfg.task, cfg.rollout, cfg.train.compute_dtype
-
-    if any(shared(p.config) != shared(first) for p in branch):
+    if any(shared_key(p.config) != shared_key(branch[0].config) for p in branch):
         raise ValueError("runs of one demand must share their models, task, rollout backend and compute dtype")
-    teacher, tokenizer = load_model(resolve_model(first.models.teacher, first.models))
-    bf16 = first.train.compute_dtype == "bfloat16"
-    if bf16:  # as the trainer holds it: the teacher's identity, and so its sample keys, include the dtype
-        teacher.to(torch.bfloat16)
-    task = make_task(first.task)
-    generator = teacher_generator(first.rollout, teacher, tokenizer)
-    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool)
-
-    def encode(text: str) -> list[int]:
-        return prompt_ids(tokenizer, task, text)  # the trainer's prompts (a chat template where the task asks)
-
-    with torch.autocast(teacher.device.type, torch.bfloat16, enabled=bf16):  # the trainer's autocast
-        return teacher_demand(runs, sampler, task, encode, progress=progress)
+    side = load_teacher_side(branch[0].config, pool)
+    with side.autocast():  # the trainer's autocast
+        return teacher_demand(runs, side.sampler, side.task, side.encode, progress=progress)

@@ -20,6 +20,7 @@ from brts.spec.experiment import (
     ModelsSpec,
     Name,
     PoolSpec,
+    ProducerSpec,
     ResourcesSpec,
     RolloutSpec,
     RunConfig,
@@ -33,6 +34,6 @@ from brts.spec.warnings import spec_warnings
 
 __all__ = [
     "BOXED", "AnswerFormat", "BUILTIN_MODELS", "DEFAULT_BUILD_SEED", "HOLDOUT_SPLIT", "MEMORY_ONLY_TRAIN_FIELDS", "ArmSpec", "DatasetSpec", "EvalSpec", "ExperimentSpec",
-    "ModelsSpec", "Name", "PoolSpec", "STORE_FOLDERS", "ResourcesSpec", "RolloutSpec", "RunConfig", "SpecError", "TaskSpec",
+    "ModelsSpec", "Name", "PoolSpec", "ProducerSpec", "STORE_FOLDERS", "ResourcesSpec", "RolloutSpec", "RunConfig", "SpecError", "TaskSpec",
     "TrackingSpec", "TrainSpec", "default_search_dirs", "list_specs", "load_spec", "resolved_yaml", "spec_warnings",
 ]

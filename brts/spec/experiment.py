@@ -3,6 +3,8 @@ Reading a spec file into them is `brts.spec.load`; the files themselves (`extend
 `brts.spec.files`, shared with sweep specs.
 """
 
+# Over 400 lines: one typed model per section a user writes (task, models, train, resources, rollout, pool, arms),
+# read together: their cross-field checks name each other.
 from __future__ import annotations
 
 import re
@@ -185,6 +187,14 @@ class RolloutSpec(_Spec):
                     "instead of `backend`; the teacher is still loaded here for its scoring forward")
 
 
+class ProducerSpec(_Spec):
+    """A teacher producer ahead of the trainers (brts.runs.producer): one process per teacher draws the teacher
+    samples of the steps to come into the pool while the runs train. It changes no result."""
+
+    threads: Int = Field(1, ge=1, description="torch threads of each producer process (the cores it is given)")
+    lookahead_steps: Int = Field(4, ge=1, description="how many steps ahead of each run's trainer it draws")
+
+
 class PoolSpec(_Spec):
     """The shared teacher sample pool (brts.rollout.pool). It changes no result, so it is not in run ids."""
 
@@ -192,6 +202,16 @@ class PoolSpec(_Spec):
     path: str | None = Field(None, description="pool file; default <store>/.pool/teacher-samples.sqlite")
     max_gb: Real = Field(4.0, gt=0, description="size cap; the oldest samples are evicted past it")
     prefill: bool = Field(False, description="draw every teacher sample of the experiment before training")
+    producer: ProducerSpec | None = Field(None, description="a teacher producer ahead of the trainers, e.g. "
+                                          "{threads: 1, lookahead_steps: 4}; null: none")
+
+    @model_validator(mode="after")
+    def _producer_needs_the_pool(self) -> PoolSpec:
+        if self.producer is not None and not self.enabled:
+            raise PydanticCustomError(
+                "pool_producer", "a teacher producer draws into the pool; set pool.enabled: true, or producer: null",
+                {"field": "producer"})
+        return self
 
 
 class ArmSpec(_Spec):

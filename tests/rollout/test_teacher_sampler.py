@@ -86,3 +86,60 @@ def test_model_identity_names_the_weights(tiny_models, teacher):
     with torch.no_grad():
         next(again.parameters()).view(-1)[0] += 1e-3
     assert model_identity(again, tok) != model_identity(model, tok)
+
+
+def test_a_sample_another_process_is_drawing_is_waited_for_not_drawn_again(tmp_path, teacher):
+    """A producer's claim: the trainer's sampler waits until the claimed samples are stored and draws none of them;
+    a claim whose process is gone holds nothing, and the sampler draws the samples itself, the same ones."""
+    import multiprocessing as mp
+    import threading
+    import time
+
+    from brts.rollout import claims
+
+    _, tok = teacher
+    expected, _ = _sampler(teacher).draw(_requests(tok, 2), SETTINGS)  # no pool
+    path = tmp_path / "pool.sqlite"
+    keys = [_sampler(teacher).key(r.prompt, r.tier, j, SETTINGS, r.stream) for r in _requests(tok, 2) for j in range(2)]
+    other = mp.get_context("fork").Process(target=time.sleep, args=(60,))
+    other.start()
+    try:
+        db = SamplePool(path)._db
+        with db:
+            claims.claim(db, [k.digest for k in keys], 60)
+            db.execute("UPDATE claims SET pid = ?", (other.pid,))  # claimed by a live process other than this one
+        trainer = _sampler(teacher, SamplePool(path))
+        assert trainer.pool.held(keys) == keys
+        def claimer() -> None:  # stores them half a second later (a connection of its own: one per thread)
+            sampler = _sampler(teacher, SamplePool(path))
+            sampler.claims = True  # a producer's sampler: it never waits on claims
+            sampler.draw(_requests(tok, 2), SETTINGS)
+
+        timer = threading.Timer(0.5, claimer)
+        started = time.monotonic()
+        timer.start()
+        got, stats = trainer.draw(_requests(tok, 2), SETTINGS)
+        timer.join()
+        assert time.monotonic() - started >= 0.5  # it waited for the claimed samples
+        assert got == expected and (stats.generated_samples, stats.pool_samples) == (0, 6)
+    finally:
+        other.kill()
+        other.join()
+    # The claim's process is gone: it holds nothing, and a new sampler draws what is missing at once.
+    assert SamplePool(path).held(keys) == []
+    fresh = tmp_path / "fresh.sqlite"
+    db = SamplePool(fresh)._db
+    with db:
+        claims.claim(db, [k.digest for k in keys], 60)
+        db.execute("UPDATE claims SET pid = ?", (other.pid,))
+    got, stats = _sampler(teacher, SamplePool(fresh)).draw(_requests(tok, 2), SETTINGS)
+    assert got == expected and stats.generated_samples == 6
+
+
+def test_a_claiming_sampler_releases_its_claims_once_stored(tmp_path, teacher):
+    _, tok = teacher
+    sampler = _sampler(teacher, SamplePool(tmp_path / "pool.sqlite"))
+    sampler.claims = True
+    sampler.draw(_requests(tok, 2), SETTINGS)
+    rows = sampler.pool._db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+    assert rows == 0 and sampler.pool.stats().samples == 6
