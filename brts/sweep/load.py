@@ -187,7 +187,7 @@ def _check_values(sweep: Sweep, param: Param, where: Any) -> None:
 
 
 def _check_objectives(sweep: Sweep, where: Any) -> None:
-    from brts.training.trainer import (
+    from brts.training.step_records import (
         metric_names,  # torch: only where a spec is resolved, not in every worker import
     )
 

@@ -14,6 +14,7 @@ from brts.runs.run import execute_run
 from brts.spec import load_spec
 from brts.tasks.registry import make_task
 from brts.training import trainer as train_mod
+from brts.training.step_records import metric_names
 from brts.training.trainer import Trainer
 
 SECTION_6 = [
@@ -42,7 +43,7 @@ def test_every_arm_logs_every_metric(tmp_path, tiny_spec_file, arm):
         assert key in steps[-1], key
     assert log[0]["step"] == 0 and "val/hard" in log[0]
     recorded = {k for m in log for k in m} - {"step"}
-    assert recorded == set(train_mod.metric_names(planned.config))
+    assert recorded == set(metric_names(planned.config))
     validation = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
     assert [v["step"] for v in validation] == [0, 2]
     hard = validation[-1]["problems"]["hard"]
