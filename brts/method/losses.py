@@ -26,7 +26,8 @@ def token_mean(per_token: Tensor, mask: Tensor) -> Tensor:
 def topk_mask(logp: Tensor, k: int) -> Tensor:
     """Boolean mask `[..., V]` of the `k` largest entries of `logp` on the last axis (all if k >= V), leaving
     out entries at −inf (tokens of probability 0, or columns a restricted support leaves out)."""
-    k = min(k, logp.shape[-1])
+    if k >= logp.shape[-1]:
+        return logp > float("-inf")  # every entry: no sort of the whole axis
     indices = logp.topk(k, dim=-1).indices
     return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, indices, True) & (logp > float("-inf"))
 

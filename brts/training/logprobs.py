@@ -5,7 +5,8 @@ A scoring forward never holds the `[rows, R, V]` log-probs of a batch. The model
 positions left out, each distinct prompt computed once for all its rows); the output layer then runs over `chunk` positions at a time, and of each chunk's
 `[chunk, V]` log-probs only what the losses, alignment scores and metrics read is kept (`brts.method.support`):
 per position the student's and the teacher's top-K and the response token, with both models' log-probs
-there, and the student's entropy. The student's part is an autograd function whose backward recomputes one
+there, and the student's entropy. When K covers the vocabulary the kept columns are the vocabulary itself, in id
+order (no top-K sort, no deduplication). The student's part is an autograd function whose backward recomputes one
 chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way.
 On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`positions_per_chunk`).
 
@@ -15,7 +16,7 @@ Results equal those of the full-vocabulary computation to float rounding (tests/
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import DynamicCache, PreTrainedModel
 
+from brts.method.alignment import kth_largest
 from brts.method.losses import entropy
 from brts.method.support import first_occurrences, restricted, token_column
 from brts.training.scoring import ResponseBatch
@@ -194,6 +196,33 @@ def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normalise
     return out
 
 
+def _head_backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, chunk: int,
+                   upstream: Callable[[slice], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Gradients of (hidden, weight, bias) through log_softmax(lm_head(hidden)), one chunk of positions at a time;
+    `upstream(part)` is the gradient on the chunk's full-vocabulary log-probs `[n, V]` (float32) and its sum over
+    the vocabulary `[n, 1]`."""
+    head = OutputHead(weight, bias).cast(dtype)
+    grad_hidden = torch.zeros_like(hidden)
+    grad_weight = torch.zeros_like(weight)
+    grad_bias = None if bias is None else torch.zeros_like(bias)
+    with torch.autocast(hidden.device.type, enabled=False):
+        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+            # d log_softmax: g - softmax * sum(g), g the upstream gradient.
+            probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
+            grad_logits, grad_sum = upstream(part)
+            grad_logits.sub_(probs.mul_(grad_sum))
+            del probs
+            grad_logits_c, hidden_c = grad_logits.to(dtype), hidden[part].to(dtype)
+            grad_hidden[part] = (grad_logits_c @ head.weight).to(hidden.dtype)
+            if grad_weight.dtype == dtype:
+                grad_weight.addmm_(grad_logits_c.T, hidden_c)
+            else:
+                grad_weight += (grad_logits_c.T @ hidden_c).to(grad_weight.dtype)
+            if grad_bias is not None:
+                grad_bias += grad_logits.sum(0).to(grad_bias.dtype)
+    return grad_hidden, grad_weight, grad_bias
+
+
 class _StudentColumns(torch.autograd.Function):
     """Student log-probs at its own top-K and at given extra columns, with a chunk-at-a-time backward."""
 
@@ -220,39 +249,56 @@ class _StudentColumns(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_values: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         hidden, weight, bias, columns = ctx.saved_tensors
-        dtype, chunk = ctx.dtype, ctx.chunk
-        head = OutputHead(weight, bias).cast(dtype)
-        grad_hidden = torch.zeros_like(hidden)
-        grad_weight = torch.zeros_like(weight)
-        grad_bias = None if bias is None else torch.zeros_like(bias)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
-                # d log_softmax: g - softmax * sum(g), g the upstream gradient scattered to its columns.
-                probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
-                grad_cols = grad_values[part].float()
-                grad_logits = torch.zeros_like(probs).scatter_add_(-1, columns[part], grad_cols)
-                grad_logits.sub_(probs.mul_(grad_cols.sum(-1, keepdim=True)))
-                del probs
-                grad_logits_c, hidden_c = grad_logits.to(dtype), hidden[part].to(dtype)
-                grad_hidden[part] = (grad_logits_c @ head.weight).to(hidden.dtype)
-                if grad_weight.dtype == dtype:
-                    grad_weight.addmm_(grad_logits_c.T, hidden_c)
-                else:
-                    grad_weight += (grad_logits_c.T @ hidden_c).to(grad_weight.dtype)
-                if grad_bias is not None:
-                    grad_bias += grad_logits.sum(0).to(grad_bias.dtype)
-        return grad_hidden, grad_weight, grad_bias, None, None, None, None
+        vocab = weight.shape[0]
+
+        def scattered(part: slice) -> tuple[Tensor, Tensor]:  # the gradient at each kept column, on its token's
+            grad = grad_values[part].float()
+            return grad.new_zeros(grad.shape[0], vocab).scatter_add_(-1, columns[part], grad), grad.sum(-1, keepdim=True)
+
+        return *_head_backward(hidden, weight, bias, ctx.dtype, ctx.chunk, scattered), None, None, None, None
+
+
+class _StudentVocabulary(torch.autograd.Function):
+    """Student log-probs at every token of the vocabulary `[N, V]` and its entropy, with a chunk-at-a-time
+    backward (what `_StudentColumns` keeps when K covers the vocabulary, without the sort)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, chunk: int, dtype: torch.dtype,
+    ) -> tuple[Tensor, Tensor]:
+        head, n = OutputHead(weight, bias).cast(dtype), hidden.shape[0]
+        values = hidden.new_empty(n, head.vocab_size, dtype=torch.float32)
+        ent = hidden.new_empty(n, dtype=torch.float32)
+        for part in _parts(n, chunk, head.vocab_size, hidden.device):
+            values[part] = torch.log_softmax(head.logits(hidden[part]), -1)
+            ent[part] = entropy(values[part])
+        ctx.save_for_backward(hidden, weight, bias)
+        ctx.chunk, ctx.dtype = chunk, dtype
+        ctx.mark_non_differentiable(ent)
+        return values, ent
+
+    @staticmethod
+    def backward(ctx: Any, grad_values: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        hidden, weight, bias = ctx.saved_tensors
+        def whole(part: slice) -> tuple[Tensor, Tensor]:
+            grad = grad_values[part].float().clone()  # modified in place
+            return grad, grad.sum(-1, keepdim=True)
+
+        grads = _head_backward(hidden, weight, bias, ctx.dtype, ctx.chunk, whole)
+        return *grads, None, None
 
 
 @dataclass(frozen=True)
 class KeptLogprobs:
     """Both models' log-probs at the support columns of every response position (`brts.method.support`):
-    `[B, R, 2K + 1]`, repeated columns at −inf, padding positions 0. What the losses take in place of the
+    `[B, R, W]`, repeated columns at −inf, padding positions 0. What the losses take in place of the
     full-vocabulary log-probs; the student's part carries the gradient.
 
-    For metrics over either top-k (k <= top_k): the student's top-k are columns `[:k]`, most likely first and
-    never repeats, with `teacher[..., :k]` the teacher's log-probs there (a reverse KL on the student's top-k);
-    the teacher's top-k are `brts.method.losses.topk_mask(teacher, k)` (a forward KL on the teacher's top-k).
+    With K below the vocabulary, W = 2K + 1: the student's top-K (most likely first, never repeats), the teacher's
+    top-K and the response token. For metrics over either top-k (k <= top_k): the student's top-k are columns
+    `[:k]`, with `teacher[..., :k]` the teacher's log-probs there (a reverse KL on the student's top-k); the
+    teacher's top-k are `brts.method.losses.topk_mask(teacher, k)` (a forward KL on the teacher's top-k).
+    With K covering the vocabulary (`whole`), W = V: the columns are the vocabulary in id order.
     """
 
     student: Tensor  # [B, R, W]
@@ -261,10 +307,13 @@ class KeptLogprobs:
     token: Tensor  # [B, R] the column of the response token
     entropy: Tensor  # [B, R] the student's full-vocabulary entropy
     top_k: int
+    whole: bool = False  # the columns are the whole vocabulary, in id order
 
     def kth(self, k: int) -> Tensor:
-        """The student's K-th largest log-prob `[B, R]` (its top-K come first, most likely first)."""
-        return self.student[..., min(k, self.top_k) - 1].detach()
+        """The student's k-th largest log-prob `[B, R]`."""
+        if self.whole:
+            return kth_largest(self.student.detach(), k)
+        return self.student[..., min(k, self.top_k) - 1].detach()  # its top-K come first, most likely first
 
     def token_logprob(self) -> Tensor:
         """The student's log-prob of each response token `[B, R]`."""
@@ -273,17 +322,26 @@ class KeptLogprobs:
 
 @dataclass(frozen=True)
 class TeacherPass:
-    """The teacher's part of a scoring forward: its hidden states and top tokens at every response position."""
+    """The teacher's part of a scoring forward: its hidden states at every response position, and there its top
+    tokens, or every token's log-prob `[N, V]` when K covers the vocabulary (`logp`)."""
 
     head: OutputHead
     hidden: Tensor  # [N, H]
-    top: TopTokens
+    top: TopTokens | None
+    logp: Tensor | None = None
 
 
 @torch.no_grad()
 def teacher_pass(teacher: PreTrainedModel, batch: ResponseBatch, k: int, chunk: int) -> TeacherPass:
-    """The teacher's forward over `batch` (no gradient), kept to its top-`k` per response position."""
+    """The teacher's forward over `batch` (no gradient), kept to its top-`k` per response position, or to every
+    token's log-prob when `k` covers the vocabulary."""
     head, hidden = OutputHead.of(teacher), response_hidden(teacher, batch)
+    if k >= head.vocab_size:
+        cast = head.cast(compute_dtype(hidden, head))
+        logp = hidden.new_empty(hidden.shape[0], head.vocab_size, dtype=torch.float32)
+        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+            logp[part] = torch.log_softmax(cast.logits(hidden[part]), -1)
+        return TeacherPass(head, hidden, None, logp)
     return TeacherPass(head, hidden, top_tokens(head, hidden, batch.tokens[batch.mask].to(hidden.device), k, chunk))
 
 
@@ -291,11 +349,27 @@ def kept_logprobs(student: PreTrainedModel, batch: ResponseBatch, teacher: Teach
     """The student's forward over `batch` (with gradient), kept with the teacher's pass to the support columns.
 
     K is the teacher pass's; the student keeps its own top-K plus the teacher's top-K and the response token,
-    and the teacher's log-probs at the student's top-K come from the C rows of its output layer they need.
+    and the teacher's log-probs at the student's top-K come from the C rows of its output layer they need. When the
+    teacher pass kept the whole vocabulary, so does the student.
     """
     head, hidden = OutputHead.of(student), response_hidden(student, batch)
     mask = batch.mask.to(hidden.device)
     tokens = batch.tokens.to(hidden.device)[mask]
+
+    def unflatten(flat: Tensor) -> Tensor:
+        out = flat.new_zeros(*mask.shape, *flat.shape[1:])
+        return out.index_put(mask.nonzero(as_tuple=True), flat)
+
+    if teacher.logp is not None:
+        values, ent = _StudentVocabulary.apply(hidden, head.weight, head.bias, chunk, compute_dtype(hidden, head))
+        vocab = head.vocab_size
+        return KeptLogprobs(
+            student=unflatten(values), teacher=unflatten(teacher.logp),
+            columns=torch.arange(vocab, device=hidden.device).expand(*mask.shape, vocab),
+            token=batch.tokens.to(hidden.device).masked_fill(~mask, 0), entropy=unflatten(ent), top_k=vocab,
+            whole=True,
+        )
+    assert teacher.top is not None
     k = teacher.top.indices.shape[1]
     extra = torch.cat([teacher.top.indices, tokens.unsqueeze(-1)], dim=-1)
     values, columns, ent = _StudentColumns.apply(hidden, head.weight, head.bias, extra, k, chunk,
@@ -303,11 +377,6 @@ def kept_logprobs(student: PreTrainedModel, batch: ResponseBatch, teacher: Teach
     teacher_at_student = logprobs_at(teacher.head, teacher.hidden, columns[:, :k], teacher.top.log_normaliser, chunk)
     teacher_values = torch.cat([teacher_at_student, teacher.top.values, teacher.top.token.unsqueeze(-1)], dim=-1)
     distinct = first_occurrences(columns)
-
-    def unflatten(flat: Tensor) -> Tensor:
-        out = flat.new_zeros(*mask.shape, *flat.shape[1:])
-        return out.index_put(mask.nonzero(as_tuple=True), flat)
-
     return KeptLogprobs(
         student=unflatten(restricted(values, distinct)), teacher=unflatten(restricted(teacher_values, distinct)),
         columns=unflatten(columns), token=unflatten(token_column(columns, tokens)), entropy=unflatten(ent), top_k=k,

@@ -274,3 +274,69 @@ def test_both_top_k_kls_follow_from_the_kept_columns():
     torch.testing.assert_close(kl(kept.student, kept.teacher, kept_s_top), kl(s_full, tau_full, s_top))
     kept_t_top = topk_mask(kept.teacher, 3)
     torch.testing.assert_close(kl(kept.teacher, kept.student, kept_t_top), kl(tau_full, s_full, t_top))
+
+
+class Sorts(TorchDispatchMode):
+    """Records the largest k of any `topk` and the longest axis of any `sort` (the cost of a top-K over the
+    vocabulary)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.widest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket is torch.ops.aten.topk:
+            self.widest = max(self.widest, int(args[1]))
+        elif func.overloadpacket is torch.ops.aten.sort:
+            self.widest = max(self.widest, int(args[0].shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("chunk, pairs", [(1, (PROMPTS, RESPONSES)), (1000, (PROMPTS, RESPONSES)), (5, SHARED)])
+def test_with_k_covering_the_vocabulary_the_kept_columns_are_the_vocabulary_with_no_sort(chunk, pairs):
+    """K >= V (`opd_top_k` the vocabulary: the full reverse KL, like TRL's trainers): the kept columns are the
+    vocabulary in id order, the values, losses, metrics and gradients the full computation's, and no op sorts a
+    vocabulary-wide axis (a 2K + 1 support would sort it three times: both top-Ks and the deduplication)."""
+    from brts.method import forward_kl, reverse_kl
+
+    vocab = 300
+    student, teacher = _model(2, vocab), _model(1, vocab)
+    batch = build_batch(*pairs, pad_id=0)
+    cfg = MethodConfig(teacher_context=True, opd_top_k=vocab, aux_top_k=3, alignment_top_k=vocab)
+    k, mask = support_top_k(cfg, vocab), batch.mask
+    assert k == vocab
+
+    def losses_and_grads(s, tau, tokens):
+        student.zero_grad()
+        loss = opd_loss(s, tau, tokens, mask, cfg) + teacher_context_loss(s, tau, mask, cfg)
+        loss.backward()
+        return loss.detach(), {n: q.grad.clone() for n, q in student.named_parameters()}
+
+    s_full = full_logprobs(student, batch)
+    with torch.no_grad():
+        tau_full = full_logprobs(teacher, batch)
+    ref_loss, ref_grads = losses_and_grads(s_full, tau_full, batch.tokens)
+    with Sorts() as sorts:
+        with torch.no_grad():
+            teacher_part = teacher_pass(teacher, batch, k, chunk)
+        kept = kept_logprobs(student, batch, teacher_part, chunk)
+        loss, grads = losses_and_grads(kept.student, kept.teacher, kept.token)
+        kl_opd = reverse_kl(kept.student.detach(), kept.teacher, mask, cfg.opd_top_k)
+        kl_aux = forward_kl(kept.student.detach(), kept.teacher, mask, cfg.aux_top_k)
+        kth = kept.kth(cfg.effective_alignment_top_k)
+    assert sorts.widest <= cfg.aux_top_k
+    assert kept.whole and kept.student.shape == (*mask.shape, vocab)
+    assert torch.equal(kept.columns[mask], torch.arange(vocab).expand(int(mask.sum()), vocab))
+    torch.testing.assert_close(kept.student[mask].detach(), s_full[mask].detach())
+    torch.testing.assert_close(kept.teacher[mask], tau_full[mask])
+    assert torch.equal(kept.token[mask], batch.tokens[mask])
+    torch.testing.assert_close(kept.token_logprob()[mask].detach(),
+                               s_full.detach().gather(-1, batch.tokens.unsqueeze(-1)).squeeze(-1)[mask])
+    p = s_full.detach().exp()
+    torch.testing.assert_close(kept.entropy[mask], -(p * s_full.detach()).sum(-1)[mask])
+    torch.testing.assert_close(kth[mask], s_full.detach().amin(-1)[mask])
+    torch.testing.assert_close(kl_opd, reverse_kl(s_full.detach(), tau_full, mask, cfg.opd_top_k))
+    torch.testing.assert_close(kl_aux, forward_kl(s_full.detach(), tau_full, mask, cfg.aux_top_k))
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
