@@ -37,7 +37,8 @@ def renormalised(logp: Tensor, candidates: Tensor) -> Tensor:
     logp = logp.detach()
     log_norm = logp.masked_fill(~candidates, float("-inf")).logsumexp(dim=-1, keepdim=True)
     log_norm = torch.where(torch.isfinite(log_norm), log_norm, torch.zeros_like(log_norm))
-    return torch.where(candidates, (logp - log_norm).exp(), torch.zeros_like(logp))
+    # In place on fresh temporaries: these tensors can span the vocabulary (K covering it).
+    return (logp - log_norm).exp_().masked_fill_(~candidates, 0.0)
 
 
 def _check_shapes(student_logp: Tensor, teacher_logp: Tensor, mask: Tensor) -> None:
@@ -74,19 +75,19 @@ def opd_weights(student_logp: Tensor, teacher_logp: Tensor, candidates: Tensor, 
     """
     s, tau = student_logp.detach(), teacher_logp.detach()
     raw = cfg.opd_candidates == "symmetric_difference"
-    zero = torch.zeros_like(s)
     if cfg.opd_weights == "student_p":
-        return torch.where(candidates, s.exp(), zero) if raw else renormalised(s, candidates)
+        return s.exp().masked_fill_(~candidates, 0.0) if raw else renormalised(s, candidates)
     if cfg.opd_weights == "teacher_p":
-        return torch.where(candidates, tau.exp(), zero) if raw else renormalised(tau, candidates)
+        return tau.exp().masked_fill_(~candidates, 0.0) if raw else renormalised(tau, candidates)
     ones = candidates.to(s.dtype)
     return ones if raw else ones / candidates.sum(dim=-1, keepdim=True).clamp(min=1).to(s.dtype)
 
 
 def _surrogate(coefficient: Tensor, student_logp: Tensor, candidates: Tensor) -> Tensor:
     """Σ_{k∈C_t} sg[coefficient_k] · s(k), `[B, T]`; non-candidates are filled so -inf cannot give NaN."""
-    coefficient = torch.where(candidates, coefficient.detach(), torch.zeros_like(coefficient))
-    return (coefficient * student_logp.masked_fill(~candidates, 0.0)).sum(dim=-1)
+    outside = ~candidates
+    coefficient = coefficient.detach().masked_fill(outside, 0.0)
+    return (coefficient * student_logp.masked_fill(outside, 0.0)).sum(dim=-1)
 
 
 def opd_loss(
@@ -137,7 +138,7 @@ def teacher_context_loss(
         candidates = topk_mask(student_logp.detach(), cfg.aux_top_k)
         weights = renormalised(student_logp, candidates)
         sign = 1.0  # Σ w (s − τ), as released
-    tau_part = torch.where(candidates, weights * teacher_logp, torch.zeros_like(weights)).sum(dim=-1)
+    tau_part = (weights * teacher_logp).masked_fill_(~candidates, 0.0).sum(dim=-1)
     return token_mean(sign * (_surrogate(weights, student_logp, candidates) - tau_part), mask)
 
 
@@ -145,8 +146,8 @@ def _kl_on(p_logp: Tensor, q_logp: Tensor, candidates: Tensor) -> Tensor:
     """Σ_{k∈C} p̃(k) (log p̃(k) − q(k)) per position, `[B, T]`: KL(p̃ || q) with p̃ = p renormalised over C."""
     p_logp = p_logp.masked_fill(~candidates, float("-inf"))
     log_p = p_logp - p_logp.logsumexp(dim=-1, keepdim=True)
-    terms = log_p.exp() * (log_p - q_logp)
-    return torch.where(candidates, terms, torch.zeros_like(terms)).sum(dim=-1)
+    terms = log_p.exp().mul_(log_p.sub_(q_logp))  # exp before the in-place subtraction: Python evaluates it first
+    return terms.masked_fill_(~candidates, 0.0).sum(dim=-1)
 
 
 @torch.no_grad()

@@ -357,6 +357,8 @@ def kept_logprobs(student: PreTrainedModel, batch: ResponseBatch, teacher: Teach
     tokens = batch.tokens.to(hidden.device)[mask]
 
     def unflatten(flat: Tensor) -> Tensor:
+        if len(flat) == mask.numel():  # every position real (no response ended early): a view, no copy
+            return flat.view(*mask.shape, *flat.shape[1:])
         out = flat.new_zeros(*mask.shape, *flat.shape[1:])
         return out.index_put(mask.nonzero(as_tuple=True), flat)
 

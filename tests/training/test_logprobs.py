@@ -292,7 +292,9 @@ class Sorts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("chunk, pairs", [(1, (PROMPTS, RESPONSES)), (1000, (PROMPTS, RESPONSES)), (5, SHARED)])
+# The last: every response as long as the longest, so no position is padding.
+@pytest.mark.parametrize("chunk, pairs", [(1, (PROMPTS, RESPONSES)), (1000, (PROMPTS, RESPONSES)), (5, SHARED),
+                                          (4, (PROMPTS, [[8, 9, 2], [4, 4, 9], [3, 3, 250]]))])
 def test_with_k_covering_the_vocabulary_the_kept_columns_are_the_vocabulary_with_no_sort(chunk, pairs):
     """K >= V (`opd_top_k` the vocabulary: the full reverse KL, like TRL's trainers): the kept columns are the
     vocabulary in id order, the values, losses, metrics and gradients the full computation's, and no op sorts a
