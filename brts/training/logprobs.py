@@ -197,10 +197,12 @@ def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normalise
 
 
 def _head_backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, chunk: int,
-                   upstream: Callable[[slice], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None]:
+                   upstream: Callable[[slice], tuple[Tensor, Tensor]],
+                   logp: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Gradients of (hidden, weight, bias) through log_softmax(lm_head(hidden)), one chunk of positions at a time;
     `upstream(part)` is the gradient on the chunk's full-vocabulary log-probs `[n, V]` (float32) and its sum over
-    the vocabulary `[n, 1]`."""
+    the vocabulary `[n, 1]`. The log-probs are recomputed chunk by chunk, or read from `logp` `[N, V]` when the
+    forward kept them all."""
     head = OutputHead(weight, bias).cast(dtype)
     grad_hidden = torch.zeros_like(hidden)
     grad_weight = torch.zeros_like(weight)
@@ -208,7 +210,7 @@ def _head_backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, dtype: t
     with torch.autocast(hidden.device.type, enabled=False):
         for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
             # d log_softmax: g - softmax * sum(g), g the upstream gradient.
-            probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_()
+            probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_() if logp is None else logp[part].exp()
             grad_logits, grad_sum = upstream(part)
             grad_logits.sub_(probs.mul_(grad_sum))
             del probs
@@ -259,8 +261,8 @@ class _StudentColumns(torch.autograd.Function):
 
 
 class _StudentVocabulary(torch.autograd.Function):
-    """Student log-probs at every token of the vocabulary `[N, V]` and its entropy, with a chunk-at-a-time
-    backward (what `_StudentColumns` keeps when K covers the vocabulary, without the sort)."""
+    """Student log-probs at every token of the vocabulary `[N, V]` and its entropy (what `_StudentColumns` keeps
+    when K covers the vocabulary, without the sort); the backward reads the kept log-probs."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -272,19 +274,20 @@ class _StudentVocabulary(torch.autograd.Function):
         for part in _parts(n, chunk, head.vocab_size, hidden.device):
             values[part] = torch.log_softmax(head.logits(hidden[part]), -1)
             ent[part] = entropy(values[part])
-        ctx.save_for_backward(hidden, weight, bias)
+        ctx.save_for_backward(hidden, weight, bias, values)  # the backward reads them: no second head product
         ctx.chunk, ctx.dtype = chunk, dtype
         ctx.mark_non_differentiable(ent)
         return values, ent
 
     @staticmethod
     def backward(ctx: Any, grad_values: Tensor, *_: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        hidden, weight, bias = ctx.saved_tensors
+        hidden, weight, bias, values = ctx.saved_tensors
+
         def whole(part: slice) -> tuple[Tensor, Tensor]:
             grad = grad_values[part].float().clone()  # modified in place
             return grad, grad.sum(-1, keepdim=True)
 
-        grads = _head_backward(hidden, weight, bias, ctx.dtype, ctx.chunk, whole)
+        grads = _head_backward(hidden, weight, bias, ctx.dtype, ctx.chunk, whole, values)
         return *grads, None, None
 
 
