@@ -132,6 +132,13 @@ def preflight(models: ModelsSpec, cache_root: Path | None = None, build: bool = 
     check_compatible(teacher_tok, student_tok, teacher_cfg.vocab_size, student_cfg.vocab_size)
 
 
+def default_device() -> torch.device:
+    """Where a run's trainer holds its models in one process (accelerate's choice): the current GPU, else the CPU.
+    A teacher that draws samples for that trainer (the pool's pre-fill, a producer) runs there too, so that a keyed
+    sample has the same bits whoever draws it."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def load_pair(cfg: RunConfig, cache_root: Path | None = None) -> ModelPair:
     """A run's student, teacher and their shared tokenizer (the pair checked compatible)."""
     hf_logging.disable_progress_bar()

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from brts.models.load import load_model, resolve_model
+from brts.models.load import default_device, load_model, resolve_model
 from brts.rollout.backends import teacher_generator
 from brts.rollout.base import SamplingSettings
 from brts.rollout.pool import SamplePool
@@ -162,16 +162,20 @@ def shared_key(cfg: RunConfig) -> tuple[Any, ...]:
     return cfg.models, cfg.task, cfg.rollout, cfg.train.compute_dtype
 
 
-def load_teacher_side(cfg: RunConfig, pool: SamplePool | None, claims: bool = False) -> TeacherSide:
-    """The teacher of `cfg` loaded as its trainer holds it (so its sample keys are the trainer's), its task and
-    sampler (`claims`: one that claims what it draws, as a producer's does; brts.rollout.claims)."""
+def load_teacher_side(cfg: RunConfig, pool: SamplePool | None, claims: bool = False,
+                      device: str | None = None) -> TeacherSide:
+    """The teacher of `cfg` loaded as its trainer holds it (so its sample keys are the trainer's), on `device` (by
+    default the trainer's, `default_device`), its task and sampler (`claims`: one that claims what it draws, as a
+    producer's does; brts.rollout.claims)."""
     teacher, tokenizer = load_model(resolve_model(cfg.models.teacher, cfg.models))
     bf16 = cfg.train.compute_dtype == "bfloat16"
     if bf16:  # as the trainer holds it: the teacher's identity, and so its sample keys, include the dtype
         teacher.to(torch.bfloat16)
+    identity = model_identity(teacher, tokenizer)  # read here, before the move: no copies back from a GPU
+    teacher.to(torch.device(device) if device else default_device())
     task = make_task(cfg.task)
     generator = teacher_generator(cfg.rollout, teacher, tokenizer)
-    sampler = TeacherSampler(generator, model_identity(teacher, tokenizer), task.grader, pool, claims=claims)
+    sampler = TeacherSampler(generator, identity, task.grader, pool, claims=claims)
 
     def encode(text: str) -> list[int]:
         return prompt_ids(tokenizer, task, text)  # the trainer's prompts (a chat template where the task asks)

@@ -75,9 +75,13 @@ class ProducerStatus:
     ahead: int = 0  # the most steps it is ahead of a running trainer
     seconds: float = 0.0
     done: bool = False
+    failed: str = ""  # how its process ended when it failed (its error is on the terminal above)
 
     def line(self) -> str:
         """What it has done, for a progress line beside the runs' bars."""
+        if self.failed:
+            return (f"failed ({self.failed}; its error is above) after {self.samples} samples: the trainers draw "
+                    "what it would have, with the same results")
         return (f"{self.runs} run{'s' * (self.runs != 1)}, up to {self.ahead} step{'s' * (self.ahead != 1)} ahead; "
                 f"{self.samples} samples ({self.tokens} tokens) drawn in {self.seconds:.0f} s, {self.found} found "
                 "in the pool")
@@ -151,7 +155,7 @@ def produce(runs: Sequence[PlannedRun], side: Any, progress: Progress, lookahead
     branch = [p for p in runs if p.config.method.teacher_context]
     by_id = {p.run_id: p for p in branch}
     totals = {p.run_id: p.config.train.steps for p in branch}
-    status = ProducerStatus(side.sampler.teacher_id, len(branch))
+    status = ProducerStatus(branch[0].config.models.teacher if branch else side.sampler.teacher_id, len(branch))
     produced: dict[str, int] = {}
     problems = side.task.train_problems()
     while not stop.is_set() and alive():
@@ -205,7 +209,8 @@ def producer_main(runs: Sequence[PlannedRun], pool: PoolSpec, pool_path: Path, p
             return
         try:
             branch = [p for p in runs if p.config.method.teacher_context]
-            side = load_teacher_side(branch[0].config, store, claims=True)
+            side = load_teacher_side(branch[0].config, store, claims=True,
+                                     device=pool.producer.device if pool.producer is not None else None)
             produce(runs, side, progress, lookahead, stop, statuses.put, alive=lambda: os.getppid() == parent)
         finally:
             store.close()
@@ -268,7 +273,7 @@ def producers(runs: Sequence[PlannedRun], store_root: Path, on_status: Callable[
     ctx = mp.get_context(context)
     stop, statuses = StopFlag(ctx), ctx.Queue()
     store = RunStore(store_root)
-    children = []
+    children, teachers = [], []
     for group in groups:
         spec = group[0].pool
         assert spec.producer is not None
@@ -278,6 +283,7 @@ def producers(runs: Sequence[PlannedRun], store_root: Path, on_status: Callable[
             spec.producer.lookahead_steps, os.getpid()))
         child.start()
         children.append(child)
+        teachers.append((group[0].config.models.teacher, len(group)))
     relay_done = threading.Event()
     shown = [0.0]
 
@@ -306,11 +312,14 @@ def producers(runs: Sequence[PlannedRun], store_root: Path, on_status: Callable[
     finally:
         stop.set()
         deadline = time.monotonic() + (0.0 if interrupted else STOP_WAIT_S)
-        for child in children:
+        failed = []
+        for child, (teacher, count) in zip(children, teachers, strict=True):
             child.join(max(0.0, deadline - time.monotonic()))
             if child.is_alive():
                 child.kill()  # whatever it wrote is whole (one transaction per write); the rest is drawn again
                 child.join()
+            elif child.exitcode and not interrupted:
+                failed.append(ProducerStatus(teacher, count, done=True, failed=f"exit code {child.exitcode}"))
         relay_done.set()
         relayer.join()
         while True:  # what the producers said after the relay's last look (their final status)
@@ -318,6 +327,8 @@ def producers(runs: Sequence[PlannedRun], store_root: Path, on_status: Callable[
                 forward(statuses.get(timeout=0.05))
             except (queue.Empty, EOFError, OSError):
                 break
+        for status in failed:
+            on_status(status)
 
 
 def one_run_producer(planned: PlannedRun, pool_path: Path, spec: ProducerSpec) -> tuple[Any, Callable[[], int]]:
@@ -346,6 +357,8 @@ def one_run_producer(planned: PlannedRun, pool_path: Path, spec: ProducerSpec) -
             if status.done:
                 break
         child.join()
+        if child.exitcode:  # a producer row without a producer would be a wrong figure
+            raise RuntimeError(f"the teacher producer failed (exit code {child.exitcode}; its error is above)")
         return tokens
 
     return at, stopped

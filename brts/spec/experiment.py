@@ -193,6 +193,9 @@ class ProducerSpec(_Spec):
 
     threads: Int = Field(1, ge=1, description="torch threads of each producer process (the cores it is given)")
     lookahead_steps: Int = Field(4, ge=1, description="how many steps ahead of each run's trainer it draws")
+    device: Annotated[str, StringConstraints(pattern=r"^(cpu|cuda(:\d+)?)$")] | None = Field(
+        None, description="where its teacher runs: cpu, cuda or cuda:N (default: where the trainers' run); a GPU "
+                          "of the trainers' kind, so that its samples have the bits theirs would")
 
 
 class PoolSpec(_Spec):

@@ -63,6 +63,30 @@ def test_a_producer_without_the_pool_is_refused_in_one_line(tiny_spec_file):
     assert "\n" not in str(caught.value)
 
 
+def test_a_producer_device_is_cpu_cuda_or_cuda_n_and_anything_else_one_line(tiny_spec_file):
+    for device in ("cpu", "cuda", "cuda:1"):
+        spec = load_spec(str(tiny_spec_file), [f"pool.producer={{device: '{device}'}}"])
+        assert spec.pool.producer is not None and spec.pool.producer.device == device
+    with pytest.raises(UserError) as caught:
+        load_spec(str(tiny_spec_file), ["pool.producer={device: gpu1}"])
+    assert "pool.producer.device" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_teacher_that_draws_for_a_trainer_runs_on_the_trainers_device_unless_told(tiny_spec_file, monkeypatch):
+    """A pre-fill or producer teacher on the CPU beside a GPU trainer would key samples with other bits (and draw a
+    7B teacher's on the CPU): it goes where the trainer's models go (`default_device`), or to the producer's
+    `device`."""
+    import torch
+
+    from brts.runs import prefill
+
+    config = plan(load_spec(str(tiny_spec_file), ["arms=[brts]"]))[0].config
+    assert prefill.default_device() == torch.device("cpu")  # this machine: no GPU
+    monkeypatch.setattr(prefill, "default_device", lambda: torch.device("meta"))  # stands in for a trainer's GPU
+    assert next(load_teacher_side(config, None).sampler.generator.model.parameters()).device.type == "meta"
+    assert next(load_teacher_side(config, None, device="cpu").sampler.generator.model.parameters()).device.type == "cpu"
+
+
 def test_runs_share_one_producer_per_teacher_and_opd_needs_none(tiny_spec_file):
     planned = plan(load_spec(str(tiny_spec_file), ["arms=[opd, brts, first_rollout]", "seeds=[0, 1]",
                                                    "pool.producer={lookahead_steps: 2}"]))
@@ -260,3 +284,22 @@ def test_the_producer_shows_as_one_line_beside_the_runs():
     assert "teacher producer abc123: 2 runs, up to 2 steps ahead; 48 samples (2304 tokens) drawn in 12 s, 4 found " \
         "in the pool" in lines[0]
     assert "144 samples (6912 tokens)" in lines[1] and "done" in lines[-1] and len(lines) == 3
+
+
+def _failing_producer(*_args):
+    raise SystemExit(3)
+
+
+def test_a_producer_that_fails_says_so_in_its_line(tmp_path, tiny_spec_file, monkeypatch):
+    """A producer that dies of an error (not stopped, not killed) leaves the trainers to draw everything: its line
+    says it failed, rather than ending as if it had drawn nothing."""
+    from brts.runs import producer as module
+
+    monkeypatch.setattr(module, "producer_main", _failing_producer)  # a forked child runs the patched target
+    [planned] = plan(load_spec(str(tiny_spec_file), ["arms=[brts]", "pool.producer={threads: 1}"]))
+    statuses: list[ProducerStatus] = []
+    with producers([planned], tmp_path / "store", statuses.append, context="fork") as [child]:
+        child.join(60)
+    [status] = statuses
+    assert status.done and status.failed == "exit code 3" and status.teacher == planned.config.models.teacher
+    assert status.line().startswith("failed (exit code 3; its error is above)")
