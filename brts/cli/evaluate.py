@@ -29,6 +29,9 @@ def eval_command(
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="folder of <task>.jsonl benchmark files")] = None,
     data_source: Annotated[str | None, typer.Option(
         "--data-source", help="without --data-dir: package (the copies shipped with brts) or hub")] = None,
+    answer_format: Annotated[str | None, typer.Option(
+        "--answer-format", help="where a response's answer is: boxed, last_number, or regex:PATTERN (one capture "
+                                "group); the prompt asks for it (default: a run's own, else boxed)")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="results folder (default: ./evals/<name>)")] = None,
     store: StoreOpt = None,
     quiet: QuietOpt = False,
@@ -45,6 +48,7 @@ def eval_command(
     from brts.runs.target import resolve_target
     from brts.spec.catalog import display_name
     from brts.spec.evaluation import EvalSpec
+    from brts.spec.task import AnswerFormat, TaskSpec
 
     given = {"k": k, "problems": problems, "temperature": temperature, "top_p": top_p,
              "max_new_tokens": max_new_tokens, "seed": seed, "backend": backend, "batch_size": batch_size,
@@ -61,15 +65,23 @@ def eval_command(
             error = exc.errors()[0]
             option = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "options"
             fail(f"{option}: {error['msg'].removeprefix('Value error, ')}")
-        check_settings(spec, found.task)
+        task = found.task
+        if answer_format is not None:
+            shorthand = {"regex": answer_format[len("regex:"):]} if answer_format.startswith("regex:") else answer_format
+            try:
+                chosen = AnswerFormat.model_validate(shorthand)
+            except ValidationError as exc:
+                fail(f"--answer-format {answer_format!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+            task = (task or TaskSpec()).model_copy(update={"answer_format": chosen})
+        check_settings(spec, task)
         folder = out_dir or Path("evals") / found.name
         if progress.resolve(progress.mode()) == "bars":  # a terminal: our lines and lm-eval's own bars
-            evaluation = evaluate_model(found.model, spec, folder, task_spec=found.task,
+            evaluation = evaluate_model(found.model, spec, folder, task_spec=task,
                                         log=lambda line: err.print(line, highlight=False))
         else:  # each stage a line, and one every 30 s within it (or nothing, --quiet)
             with progress.current() as shown:
                 shown.start("eval", f"evaluating {found.name}")
-                evaluation = evaluate_model(found.model, spec, folder, task_spec=found.task,
+                evaluation = evaluate_model(found.model, spec, folder, task_spec=task,
                                             log=lambda line: shown.update("eval", stage=line), quiet=True)
                 shown.finish("eval")
     table = Table("task", title=f"{found.name}: percent")

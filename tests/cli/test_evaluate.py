@@ -48,9 +48,25 @@ def test_eval_of_a_run_uses_its_final_checkpoint_and_settings(tmp_path, tiny_spe
     assert str(weights) in "".join(damaged.output.split()) and "store check --repair" in damaged.output
 
 
+def test_eval_reads_answers_in_the_format_asked_for(tmp_path, tiny_models):
+    """A model that never writes \\boxed{} (SmolLM2-135M) is evaluated on its last number: the grader and the
+    prompt's instruction follow `--answer-format`, and the results say which format they read."""
+    args = ("eval", str(tiny_models.student_dir), "--tasks", "brts_synthetic_easy", "--k", "1", "--problems", "2",
+            "--max-new-tokens", "8")
+    result = invoke(*args, "--answer-format", "last_number", "--out", str(tmp_path / "last"))
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "last" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"]
+    assert entry["answer_format"] == "last_number"
+    boxed = invoke(*args, "--out", str(tmp_path / "boxed"))
+    assert json.loads((tmp_path / "boxed" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"][
+        "answer_format"] == "boxed"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (("--answer-format", "digits"), "--answer-format 'digits':"),
+        (("--answer-format", "regex:(a)(b)"), "capture groups"),
         (("--tasks", "brts_aime23"), "unknown brts task 'brts_aime23'"),
         (("--tasks", "brts_aime24", "--data-dir", "/no/such/folder"), "data folder /no/such/folder not found"),
         (("--k", "0"), "--k:"),
