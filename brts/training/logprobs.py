@@ -7,7 +7,8 @@ positions left out, each distinct prompt computed once for all its rows); the ou
 per position the student's and the teacher's top-K and the response token, with both models' log-probs
 there, and the student's entropy. When K covers the vocabulary the kept columns are the vocabulary itself, in id
 order (no top-K sort, no deduplication). The student's part is an autograd function whose backward recomputes one
-chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way.
+chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way (the
+whole-vocabulary path, which holds them all anyway, reads the kept ones).
 On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`positions_per_chunk`).
 
 Results equal those of the full-vocabulary computation to float rounding (tests/training/test_logprobs.py).
@@ -253,7 +254,8 @@ class _StudentColumns(torch.autograd.Function):
         hidden, weight, bias, columns = ctx.saved_tensors
         vocab = weight.shape[0]
 
-        def scattered(part: slice) -> tuple[Tensor, Tensor]:  # the gradient at each kept column, on its token's
+        def scattered(part: slice) -> tuple[Tensor, Tensor]:
+            """The gradient of each kept column, put on its token's column of the vocabulary."""
             grad = grad_values[part].float()
             return grad.new_zeros(grad.shape[0], vocab).scatter_add_(-1, columns[part], grad), grad.sum(-1, keepdim=True)
 

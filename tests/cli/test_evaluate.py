@@ -58,6 +58,7 @@ def test_eval_reads_answers_in_the_format_asked_for(tmp_path, tiny_models):
     entry = json.loads((tmp_path / "last" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"]
     assert entry["answer_format"] == "last_number"
     boxed = invoke(*args, "--out", str(tmp_path / "boxed"))
+    assert boxed.exit_code == 0, boxed.output
     assert json.loads((tmp_path / "boxed" / "summary.json").read_text())["tasks"]["brts_synthetic_easy"][
         "answer_format"] == "boxed"
 
