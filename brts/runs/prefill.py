@@ -193,5 +193,10 @@ def plan_demand(
     if any(shared_key(p.config) != shared_key(branch[0].config) for p in branch):
         raise ValueError("runs of one demand must share their models, task, rollout backend and compute dtype")
     side = load_teacher_side(branch[0].config, pool)
-    with side.autocast():  # the trainer's autocast
-        return teacher_demand(runs, side.sampler, side.task, side.encode, progress=progress)
+    try:
+        with side.autocast():  # the trainer's autocast
+            return teacher_demand(runs, side.sampler, side.task, side.encode, progress=progress)
+    finally:
+        del side  # the teacher, on the trainers' GPU: give its memory back before they start
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
