@@ -100,7 +100,7 @@ def architecture(name: str) -> Architecture | None:
 CPU_RUNTIME_GIB = 0.45
 # Rows the keyed decode loop samples together (brts.rollout.keyed.KeyedHFGenerator's batch_size).
 SAMPLING_BATCH = 256
-# Logits per chunk of the streamed head on CPU (brts.training.logprobs.CPU_CHUNK_VALUES).
+# Logits per chunk of the streamed head on CPU (brts.training.output_head.CPU_CHUNK_VALUES).
 CPU_CHUNK_VALUES = 1 << 22
 # Vocabulary entries of the rows the token sampler works on at once (brts.rollout.nucleus._CHUNK; one row when
 # the vocabulary is larger).

@@ -9,7 +9,7 @@ there, and the student's entropy. When K covers the vocabulary the kept columns 
 order (no top-K sort, no deduplication). The student's part is an autograd function whose backward recomputes one
 chunk's log-probs at a time (activation checkpointing per chunk), so the backward is bounded the same way (the
 whole-vocabulary path, which holds them all anyway, reads the kept ones).
-On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`positions_per_chunk`).
+On CPU a chunk is also kept to `CPU_CHUNK_VALUES` logits (`brts.training.output_head`).
 
 Results equal those of the full-vocabulary computation to float rounding (tests/training/test_logprobs.py).
 """
@@ -17,71 +17,19 @@ Results equal those of the full-vocabulary computation to float rounding (tests/
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
 from brts.method.alignment import kth_largest
 from brts.method.losses import entropy
 from brts.method.support import first_occurrences, restricted, token_column
+from brts.training.output_head import OutputHead, chunks, compute_dtype
 from brts.training.scoring import ResponseBatch
-
-
-class UnsupportedHeadError(ValueError):
-    """A model whose logits are not a plain linear map of its final hidden states."""
-
-
-# Config fields of transformers models that rescale or cap the logits after `lm_head`.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_logits_scale")
-
-
-@dataclass(frozen=True)
-class OutputHead:
-    """A causal LM's output layer: logits = hidden @ weight.T (+ bias), weight `[V, H]`."""
-
-    weight: Tensor
-    bias: Tensor | None
-
-    @classmethod
-    def of(cls, model: PreTrainedModel) -> OutputHead:
-        head = model.get_output_embeddings()
-        if not isinstance(head, nn.Linear):
-            raise UnsupportedHeadError(f"{type(model).__name__}: its output layer is not a linear map; "
-                                       "brts scores only models whose logits are lm_head(hidden states)")
-        for name in _LOGIT_TRANSFORMS:
-            if getattr(model.config, name, None) not in (None, 1, 1.0):
-                raise UnsupportedHeadError(f"{type(model).__name__}: config.{name} transforms the logits after "
-                                           "lm_head; brts's streamed log-probs do not support it")
-        return cls(head.weight, head.bias)
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.weight.shape[0])
-
-    def cast(self, dtype: torch.dtype) -> OutputHead:
-        """This head in `dtype` (itself when it already is): cast once, outside a loop over chunks."""
-        if self.weight.dtype == dtype:
-            return self
-        return OutputHead(self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype))
-
-    def logits(self, hidden: Tensor) -> Tensor:
-        """float32 logits `[N, V]` of `hidden[N, H]`, the product computed in the head's dtype."""
-        with torch.autocast(hidden.device.type, enabled=False):
-            return F.linear(hidden.to(self.weight.dtype), self.weight, self.bias).float()
-
-
-def compute_dtype(hidden: Tensor, head: OutputHead) -> torch.dtype:
-    """The dtype `lm_head` would compute in here: the autocast dtype inside an autocast region, else the
-    promoted dtype of its input and weight."""
-    device = hidden.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return torch.promote_types(hidden.dtype, head.weight.dtype)
 
 
 def response_hidden(model: PreTrainedModel, batch: ResponseBatch) -> Tensor:
@@ -127,25 +75,6 @@ def _distinct_prompts(ids: Tensor, attention: Tensor, width: int) -> tuple[Tenso
     return first, rows
 
 
-# On CPU, at most this many logits per chunk (16 MiB of float32): glibc maps a larger block afresh for every
-# allocation and unmaps it when freed, and faulting in those fresh pages cost as much CPU time as the arithmetic
-# over a 151,936-token vocabulary (docs/LOG.md); blocks this small are reused. GPUs' caching allocator reuses any.
-CPU_CHUNK_VALUES = 1 << 22
-
-
-def positions_per_chunk(chunk: int, vocab: int, device: torch.device) -> int:
-    """Response positions per chunk: `chunk` (`train.logprob_chunk`), on CPU at most CPU_CHUNK_VALUES // vocab."""
-    if device.type == "cpu":
-        chunk = min(chunk, CPU_CHUNK_VALUES // vocab)
-    return max(1, chunk)
-
-
-def _parts(count: int, chunk: int, vocab: int, device: torch.device) -> Iterator[slice]:
-    """The slices of `count` positions that one chunk each covers."""
-    step = positions_per_chunk(chunk, vocab, device)
-    return (slice(start, start + step) for start in range(0, count, step))
-
-
 @dataclass(frozen=True)
 class TopTokens:
     """Per position: the K most likely tokens and their log-probs (most likely first), the log-prob of the
@@ -166,7 +95,7 @@ def top_tokens(head: OutputHead, hidden: Tensor, tokens: Tensor, k: int, chunk: 
     indices = torch.empty(n, k, dtype=torch.long, device=hidden.device)
     token = hidden.new_empty(n, dtype=torch.float32)
     log_normaliser = hidden.new_empty(n, dtype=torch.float32)
-    for part in _parts(n, chunk, head.vocab_size, hidden.device):
+    for part in chunks(n, chunk, head.vocab_size, hidden.device):
         logits = head.logits(hidden[part])
         # Log-probs only where kept: logit minus log-normaliser (no [chunk, V] log-softmax; the same order).
         normaliser = log_normaliser[part] = logits.logsumexp(-1)
@@ -185,7 +114,7 @@ def logprobs_at(head: OutputHead, hidden: Tensor, columns: Tensor, log_normalise
     out = hidden.new_empty(columns.shape, dtype=torch.float32)
     whole = head.cast(dtype) if columns.shape[-1] * 4 >= head.vocab_size else None
     with torch.autocast(hidden.device.type, enabled=False):
-        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+        for part in chunks(hidden.shape[0], chunk, head.vocab_size, hidden.device):
             if whole is not None:
                 out[part] = whole.logits(hidden[part]).gather(-1, columns[part]) - log_normaliser[part].unsqueeze(-1)
                 continue
@@ -209,7 +138,7 @@ def _head_backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, dtype: t
     grad_weight = torch.zeros_like(weight)
     grad_bias = None if bias is None else torch.zeros_like(bias)
     with torch.autocast(hidden.device.type, enabled=False):
-        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+        for part in chunks(hidden.shape[0], chunk, head.vocab_size, hidden.device):
             # d log_softmax: g - softmax * sum(g), g the upstream gradient.
             probs = torch.log_softmax(head.logits(hidden[part]), -1).exp_() if logp is None else logp[part].exp()
             grad_logits, grad_sum = upstream(part)
@@ -238,7 +167,7 @@ class _StudentColumns(torch.autograd.Function):
         values = hidden.new_empty(n, k + extra.shape[1], dtype=torch.float32)
         columns = torch.empty(n, k + extra.shape[1], dtype=torch.long, device=hidden.device)
         ent = hidden.new_empty(n, dtype=torch.float32)
-        for part in _parts(n, chunk, head.vocab_size, hidden.device):
+        for part in chunks(n, chunk, head.vocab_size, hidden.device):
             logp = torch.log_softmax(head.logits(hidden[part]), -1)
             top = logp.topk(k, dim=-1)
             columns[part] = torch.cat([top.indices, extra[part]], dim=-1)
@@ -273,7 +202,7 @@ class _StudentVocabulary(torch.autograd.Function):
         head, n = OutputHead(weight, bias).cast(dtype), hidden.shape[0]
         values = hidden.new_empty(n, head.vocab_size, dtype=torch.float32)
         ent = hidden.new_empty(n, dtype=torch.float32)
-        for part in _parts(n, chunk, head.vocab_size, hidden.device):
+        for part in chunks(n, chunk, head.vocab_size, hidden.device):
             values[part] = torch.log_softmax(head.logits(hidden[part]), -1)
             ent[part] = entropy(values[part])
         ctx.save_for_backward(hidden, weight, bias, values)  # the backward reads them: no second head product
@@ -344,7 +273,7 @@ def teacher_pass(teacher: PreTrainedModel, batch: ResponseBatch, k: int, chunk: 
     if k >= head.vocab_size:
         cast = head.cast(compute_dtype(hidden, head))
         logp = hidden.new_empty(hidden.shape[0], head.vocab_size, dtype=torch.float32)
-        for part in _parts(hidden.shape[0], chunk, head.vocab_size, hidden.device):
+        for part in chunks(hidden.shape[0], chunk, head.vocab_size, hidden.device):
             logp[part] = torch.log_softmax(cast.logits(hidden[part]), -1)
         return TeacherPass(head, hidden, None, logp)
     return TeacherPass(head, hidden, top_tokens(head, hidden, batch.tokens[batch.mask].to(hidden.device), k, chunk))

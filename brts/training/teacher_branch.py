@@ -25,7 +25,8 @@ from brts.method.selection import Candidate, Selection, contested, needs_recover
 from brts.rollout.base import Completion, SamplingSettings
 from brts.rollout.teacher import DrawRequest, DrawStats, TeacherSampler
 from brts.tasks.base import Problem, Task
-from brts.training.logprobs import OutputHead, logprobs_at, response_hidden, token_scores, top_tokens
+from brts.training.logprobs import logprobs_at, response_hidden, token_scores, top_tokens
+from brts.training.output_head import OutputHead
 from brts.training.scoring import build_batch
 
 Encode = Callable[[str], list[int]]

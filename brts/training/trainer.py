@@ -34,7 +34,8 @@ from brts.spec import RunConfig
 from brts.store import RunFolder, checkpoint
 from brts.tasks.base import Problem, Task, prompt_ids
 from brts.training.distributed import Ranks
-from brts.training.logprobs import OutputHead, kept_logprobs, teacher_pass
+from brts.training.logprobs import kept_logprobs, teacher_pass
+from brts.training.output_head import OutputHead
 from brts.training.scoring import ResponseBatch, build_batch
 from brts.training.step_records import (
     COUNTER_KEYS,

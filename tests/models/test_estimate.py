@@ -114,7 +114,7 @@ def test_sampling_follows_the_keyed_sampler(tmp_path):
 def test_the_chunk_sizes_are_the_codes():
     from brts.models import estimate
     from brts.rollout import nucleus
-    from brts.training import logprobs
+    from brts.training import output_head
 
     assert estimate.SAMPLER_CHUNK == nucleus._CHUNK
-    assert estimate.CPU_CHUNK_VALUES == logprobs.CPU_CHUNK_VALUES
+    assert estimate.CPU_CHUNK_VALUES == output_head.CPU_CHUNK_VALUES

@@ -9,14 +9,8 @@ from torch.utils._pytree import tree_flatten
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from brts.method import MethodConfig, kth_largest, opd_loss, support_top_k, teacher_context_loss
-from brts.training.logprobs import (
-    OutputHead,
-    UnsupportedHeadError,
-    kept_logprobs,
-    response_hidden,
-    teacher_pass,
-    token_scores,
-)
+from brts.training.logprobs import kept_logprobs, response_hidden, teacher_pass, token_scores
+from brts.training.output_head import OutputHead, UnsupportedHeadError
 from brts.training.scoring import build_batch
 
 PROMPTS = [[1, 5, 6], [1, 7], [1, 9, 9, 4]]
@@ -208,13 +202,13 @@ def test_no_scoring_forward_holds_more_than_one_chunk_of_vocabulary_rows(tmp_pat
 
 
 def test_on_cpu_a_chunk_holds_at_most_cpu_chunk_values_logits(monkeypatch):
-    from brts.training import logprobs
-    assert logprobs.positions_per_chunk(256, 151_936, torch.device("cpu")) == (1 << 22) // 151_936 == 27
-    assert logprobs.positions_per_chunk(256, 59, torch.device("cpu")) == 256  # a small vocabulary: the spec's
-    assert logprobs.positions_per_chunk(256, 151_936, torch.device("meta")) == 256  # not CPU: the spec's
-    assert logprobs.positions_per_chunk(256, 10**8, torch.device("cpu")) == 1
+    from brts.training import logprobs, output_head
+    assert output_head.positions_per_chunk(256, 151_936, torch.device("cpu")) == (1 << 22) // 151_936 == 27
+    assert output_head.positions_per_chunk(256, 59, torch.device("cpu")) == 256  # a small vocabulary: the spec's
+    assert output_head.positions_per_chunk(256, 151_936, torch.device("meta")) == 256  # not CPU: the spec's
+    assert output_head.positions_per_chunk(256, 10**8, torch.device("cpu")) == 1
     # Scoring follows it: with the cap at 3 x 6000 logits, a chunk of 8 positions scores 3 at a time.
-    monkeypatch.setattr(logprobs, "CPU_CHUNK_VALUES", 3 * 6000)
+    monkeypatch.setattr(output_head, "CPU_CHUNK_VALUES", 3 * 6000)
     head = OutputHead(torch.randn(6000, 16), None)
     recorder = VocabularyRows(6000)
     with recorder:

@@ -1,7 +1,8 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from brts.training.logprobs import OutputHead, response_hidden
+from brts.training.logprobs import response_hidden
+from brts.training.output_head import OutputHead
 from brts.training.scoring import build_batch
 
 
